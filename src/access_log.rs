@@ -1,0 +1,122 @@
+//! One access line per response, written when its body is finished or dropped, so it carries
+//! the bytes really sent, the whole duration and whether the body completed.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{header, Method, StatusCode};
+use http_body::{Frame, SizeHint};
+
+struct Line {
+    method: Method,
+    path: String,
+    range: Option<String>,
+    status: StatusCode,
+    start: Instant,
+    /// Body bytes the response promised (0 for HEAD, 204, 304), when it said.
+    expected: Option<u64>,
+}
+
+pub async fn layer(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    // Capped: a 64 KiB Range header must not become a 64 KiB log line.
+    let range = req.headers().get(header::RANGE).map(|v| {
+        let s = String::from_utf8_lossy(v.as_bytes());
+        if s.len() > 200 {
+            format!("{}...({} bytes)", &s[..s.floor_char_boundary(200)], s.len())
+        } else {
+            s.into_owned()
+        }
+    });
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let bodyless = method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let expected = if bodyless {
+        Some(0)
+    } else {
+        resp.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    };
+    let line = Line {
+        method,
+        path,
+        range,
+        status,
+        start,
+        expected,
+    };
+    resp.map(|inner| {
+        Body::new(Logged {
+            inner,
+            line,
+            sent: 0,
+            complete: false,
+        })
+    })
+}
+
+struct Logged {
+    inner: Body,
+    line: Line,
+    sent: u64,
+    complete: bool,
+}
+
+impl http_body::Body for Logged {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.complete = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let l = &self.line;
+        // hyper stops polling once Content-Length bytes are out, so count rather than wait
+        // for the end of the stream.
+        let complete = self.complete || l.expected.is_some_and(|e| self.sent >= e);
+        tracing::info!(
+            target: "rangeserve::access",
+            method = %l.method,
+            path = %l.path,
+            status = l.status.as_u16(),
+            bytes = self.sent,
+            ms = format_args!("{:.3}", l.start.elapsed().as_secs_f64() * 1000.0),
+            range = l.range.as_deref().unwrap_or("-"),
+            complete,
+        );
+    }
+}

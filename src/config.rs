@@ -1,0 +1,332 @@
+//! Typed configuration: built-in defaults < `config.toml` < `RANGESERVE_*` environment < command line.
+//!
+//! One naming scheme everywhere: the config key `foo_bar` is the environment variable
+//! `RANGESERVE_FOO_BAR` and the flag `--foo-bar`. clap reads both the flag and the variable (the
+//! flag wins), and whatever it found overrides the file.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// The configuration the server runs with, after every layer has been applied and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Document root, canonicalized (absolute, no symlinks) once at start-up.
+    pub root: PathBuf,
+    /// Names tried, in order, when a directory is requested with a trailing slash.
+    pub index_files: Vec<String>,
+    /// Serve names that start with a dot.
+    pub show_hidden: bool,
+    /// Follow symlinks whose target lies outside the root.
+    pub follow_symlinks: bool,
+    /// More ranges than this in one request: the whole file is sent as a 200.
+    pub max_ranges: usize,
+    /// `Cache-Control` sent with files; empty means none.
+    pub cache_control: String,
+    /// Default tracing filter when `RUST_LOG` is not set.
+    pub log_level: String,
+    /// How long in-flight responses may run after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// A configuration with every default and the given root (used by tests and embedders).
+    /// The root is canonicalized; it must be an existing directory.
+    pub fn with_root(root: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        FileConfig::default().finish(root.as_ref().to_path_buf())
+    }
+}
+
+/// A configuration problem, reported as one line naming the key or path and exit code 2.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+/// Keys of `config.toml`. Every field is optional: what is missing keeps its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    root: Option<PathBuf>,
+    index_files: Option<Vec<String>>,
+    show_hidden: Option<bool>,
+    follow_symlinks: Option<bool>,
+    max_ranges: Option<usize>,
+    cache_control: Option<String>,
+    log_level: Option<String>,
+    shutdown_grace: Option<u64>,
+}
+
+/// rangeserve: a static file server that gets HTTP ranges and conditional requests right.
+///
+/// Every setting can come from config.toml, from the environment variable shown, or from the
+/// flag; the flag wins over the variable, which wins over the file.
+#[derive(Debug, Parser)]
+#[command(name = "rangeserve", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./config.toml when it exists.
+    #[arg(long, env = "RANGESERVE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "RANGESERVE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Document root, relative to the working directory [default: www]
+    #[arg(long, env = "RANGESERVE_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Index files tried in order for a directory, comma-separated [default: index.html]
+    #[arg(
+        long,
+        env = "RANGESERVE_INDEX_FILES",
+        value_name = "NAMES",
+        value_delimiter = ','
+    )]
+    pub index_files: Option<Vec<String>>,
+
+    /// Serve files and directories whose name starts with a dot [default: false]
+    #[arg(long, env = "RANGESERVE_SHOW_HIDDEN", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub show_hidden: Option<bool>,
+
+    /// Follow symlinks whose target is outside the root [default: false]
+    #[arg(long, env = "RANGESERVE_FOLLOW_SYMLINKS", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub follow_symlinks: Option<bool>,
+
+    /// Most ranges honoured in one request; more get the whole file as 200 [default: 100]
+    #[arg(long, env = "RANGESERVE_MAX_RANGES", value_name = "N")]
+    pub max_ranges: Option<usize>,
+
+    /// Cache-Control sent with files; empty for none [default: no-cache]
+    #[arg(long, env = "RANGESERVE_CACHE_CONTROL", value_name = "VALUE")]
+    pub cache_control: Option<String>,
+
+    /// Log filter when RUST_LOG is unset: error, warn, info, debug, trace or a directive [default: info]
+    #[arg(long, env = "RANGESERVE_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Seconds in-flight responses may take to finish after SIGTERM/SIGINT [default: 30]
+    #[arg(long, env = "RANGESERVE_SHUTDOWN_GRACE", value_name = "SECS")]
+    pub shutdown_grace: Option<u64>,
+}
+
+/// Every key with its default, in the order `config.toml` documents them.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ROOT: &str = "www";
+pub const DEFAULT_MAX_RANGES: usize = 100;
+pub const DEFAULT_CACHE_CONTROL: &str = "no-cache";
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+
+impl Cli {
+    /// Apply the layers: defaults < file < environment/flags (clap already merged those two).
+    pub fn load(self) -> Result<Config, ConfigError> {
+        let mut file = match &self.config {
+            Some(path) => read_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                read_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => FileConfig::default(),
+        };
+        macro_rules! overlay {
+            ($($key:ident),*) => { $( if self.$key.is_some() { file.$key = self.$key; } )* };
+        }
+        overlay!(
+            listen,
+            root,
+            index_files,
+            show_hidden,
+            follow_symlinks,
+            max_ranges,
+            cache_control,
+            log_level,
+            shutdown_grace
+        );
+        let root = file
+            .root
+            .take()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+        file.finish(root)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        // toml's Display spans several lines; keep the one-line message and say where.
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let key = line
+            .and_then(|l| text.lines().nth(l - 1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().to_string());
+        let msg = e.message().trim().replace('\n', " ");
+        match (line, key) {
+            (Some(l), Some(k)) => ConfigError(format!(
+                "config file {} line {l}: key `{k}`: {msg}",
+                path.display()
+            )),
+            (Some(l), None) => {
+                ConfigError(format!("config file {} line {l}: {msg}", path.display()))
+            }
+            _ => ConfigError(format!("config file {}: {msg}", path.display())),
+        }
+    })
+}
+
+impl FileConfig {
+    fn finish(self, root: PathBuf) -> Result<Config, ConfigError> {
+        let shown = root.display().to_string();
+        let meta =
+            std::fs::metadata(&root).map_err(|e| ConfigError(format!("root {shown}: {e}")))?;
+        if !meta.is_dir() {
+            return Err(ConfigError(format!("root {shown}: not a directory")));
+        }
+        let root = root
+            .canonicalize()
+            .map_err(|e| ConfigError(format!("root {shown}: {e}")))?;
+
+        let index_files = self
+            .index_files
+            .unwrap_or_else(|| vec!["index.html".to_string()]);
+        for name in &index_files {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(ConfigError(format!(
+                    "index_files: {name:?} is not a plain file name"
+                )));
+            }
+        }
+        let max_ranges = self.max_ranges.unwrap_or(DEFAULT_MAX_RANGES);
+        if max_ranges == 0 {
+            return Err(ConfigError(
+                "max_ranges: must be at least 1 (use 1 to refuse multi-range requests)".into(),
+            ));
+        }
+        let cache_control = self
+            .cache_control
+            .unwrap_or_else(|| DEFAULT_CACHE_CONTROL.to_string());
+        if ::http::HeaderValue::from_str(&cache_control).is_err() {
+            return Err(ConfigError(format!(
+                "cache_control: {cache_control:?} is not a valid header value"
+            )));
+        }
+        let log_level = self
+            .log_level
+            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError(format!(
+                "log_level: {log_level:?} is not a level (error, warn, info, debug, trace) or a filter directive"
+            )));
+        }
+        Ok(Config {
+            listen: self
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            root,
+            index_files,
+            show_hidden: self.show_hidden.unwrap_or(false),
+            follow_symlinks: self.follow_symlinks.unwrap_or(false),
+            max_ranges,
+            cache_control,
+            log_level,
+            shutdown_grace: Duration::from_secs(
+                self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+            ),
+        })
+    }
+}
+
+/// `RANGESERVE_*` variables that no setting reads: a typo is worth a warning, not an error
+/// (orchestrators inject variables such as `RANGESERVE_PORT` for a service named rangeserve).
+pub fn unknown_env_vars() -> Vec<String> {
+    const KNOWN: &[&str] = &[
+        "CONFIG",
+        "LISTEN",
+        "ROOT",
+        "INDEX_FILES",
+        "SHOW_HIDDEN",
+        "FOLLOW_SYMLINKS",
+        "MAX_RANGES",
+        "CACHE_CONTROL",
+        "LOG_LEVEL",
+        "SHUTDOWN_GRACE",
+    ];
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix("RANGESERVE_")
+                .is_some_and(|rest| !KNOWN.contains(&rest))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        read_file(&p)
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = parse("listen = \"127.0.0.1:1\"\nlisen = 3\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("lisen"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let e = parse("max_ranges = \"many\"\n").unwrap_err().0;
+        assert!(e.contains("max_ranges"), "{e}");
+        let e = parse("listen = \"nowhere\"\n").unwrap_err().0;
+        assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn finish_checks_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FileConfig {
+            max_ranges: Some(0),
+            ..Default::default()
+        };
+        assert!(cfg
+            .finish(dir.path().into())
+            .unwrap_err()
+            .0
+            .contains("max_ranges"));
+        let cfg = FileConfig::default();
+        let e = cfg.finish(dir.path().join("missing")).unwrap_err().0;
+        assert!(e.starts_with("root "), "{e}");
+        let ok = FileConfig::default().finish(dir.path().into()).unwrap();
+        assert_eq!(ok.max_ranges, DEFAULT_MAX_RANGES);
+        assert_eq!(ok.listen.to_string(), DEFAULT_LISTEN);
+    }
+}

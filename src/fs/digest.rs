@@ -1,0 +1,194 @@
+//! The content hash behind each strong ETag: SHA-256 of the file's bytes, computed once per file
+//! version off the async runtime, shared by concurrent first requests, and cached by the file's
+//! identity (device, inode, size, mtime, ctime: ctime catches a rewrite that restored the mtime).
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+/// Which version of which file: if any of these changes, the content may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    pub fn of(meta: &Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+pub type Sha256Sum = [u8; 32];
+
+struct Entry {
+    cell: Arc<OnceCell<Sha256Sum>>,
+    last_used: u64,
+}
+
+/// A bounded cache of content hashes; the least recently used entry goes first.
+pub struct DigestCache {
+    entries: Mutex<HashMap<FileId, Entry>>,
+    capacity: usize,
+    clock: AtomicU64,
+}
+
+const READ_BUF: usize = 1 << 20;
+
+impl DigestCache {
+    pub fn new(capacity: usize) -> DigestCache {
+        DigestCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    /// The SHA-256 of `file`, whose metadata gave `id`. Concurrent callers for one id share one
+    /// computation. Fails if the file changes while it is hashed (the caller may retry).
+    pub async fn sha256(&self, file: Arc<File>, id: FileId) -> io::Result<Sha256Sum> {
+        let cell = self.cell(id);
+        let result = cell
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || hash_file(&file, id))
+                    .await
+                    .map_err(io::Error::other)?
+            })
+            .await
+            .copied();
+        if result.is_err() {
+            self.entries.lock().unwrap().remove(&id);
+        }
+        result
+    }
+
+    fn cell(&self, id: FileId) -> Arc<OnceCell<Sha256Sum>> {
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.entries.lock().unwrap();
+        if let Some(e) = map.get_mut(&id) {
+            e.last_used = now;
+            return e.cell.clone();
+        }
+        if map.len() >= self.capacity {
+            if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k) {
+                map.remove(&oldest);
+            }
+        }
+        let cell = Arc::new(OnceCell::new());
+        map.insert(
+            id,
+            Entry {
+                cell: cell.clone(),
+                last_used: now,
+            },
+        );
+        cell
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Hash exactly `id.size` bytes with positional reads, then check the file is still that version.
+fn hash_file(file: &File, id: FileId) -> io::Result<Sha256Sum> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; READ_BUF.min(id.size as usize).max(1)];
+    let mut offset = 0u64;
+    while offset < id.size {
+        let want = buf.len().min((id.size - offset) as usize);
+        let n = file.read_at(&mut buf[..want], offset)?;
+        if n == 0 {
+            return Err(changed());
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    if FileId::of(&file.metadata()?) != id {
+        return Err(changed());
+    }
+    Ok(hasher.finalize().into())
+}
+
+fn changed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Interrupted,
+        "file changed while its hash was computed",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(p: &std::path::Path) -> (Arc<File>, FileId) {
+        let f = File::open(p).unwrap();
+        let id = FileId::of(&f.metadata().unwrap());
+        (Arc::new(f), id)
+    }
+
+    #[tokio::test]
+    async fn hashes_and_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let cache = DigestCache::new(2);
+        let (f, id) = open(&p);
+        let sum = cache.sha256(f.clone(), id).await.unwrap();
+        // FIPS 180-2 test vector for "abc".
+        assert_eq!(
+            hex::encode(sum),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.sha256(f, id).await.unwrap(), sum);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bounded_lru() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DigestCache::new(2);
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let p = dir.path().join(format!("f{i}"));
+            std::fs::write(&p, format!("{i}")).unwrap();
+            let (f, id) = open(&p);
+            cache.sha256(f, id).await.unwrap();
+            ids.push(id);
+        }
+        assert_eq!(cache.len(), 2);
+        assert!(!cache.entries.lock().unwrap().contains_key(&ids[0]));
+    }
+
+    #[tokio::test]
+    async fn detects_a_file_that_shrank() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abcdef").unwrap();
+        let (f, id) = open(&p);
+        std::fs::write(&p, b"ab").unwrap();
+        let cache = DigestCache::new(2);
+        assert!(cache.sha256(f, id).await.is_err());
+        assert_eq!(cache.len(), 0);
+    }
+}

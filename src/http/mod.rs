@@ -1,0 +1,5 @@
+//! The protocol rules, as pure functions: no I/O, no axum types beyond `http`'s.
+
+pub mod multipart;
+pub mod preconditions;
+pub mod range;

@@ -1,0 +1,431 @@
+//! Conditional requests: RFC 9110 §13.2.2, as one pure function of the request headers and the
+//! representation's validators.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+};
+use http::{HeaderMap, HeaderName, Method};
+
+/// The validators of the selected representation.
+#[derive(Debug, Clone)]
+pub struct Validators {
+    /// The strong entity-tag, quotes included: `"…"`; `None` when the source has none.
+    pub etag: Option<String>,
+    /// Whole seconds since the epoch, as `Last-Modified` says it.
+    pub last_modified: Option<SystemTime>,
+    /// §8.8.2.2: Last-Modified is strong only when at least a second older than the Date sent.
+    pub last_modified_is_strong: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// 304: for GET and HEAD when If-None-Match or If-Modified-Since says the client has it.
+    NotModified,
+    /// 412.
+    PreconditionFailed,
+    /// Perform the method; `use_range` is false when If-Range did not match (send the 200).
+    Proceed { use_range: bool },
+}
+
+/// One header's outcome, as in Go's `condNone / condTrue / condFalse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cond {
+    /// Absent, or to be ignored.
+    None,
+    True,
+    False,
+}
+
+/// The §13.2.2 steps, in their order.
+pub fn decide(method: &Method, headers: &HeaderMap, v: &Validators) -> Decision {
+    let get_or_head = method == Method::GET || method == Method::HEAD;
+    // 1. If-Match; 2. If-Unmodified-Since only when If-Match is absent.
+    match if_match(headers, v) {
+        Cond::False => return Decision::PreconditionFailed,
+        Cond::True => {}
+        Cond::None => {
+            if if_unmodified_since(headers, v) == Cond::False {
+                return Decision::PreconditionFailed;
+            }
+        }
+    }
+    // 3. If-None-Match; 4. If-Modified-Since only when If-None-Match is absent, on GET/HEAD.
+    match if_none_match(headers, v) {
+        Cond::False if get_or_head => return Decision::NotModified,
+        Cond::False => return Decision::PreconditionFailed,
+        Cond::True => {}
+        Cond::None => {
+            if get_or_head && if_modified_since(headers, v) == Cond::False {
+                return Decision::NotModified;
+            }
+        }
+    }
+    // 5. If-Range, only for a GET that carries Range (§13.1.5: ignored without Range).
+    let use_range =
+        method == Method::GET && headers.contains_key(RANGE) && if_range(headers, v) != Cond::False;
+    Decision::Proceed { use_range }
+}
+
+/// §13.1.1: `*` matches any current representation; otherwise a strong comparison.
+fn if_match(headers: &HeaderMap, v: &Validators) -> Cond {
+    let Some(list) = joined(headers, &IF_MATCH) else {
+        return Cond::None;
+    };
+    if list.trim() == "*" {
+        return Cond::True;
+    }
+    // A list we cannot parse matches nothing: failing a write-guard is the safe side.
+    match (v.etag.as_deref(), parse_tags(&list)) {
+        (Some(ours), Some(tags)) if tags.iter().any(|t| strong_eq(t, ours)) => Cond::True,
+        _ => Cond::False,
+    }
+}
+
+/// §13.1.2: `*` matches; otherwise a weak comparison. Condition is False when one matches.
+fn if_none_match(headers: &HeaderMap, v: &Validators) -> Cond {
+    let Some(list) = joined(headers, &IF_NONE_MATCH) else {
+        return Cond::None;
+    };
+    if list.trim() == "*" {
+        return Cond::False;
+    }
+    // Unparseable: nothing matches, so the full response is sent (the safe side for a read).
+    match (v.etag.as_deref(), parse_tags(&list)) {
+        (Some(ours), Some(tags)) if tags.iter().any(|t| weak_eq(t, ours)) => Cond::False,
+        _ => Cond::True,
+    }
+}
+
+/// §13.1.4: False when the representation was modified after the date.
+fn if_unmodified_since(headers: &HeaderMap, v: &Validators) -> Cond {
+    match (single_date(headers, &IF_UNMODIFIED_SINCE), v.last_modified) {
+        (Some(date), Some(lm)) if lm > date => Cond::False,
+        (Some(_), Some(_)) => Cond::True,
+        _ => Cond::None,
+    }
+}
+
+/// §13.1.3: False (not modified) when the last modification is at or before the date.
+fn if_modified_since(headers: &HeaderMap, v: &Validators) -> Cond {
+    match (single_date(headers, &IF_MODIFIED_SINCE), v.last_modified) {
+        (Some(date), Some(lm)) if lm <= date => Cond::False,
+        (Some(_), Some(_)) => Cond::True,
+        _ => Cond::None,
+    }
+}
+
+/// §13.1.5: an entity-tag matches by strong comparison (a `W/` tag never does); a date matches
+/// only when it equals a strong Last-Modified exactly; anything else is a mismatch.
+fn if_range(headers: &HeaderMap, v: &Validators) -> Cond {
+    let values: Vec<_> = headers.get_all(IF_RANGE).iter().collect();
+    let [value] = values.as_slice() else {
+        // Several If-Range fields cannot be evaluated: treat as no match (send the 200).
+        return if values.is_empty() {
+            Cond::None
+        } else {
+            Cond::False
+        };
+    };
+    let Ok(text) = value.to_str() else {
+        return Cond::False;
+    };
+    let text = text.trim_matches([' ', '\t']);
+    if text.starts_with('"') || text.starts_with("W/") {
+        return match (parse_tags(text).as_deref(), v.etag.as_deref()) {
+            (Some([tag]), Some(ours)) if strong_eq(tag, ours) => Cond::True,
+            _ => Cond::False,
+        };
+    }
+    match (httpdate::parse_http_date(text), v.last_modified) {
+        (Ok(date), Some(lm)) if v.last_modified_is_strong && date == lm => Cond::True,
+        _ => Cond::False,
+    }
+}
+
+/// All field lines of a list header joined with commas (§5.3), or None when absent or not text.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let s = v.to_str().ok()?;
+        match &mut out {
+            None => out = Some(s.to_string()),
+            Some(o) => {
+                o.push(',');
+                o.push_str(s);
+            }
+        }
+    }
+    out
+}
+
+/// A date header with exactly one valid HTTP-date (any of the three formats, §5.6.7);
+/// anything else is ignored (§13.1.3, §13.1.4).
+fn single_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
+    let mut all = headers.get_all(name).iter();
+    let (first, None) = (all.next()?, all.next()) else {
+        return None;
+    };
+    httpdate::parse_http_date(first.to_str().ok()?.trim_matches([' ', '\t'])).ok()
+}
+
+/// An entity-tag as written: `"opaque"` or `W/"opaque"`.
+#[derive(Debug, PartialEq, Eq)]
+struct Tag<'a> {
+    weak: bool,
+    opaque: &'a str,
+}
+
+/// `#entity-tag` (§8.8.3): a comma list of tags, empty elements allowed; None when malformed.
+fn parse_tags(list: &str) -> Option<Vec<Tag<'_>>> {
+    let mut tags = Vec::new();
+    let mut rest = list;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return Some(tags);
+        }
+        let (weak, after) = match rest.strip_prefix("W/") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let body = after.strip_prefix('"')?;
+        let close = body.find('"')?;
+        let opaque = &body[..close];
+        // etagc = %x21 / %x23-7E / obs-text
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+        {
+            return None;
+        }
+        tags.push(Tag { weak, opaque });
+        rest = body[close + 1..].trim_start_matches([' ', '\t']);
+        if !(rest.is_empty() || rest.starts_with(',')) {
+            return None;
+        }
+    }
+}
+
+/// Our own ETag is always strong and quoted.
+fn ours_opaque(ours: &str) -> &str {
+    ours.trim_start_matches("W/").trim_matches('"')
+}
+
+fn strong_eq(t: &Tag<'_>, ours: &str) -> bool {
+    !t.weak && !ours.starts_with("W/") && t.opaque == ours_opaque(ours)
+}
+
+fn weak_eq(t: &Tag<'_>, ours: &str) -> bool {
+    t.opaque == ours_opaque(ours)
+}
+
+/// `Last-Modified` to send (§8.8.2.1): whole seconds, never later than the response's Date;
+/// strong only when at least one second before it (§8.8.2.2).
+pub fn last_modified_for(mtime: SystemTime, date: SystemTime) -> (SystemTime, bool) {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (m, d) = (secs(mtime), secs(date));
+    let lm = m.min(d);
+    (UNIX_EPOCH + Duration::from_secs(lm), d > lm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const TAG: &str = "\"abc123\"";
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+    fn date(secs: u64) -> String {
+        httpdate::fmt_http_date(at(secs))
+    }
+    const LM: u64 = 1_700_000_000;
+
+    fn v() -> Validators {
+        Validators {
+            etag: Some(TAG.into()),
+            last_modified: Some(at(LM)),
+            last_modified_is_strong: true,
+        }
+    }
+
+    fn run(method: Method, hs: &[(&str, &str)], v: &Validators) -> Decision {
+        let mut m = HeaderMap::new();
+        for (k, val) in hs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(val).unwrap(),
+            );
+        }
+        decide(&method, &m, v)
+    }
+    fn get(hs: &[(&str, &str)]) -> Decision {
+        run(Method::GET, hs, &v())
+    }
+    const FULL: Decision = Decision::Proceed { use_range: false };
+    const RANGED: Decision = Decision::Proceed { use_range: true };
+    use Decision::{NotModified as NM, PreconditionFailed as PF};
+
+    #[test]
+    fn no_conditions() {
+        assert_eq!(get(&[]), FULL);
+        assert_eq!(get(&[("range", "bytes=0-1")]), RANGED);
+    }
+
+    #[test]
+    fn if_match_is_strong_and_star_matches() {
+        assert_eq!(get(&[("if-match", TAG)]), FULL);
+        assert_eq!(get(&[("if-match", "*")]), FULL);
+        assert_eq!(get(&[("if-match", "\"x\", \"abc123\"")]), FULL);
+        assert_eq!(get(&[("if-match", "\"x\""), ("if-match", TAG)]), FULL);
+        assert_eq!(get(&[("if-match", "W/\"abc123\"")]), PF);
+        assert_eq!(get(&[("if-match", "\"nope\"")]), PF);
+        assert_eq!(get(&[("if-match", "abc123")]), PF);
+    }
+
+    #[test]
+    fn if_unmodified_since_only_without_if_match() {
+        assert_eq!(get(&[("if-unmodified-since", &date(LM - 10))]), PF);
+        assert_eq!(get(&[("if-unmodified-since", &date(LM))]), FULL);
+        // If-Match present and true: the stale date is not evaluated (nginx gets this wrong).
+        assert_eq!(
+            get(&[("if-match", TAG), ("if-unmodified-since", &date(LM - 10))]),
+            FULL
+        );
+        // Unparseable or several dates: ignored.
+        assert_eq!(get(&[("if-unmodified-since", "yesterday")]), FULL);
+        assert_eq!(
+            get(&[
+                ("if-unmodified-since", &date(LM - 10)),
+                ("if-unmodified-since", &date(LM - 10))
+            ]),
+            FULL
+        );
+    }
+
+    #[test]
+    fn if_none_match_is_weak_and_304_or_412() {
+        assert_eq!(get(&[("if-none-match", TAG)]), NM);
+        assert_eq!(get(&[("if-none-match", "W/\"abc123\"")]), NM);
+        assert_eq!(get(&[("if-none-match", "*")]), NM);
+        assert_eq!(get(&[("if-none-match", "\"a\", \"b\"")]), FULL);
+        assert_eq!(run(Method::HEAD, &[("if-none-match", TAG)], &v()), NM);
+        assert_eq!(run(Method::POST, &[("if-none-match", TAG)], &v()), PF);
+    }
+
+    #[test]
+    fn if_modified_since_only_without_if_none_match() {
+        assert_eq!(get(&[("if-modified-since", &date(LM))]), NM);
+        assert_eq!(get(&[("if-modified-since", &date(LM + 5))]), NM);
+        assert_eq!(get(&[("if-modified-since", &date(LM - 1))]), FULL);
+        // If-None-Match present and not matching: the date says "not modified" but is ignored.
+        assert_eq!(
+            get(&[
+                ("if-none-match", "\"old\""),
+                ("if-modified-since", &date(LM))
+            ]),
+            FULL
+        );
+        // If-None-Match matching, stale date: still 304 (nginx answers 200 here).
+        assert_eq!(
+            get(&[
+                ("if-none-match", TAG),
+                ("if-modified-since", &date(LM - 100))
+            ]),
+            NM
+        );
+        assert_eq!(
+            run(Method::POST, &[("if-modified-since", &date(LM))], &v()),
+            FULL
+        );
+        assert_eq!(get(&[("if-modified-since", "not a date")]), FULL);
+        // The obsolete formats are accepted (§5.6.7).
+        assert_eq!(
+            get(&[("if-modified-since", "Tuesday, 14-Nov-23 22:13:20 GMT")]),
+            NM
+        );
+        assert_eq!(
+            get(&[("if-modified-since", "Tue Nov 14 22:13:20 2023")]),
+            NM
+        );
+    }
+
+    #[test]
+    fn preconditions_come_before_ranges() {
+        assert_eq!(get(&[("if-none-match", TAG), ("range", "bytes=0-1")]), NM);
+        assert_eq!(get(&[("if-match", "\"x\""), ("range", "bytes=0-1")]), PF);
+        assert_eq!(
+            get(&[
+                ("if-unmodified-since", &date(LM - 1)),
+                ("range", "bytes=0-1")
+            ]),
+            PF
+        );
+        assert_eq!(
+            get(&[("if-modified-since", &date(LM)), ("range", "bytes=0-1")]),
+            NM
+        );
+        // If-Match succeeds, then If-Range decides the range.
+        assert_eq!(
+            get(&[
+                ("if-match", TAG),
+                ("range", "bytes=0-1"),
+                ("if-range", "\"x\"")
+            ]),
+            FULL
+        );
+    }
+
+    #[test]
+    fn if_range_etag_is_strong_only() {
+        let r = ("range", "bytes=0-1");
+        assert_eq!(get(&[r, ("if-range", TAG)]), RANGED);
+        assert_eq!(get(&[r, ("if-range", "\"other\"")]), FULL);
+        assert_eq!(get(&[r, ("if-range", "W/\"abc123\"")]), FULL);
+        assert_eq!(get(&[r, ("if-range", "\"abc123\", \"x\"")]), FULL);
+        assert_eq!(get(&[r, ("if-range", "garbage")]), FULL);
+        // Without Range, If-Range is ignored; on HEAD the Range itself is.
+        assert_eq!(get(&[("if-range", "\"other\"")]), FULL);
+        assert_eq!(run(Method::HEAD, &[r, ("if-range", TAG)], &v()), FULL);
+    }
+
+    #[test]
+    fn if_range_date_exact_and_strong() {
+        let r = ("range", "bytes=0-1");
+        assert_eq!(get(&[r, ("if-range", &date(LM))]), RANGED);
+        assert_eq!(get(&[r, ("if-range", &date(LM + 1))]), FULL);
+        assert_eq!(get(&[r, ("if-range", &date(LM - 1))]), FULL);
+        let weak = Validators {
+            last_modified_is_strong: false,
+            ..v()
+        };
+        assert_eq!(run(Method::GET, &[r, ("if-range", &date(LM))], &weak), FULL);
+    }
+
+    #[test]
+    fn tags_parse() {
+        assert_eq!(parse_tags(" , \"a\" ,W/\"b\",, ").unwrap().len(), 2);
+        assert!(parse_tags("\"a").is_none());
+        assert!(parse_tags("\"a\" x").is_none());
+        assert!(parse_tags("\"a b\"").is_none());
+        assert_eq!(parse_tags("").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn last_modified_rules() {
+        // Older than Date by a second or more: strong.
+        assert_eq!(last_modified_for(at(10), at(11)), (at(10), true));
+        // Same second: weak. Sub-second parts are dropped.
+        let t = at(10) + Duration::from_millis(900);
+        assert_eq!(
+            last_modified_for(t, at(10) + Duration::from_millis(950)),
+            (at(10), false)
+        );
+        // In the future: replaced by the Date, and weak.
+        assert_eq!(last_modified_for(at(100), at(50)), (at(50), false));
+    }
+}

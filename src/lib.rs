@@ -1,0 +1,58 @@
+//! rangeserve: a static file server that gets HTTP byte ranges and conditional requests right.
+//!
+//! Every file response goes through the same steps (see `serve`): resolve the path under the
+//! root (`fs::resolve`), open a representation with its strong content-hash ETag (`source`,
+//! `fs::digest`), decide the preconditions (`http::preconditions`), plan the ranges
+//! (`http::range`, `http::multipart`), and stream the planned bytes.
+
+pub mod access_log;
+pub mod config;
+pub mod fs;
+pub mod http;
+pub mod serve;
+pub mod source;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+
+pub use config::Config;
+
+/// The whole application: every path goes to the file handler, every response is logged.
+pub fn app(config: Arc<Config>) -> Router {
+    let state = Arc::new(serve::AppState::new(config));
+    Router::new()
+        .fallback(serve::handle)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(access_log::layer))
+}
+
+/// Serve until `shutdown` completes, then stop accepting and give in-flight responses up to
+/// `config.shutdown_grace` to finish before returning.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Arc<Config>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = config.shutdown_grace;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(config)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; in-flight responses have {grace:?}");
+        let _ = tx.send(());
+    });
+    let deadline = async move {
+        match rx.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = server => r,
+        () = deadline => {
+            tracing::warn!("grace period of {grace:?} over: closing the connections still open");
+            Ok(())
+        }
+    }
+}

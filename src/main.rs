@@ -1,0 +1,62 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use rangeserve::config::{unknown_env_vars, Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match Cli::parse().load() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("rangeserve: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // RUST_LOG wins over log_level, as tracing users expect.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    for var in unknown_env_vars() {
+        tracing::warn!("{var} is set but is not a rangeserve setting; ignored");
+    }
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rangeserve: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("rangeserve: error: listen {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().map_or(config.listen, |a| a);
+        tracing::info!(root = %config.root.display(), "listening on http://{addr}/");
+        match rangeserve::serve(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rangeserve: error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
