@@ -1,0 +1,177 @@
+//! Shared by the black-box tests: start the real router on 127.0.0.1 with an ephemeral port
+//! over a temporary root, and speak raw HTTP/1.1 to it so every byte can be checked.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rangeserve::Config;
+
+pub struct Server {
+    pub addr: SocketAddr,
+    /// The document root (a fresh temporary directory unless the test gave one).
+    pub root: PathBuf,
+    /// Holds the temporary directory; the root lives inside it, next to `outside`.
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// A server over an empty root `<tmp>/root`, with default settings.
+    pub fn start() -> Server {
+        Self::start_with(|_| {})
+    }
+
+    /// A server over an empty root whose config is adjusted by `tweak`.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut config = Config::with_root(&root).unwrap();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        tweak(&mut config);
+        let config = Arc::new(config);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                rangeserve::serve(listener, config, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Server {
+            addr,
+            root,
+            dir,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Write a file under the root (parents created) and return its path.
+    pub fn file(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// Send raw request bytes on a fresh connection and read the response to EOF.
+    pub fn raw(&self, request: &[u8]) -> Vec<u8> {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+
+    /// `METHOD path` with these headers (plus Host and Connection: close); the parsed response.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        Response::parse(&self.raw(req.as_bytes()), method == "HEAD")
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, headers)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Lower-cased names; repeated fields joined with ", ".
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// Parse one HTTP/1.1 response that was read to EOF. The body must be exactly
+    /// Content-Length bytes when that header is present (and empty for HEAD/204/304).
+    pub fn parse(raw: &[u8], head: bool) -> Response {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut hs);
+        let n = match r.parse(raw).expect("parseable response") {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => panic!(
+                "incomplete response head: {:?}",
+                String::from_utf8_lossy(raw)
+            ),
+        };
+        let status = r.code.unwrap();
+        let mut headers: HashMap<String, String> = HashMap::new();
+        for h in r.headers.iter() {
+            let v = String::from_utf8(h.value.to_vec()).unwrap();
+            headers
+                .entry(h.name.to_ascii_lowercase())
+                .and_modify(|e| {
+                    e.push_str(", ");
+                    e.push_str(&v)
+                })
+                .or_insert(v);
+        }
+        let body = raw[n..].to_vec();
+        if head || status == 204 || status == 304 {
+            assert!(body.is_empty(), "{status} with a body");
+        } else if let Some(cl) = headers.get("content-length") {
+            assert_eq!(
+                body.len() as u64,
+                cl.parse::<u64>().unwrap(),
+                "body length differs from Content-Length"
+            );
+        }
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// Deterministic test bytes (not text), so a misplaced slice cannot compare equal.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+/// SHA-256 as lowercase hex (the sha2 crate; the server's unit tests check it on a FIPS vector).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
