@@ -46,6 +46,8 @@ pub struct DigestCache {
     entries: Mutex<HashMap<FileId, Entry>>,
     capacity: usize,
     clock: AtomicU64,
+    /// How many hashes were started, for tests and diagnostics.
+    computed: AtomicU64,
 }
 
 const READ_BUF: usize = 1 << 20;
@@ -56,6 +58,7 @@ impl DigestCache {
             entries: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
             clock: AtomicU64::new(0),
+            computed: AtomicU64::new(0),
         }
     }
 
@@ -65,6 +68,7 @@ impl DigestCache {
         let cell = self.cell(id);
         let result = cell
             .get_or_try_init(|| async move {
+                self.computed.fetch_add(1, Ordering::Relaxed);
                 tokio::task::spawn_blocking(move || hash_file(&file, id))
                     .await
                     .map_err(io::Error::other)?
@@ -106,6 +110,11 @@ impl DigestCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Hash computations started so far.
+    pub fn computations(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
     }
 }
 
@@ -162,6 +171,27 @@ mod tests {
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.sha256(f, id).await.unwrap(), sum);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_requests_share_one_computation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![7u8; 8 << 20]).unwrap();
+        let cache = Arc::new(DigestCache::new(4));
+        let (f, id) = open(&p);
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, f) = (cache.clone(), f.clone());
+                tokio::spawn(async move { cache.sha256(f, id).await.unwrap() })
+            })
+            .collect();
+        let mut sums = Vec::new();
+        for t in tasks {
+            sums.push(t.await.unwrap());
+        }
+        assert!(sums.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(cache.computations(), 1);
     }
 
     #[tokio::test]
