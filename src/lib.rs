@@ -19,12 +19,14 @@ use axum::Router;
 
 pub use config::Config;
 
-/// The whole application: every path goes to the file handler, every response is logged.
+/// The whole application: every path goes to the file handler, every response is logged, and a
+/// bug that panics in a handler becomes a 500 for that request instead of a dropped connection.
 pub fn app(config: Arc<Config>) -> Router {
     let state = Arc::new(serve::AppState::new(config));
     Router::new()
         .fallback(serve::handle)
         .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(access_log::layer))
 }
 
