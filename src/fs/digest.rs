@@ -47,7 +47,7 @@ pub struct DigestCache {
     capacity: usize,
     clock: AtomicU64,
     /// How many hashes were started, for tests and diagnostics.
-    computed: AtomicU64,
+    computed: Arc<AtomicU64>,
 }
 
 const READ_BUF: usize = 1 << 20;
@@ -58,7 +58,7 @@ impl DigestCache {
             entries: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
             clock: AtomicU64::new(0),
-            computed: AtomicU64::new(0),
+            computed: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -66,17 +66,30 @@ impl DigestCache {
     /// computation. Fails if the file changes while it is hashed (the caller may retry).
     pub async fn sha256(&self, file: Arc<File>, id: FileId) -> io::Result<Sha256Sum> {
         let cell = self.cell(id);
-        let result = cell
-            .get_or_try_init(|| async move {
-                self.computed.fetch_add(1, Ordering::Relaxed);
-                tokio::task::spawn_blocking(move || hash_file(&file, id))
-                    .await
-                    .map_err(io::Error::other)?
-            })
-            .await
-            .copied();
+        if let Some(sum) = cell.get() {
+            return Ok(*sum);
+        }
+        let computed = self.computed.clone();
+        let shared = cell.clone();
+        // Detached from the request: a client that gives up does not cancel a hash that the
+        // next request (or its own retry) will need, nor make the next one start over.
+        let task = tokio::spawn(async move {
+            shared
+                .get_or_try_init(|| async move {
+                    computed.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::spawn_blocking(move || hash_file(&file, id))
+                        .await
+                        .map_err(io::Error::other)?
+                })
+                .await
+                .copied()
+        });
+        let result = task.await.map_err(io::Error::other).and_then(|r| r);
         if result.is_err() {
-            self.entries.lock().unwrap().remove(&id);
+            let mut map = self.entries.lock().unwrap();
+            if map.get(&id).is_some_and(|e| Arc::ptr_eq(&e.cell, &cell)) {
+                map.remove(&id);
+            }
         }
         result
     }
@@ -191,6 +204,27 @@ mod tests {
             sums.push(t.await.unwrap());
         }
         assert!(sums.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(cache.computations(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_first_request_does_not_waste_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![1u8; 64 << 20]).unwrap();
+        let cache = DigestCache::new(4);
+        let (f, id) = open(&p);
+        // The client gives up long before 64 MiB are hashed.
+        let gave_up = tokio::time::timeout(
+            std::time::Duration::from_millis(1),
+            cache.sha256(f.clone(), id),
+        )
+        .await;
+        assert!(
+            gave_up.is_err(),
+            "hash finished within 1 ms; the test proves nothing"
+        );
+        cache.sha256(f, id).await.unwrap();
         assert_eq!(cache.computations(), 1);
     }
 
