@@ -1,0 +1,622 @@
+//! The binary: help text, start-up errors (exit code 2, one line, nothing listening), and the
+//! configuration layers defaults < config file < environment < flags.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rangeserve");
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn port_is_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_ok()
+}
+
+/// The binary, run in `cwd`, with no inherited RANGESERVE_* or RUST_LOG variables.
+fn command(cwd: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd).stdin(Stdio::null());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("RANGESERVE_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+static LOG_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Send stdout and stderr to fresh files under `logs` (no pipe that could fill up).
+fn log_to(c: &mut Command, logs: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(logs).unwrap();
+    let n = LOG_SEQ.fetch_add(1, Ordering::SeqCst);
+    let out = logs.join(format!("stdout-{n}.log"));
+    let err = logs.join(format!("stderr-{n}.log"));
+    c.stdout(std::fs::File::create(&out).unwrap());
+    c.stderr(std::fs::File::create(&err).unwrap());
+    (out, err)
+}
+
+fn read_text(p: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+/// A running server process, killed when dropped.
+struct Running {
+    child: Child,
+    port: u16,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut s = TcpStream::connect(addr(self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        Response::parse(&raw, false)
+    }
+}
+
+/// Start the binary in `cwd`; `setup` gets a free port and adds whatever makes the server
+/// listen on it (a flag, a variable, a config file). Retries with another port if the one
+/// picked was taken in the meantime. Ready once the port accepts connections.
+fn start(cwd: &Path, logs: &Path, setup: impl Fn(u16, &mut Command)) -> Running {
+    for _attempt in 0..5 {
+        let port = free_port();
+        let mut c = command(cwd);
+        setup(port, &mut c);
+        let (stdout, stderr) = log_to(&mut c, logs);
+        let child = c.spawn().unwrap();
+        let mut run = Running {
+            child,
+            port,
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = run.child.try_wait().unwrap() {
+                let err = read_text(&run.stderr);
+                if st.code() == Some(1) && err.contains("listen") {
+                    break; // port taken by someone else: try another
+                }
+                panic!("server exited with {st} before listening: {err}");
+            }
+            if port_is_open(port) {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not listening on {port} after 10 s: {}",
+                read_text(&run.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("could not start the server on a free port");
+}
+
+/// Run the binary to completion (at most 10 s): exit status, stdout, stderr.
+fn run_to_exit(mut c: Command, logs: &Path) -> (ExitStatus, String, String) {
+    let (out, err) = log_to(&mut c, logs);
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 10 s: {}", read_text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, read_text(&out), read_text(&err))
+}
+
+/// A temp dir used as the working directory, with `root/` holding one file.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        std::fs::write(dir.path().join("root/f.txt"), b"hello from root\n").unwrap();
+        Site { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+    fn logs(&self) -> PathBuf {
+        self.path().join("logs")
+    }
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// A start-up failure: exit code 2, exactly one line on stderr, nothing on stdout, and the port
+/// it was given never accepted a connection.
+fn assert_config_error(site: &Site, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let port = free_port();
+    let mut c = command(site.path());
+    c.args(args)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"));
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let (st, out, err) = run_to_exit(c, &site.logs());
+    assert_eq!(st.code(), Some(2), "{args:?}: {st}; stderr: {err}");
+    assert!(err.ends_with('\n'), "{args:?}: {err:?}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
+    assert!(out.is_empty(), "{args:?}: stdout: {out:?}");
+    assert!(!port_is_open(port), "{args:?}: port {port} is open");
+    err
+}
+
+#[test]
+fn help_mentions_every_flag_and_variable() {
+    let site = Site::new();
+    let mut c = command(site.path());
+    c.arg("--help");
+    let (st, out, _) = run_to_exit(c, &site.logs());
+    assert_eq!(st.code(), Some(0));
+    for key in [
+        "config",
+        "listen",
+        "root",
+        "index_files",
+        "show_hidden",
+        "follow_symlinks",
+        "max_ranges",
+        "cache_control",
+        "log_level",
+        "shutdown_grace",
+    ] {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let var = format!("RANGESERVE_{}", key.to_uppercase());
+        assert!(out.contains(&flag), "help lacks {flag}:\n{out}");
+        assert!(out.contains(&var), "help lacks {var}:\n{out}");
+    }
+}
+
+#[test]
+fn unknown_config_key_is_one_line_naming_it() {
+    let site = Site::new();
+    let cfg = site.write("c.toml", "cache_control = \"fine\"\nbogus_key = 1\n");
+    let root = site.root();
+    let err = assert_config_error(
+        &site,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(err.contains("bogus_key"), "{err}");
+}
+
+#[test]
+fn bad_config_values_are_one_line_naming_the_key() {
+    let site = Site::new();
+    let root = site.root();
+    let cases = [
+        ("max_ranges = \"x\"\n", "max_ranges"),
+        ("listen = \"nope\"\n", "listen"),
+        ("shutdown_grace = -1\n", "shutdown_grace"),
+        ("show_hidden = \"yes\"\n", "show_hidden"),
+        ("max_ranges = 0\n", "max_ranges"),
+        ("cache_control = \"a\\nb\"\n", "cache_control"),
+        ("index_files = [\"../x\"]\n", "index_files"),
+        ("log_level = \"[[[\"\n", "log_level"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        // A valid key before the bad one, so naming "a key" is not enough.
+        let cfg = site.write(
+            &format!("c{i}.toml"),
+            &format!("follow_symlinks = false\n{text}"),
+        );
+        let err = assert_config_error(
+            &site,
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--root",
+                root.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(err.contains(key), "{text:?}: {err}");
+        assert!(!err.contains("follow_symlinks"), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn missing_root_is_one_line_naming_the_path() {
+    let site = Site::new();
+    let missing = site.path().join("no-such-root");
+    let err = assert_config_error(&site, &["--root", missing.to_str().unwrap()], &[]);
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    // Same from the config file and from the environment.
+    let cfg = site.write(
+        "c.toml",
+        &format!("root = \"{}\"\n", missing.to_str().unwrap()),
+    );
+    let err = assert_config_error(&site, &["--config", cfg.to_str().unwrap()], &[]);
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    let err = assert_config_error(
+        &site,
+        &[],
+        &[("RANGESERVE_ROOT", missing.to_str().unwrap())],
+    );
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    // A root that is a file is refused too.
+    let file = site.root().join("f.txt");
+    let err = assert_config_error(&site, &["--root", file.to_str().unwrap()], &[]);
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn no_root_anywhere_defaults_to_www_relative_to_the_working_directory() {
+    // The temp working directory has no `www`: the default root is missing.
+    let site = Site::new();
+    let err = assert_config_error(&site, &[], &[]);
+    assert!(err.contains("www"), "{err}");
+    // With a `www` there, it is served.
+    site.write("www/w.txt", "from www");
+    let run = start(site.path(), &site.logs(), |port, c| {
+        c.arg("--listen").arg(format!("127.0.0.1:{port}"));
+    });
+    let r = run.get("/w.txt", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"from www");
+}
+
+#[test]
+fn bad_flag_and_variable_values_exit_2() {
+    let site = Site::new();
+    let root = site.root();
+    let root = root.to_str().unwrap();
+    for (args, envs) in [
+        (vec!["--root", root, "--max-ranges", "x"], vec![]),
+        (vec!["--root", root], vec![("RANGESERVE_MAX_RANGES", "x")]),
+        (vec!["--root", root, "--shutdown-grace", "soon"], vec![]),
+        (vec!["--root", root, "--no-such-flag"], vec![]),
+    ] {
+        let port = free_port();
+        let mut c = command(site.path());
+        c.args(&args)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"));
+        for (k, v) in &envs {
+            c.env(k, v);
+        }
+        let (st, _, err) = run_to_exit(c, &site.logs());
+        assert_eq!(st.code(), Some(2), "{args:?} {envs:?}: {err}");
+        assert!(!port_is_open(port));
+    }
+    // Config-layer checks on a flag value are one line, like the file's.
+    let err = assert_config_error(&site, &["--root", root, "--index-files", "a,../b"], &[]);
+    assert!(err.contains("index_files"), "{err}");
+    let err = assert_config_error(&site, &["--root", root, "--max-ranges", "0"], &[]);
+    assert!(err.contains("max_ranges"), "{err}");
+}
+
+#[test]
+fn cache_control_precedence_defaults_file_env_flag() {
+    let site = Site::new();
+    let cfg = site.write("c.toml", "cache_control = \"from-file\"\n");
+    let root = site.root();
+    // (file, env, flag) -> expected
+    let cases = [
+        (false, false, false, "no-cache"),
+        (true, false, false, "from-file"),
+        (false, true, false, "from-env"),
+        (false, false, true, "from-flag"),
+        (true, true, false, "from-env"),
+        (true, false, true, "from-flag"),
+        (false, true, true, "from-flag"),
+        (true, true, true, "from-flag"),
+    ];
+    for (file, env, flag, want) in cases {
+        let run = start(site.path(), &site.logs(), |port, c| {
+            c.arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--root")
+                .arg(&root);
+            if file {
+                c.arg("--config").arg(&cfg);
+            }
+            if env {
+                c.env("RANGESERVE_CACHE_CONTROL", "from-env");
+            }
+            if flag {
+                c.arg("--cache-control").arg("from-flag");
+            }
+        });
+        let r = run.get("/f.txt", &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"hello from root\n");
+        assert_eq!(
+            r.header("cache-control"),
+            Some(want),
+            "file={file} env={env} flag={flag}"
+        );
+    }
+}
+
+#[test]
+fn empty_cache_control_flag_overrides_the_file_and_sends_none() {
+    let site = Site::new();
+    let cfg = site.write("c.toml", "cache_control = \"from-file\"\n");
+    let root = site.root();
+    let run = start(site.path(), &site.logs(), |port, c| {
+        c.arg(format!("--listen=127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(&root)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--cache-control=");
+    });
+    let r = run.get("/f.txt", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), None);
+}
+
+#[test]
+fn config_file_root_and_listen_are_used_without_flags() {
+    let site = Site::new();
+    site.write("site/page.txt", "page from the file's root\n");
+    let root = site.path().join("site");
+    let cfg = site.path().join("c.toml");
+    let run = start(site.path(), &site.logs(), |port, c| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nroot = \"{}\"\n",
+                root.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        c.arg("--config").arg(&cfg);
+    });
+    let r = run.get("/page.txt", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"page from the file's root\n");
+    assert_eq!(run.get("/f.txt", &[]).status, 404);
+}
+
+#[test]
+fn config_toml_in_the_working_directory_is_read_by_default() {
+    let site = Site::new();
+    site.write("rel-site/page.txt", "relative root\n");
+    let cfg = site.path().join("config.toml");
+    let run = start(site.path(), &site.logs(), |port, _no_flags| {
+        // `root` relative to the working directory.
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nroot = \"rel-site\"\ncache_control = \"from-cwd\"\n"
+            ),
+        )
+        .unwrap();
+    });
+    let r = run.get("/page.txt", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"relative root\n");
+    assert_eq!(r.header("cache-control"), Some("from-cwd"));
+}
+
+#[test]
+fn explicit_config_replaces_the_working_directory_one() {
+    let site = Site::new();
+    // Were ./config.toml read, start-up would fail on the unknown key.
+    site.write("config.toml", "not_a_key = true\n");
+    let other = site.write("other.toml", "cache_control = \"from-other\"\n");
+    let root = site.root();
+    for via_env in [false, true] {
+        let run = start(site.path(), &site.logs(), |port, c| {
+            c.arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--root")
+                .arg(&root);
+            if via_env {
+                c.env("RANGESERVE_CONFIG", &other);
+            } else {
+                c.arg("--config").arg(&other);
+            }
+        });
+        let r = run.get("/f.txt", &[]);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("from-other"),
+            "env={via_env}"
+        );
+    }
+    // And without --config the bad ./config.toml is indeed read and refused.
+    let err = assert_config_error(&site, &["--root", root.to_str().unwrap()], &[]);
+    assert!(err.contains("not_a_key"), "{err}");
+}
+
+#[test]
+fn listen_and_root_from_the_environment() {
+    let site = Site::new();
+    let root = site.root();
+    let run = start(site.path(), &site.logs(), |port, c| {
+        c.env("RANGESERVE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RANGESERVE_ROOT", &root);
+    });
+    let r = run.get("/f.txt", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello from root\n");
+}
+
+#[test]
+fn boolean_settings_follow_the_same_precedence() {
+    let site = Site::new();
+    std::fs::write(site.root().join(".env"), b"hidden").unwrap();
+    let cfg = site.write("c.toml", "show_hidden = true\n");
+    let root = site.root();
+    // (file, env, flag) -> status of /.env
+    let cases: [(bool, Option<&str>, Option<&str>, u16); 5] = [
+        (false, None, None, 404),
+        (true, None, None, 200),
+        (true, Some("false"), None, 404),
+        (true, Some("false"), Some("--show-hidden"), 200),
+        (false, Some("true"), Some("--show-hidden=false"), 404),
+    ];
+    for (file, env, flag, want) in cases {
+        let run = start(site.path(), &site.logs(), |port, c| {
+            c.arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--root")
+                .arg(&root);
+            if file {
+                c.arg("--config").arg(&cfg);
+            }
+            if let Some(v) = env {
+                c.env("RANGESERVE_SHOW_HIDDEN", v);
+            }
+            if let Some(f) = flag {
+                c.arg(f);
+            }
+        });
+        let r = run.get("/.env", &[]);
+        assert_eq!(r.status, want, "file={file} env={env:?} flag={flag:?}");
+        if want == 200 {
+            assert_eq!(r.body, b"hidden");
+        }
+    }
+}
+
+#[test]
+fn other_flags_take_effect() {
+    let site = Site::new();
+    let root = site.root();
+    std::fs::write(root.join("a.htm"), b"index a").unwrap();
+    std::fs::write(root.join("b.htm"), b"index b").unwrap();
+    std::fs::write(site.path().join("outside.txt"), b"outside").unwrap();
+    std::os::unix::fs::symlink(site.path().join("outside.txt"), root.join("out")).unwrap();
+    let data = pattern(1000);
+    std::fs::write(root.join("d.bin"), &data).unwrap();
+
+    let run = start(site.path(), &site.logs(), |port, c| {
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(&root)
+            .args(["--index-files", "b.htm,a.htm"])
+            .args(["--max-ranges", "1"])
+            .arg("--follow-symlinks");
+    });
+    let r = run.get("/", &[]);
+    assert_eq!((r.status, &r.body[..]), (200, &b"index b"[..]));
+    let r = run.get("/out", &[]);
+    assert_eq!((r.status, &r.body[..]), (200, &b"outside"[..]));
+    // Two ranges > max_ranges 1: the whole file; one range is still honoured.
+    let r = run.get("/d.bin", &[("Range", "bytes=0-1,10-11")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, data);
+    let r = run.get("/d.bin", &[("Range", "bytes=10-11")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &data[10..12]);
+    drop(run);
+
+    // Defaults for the same three, for contrast.
+    let run = start(site.path(), &site.logs(), |port, c| {
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(&root);
+    });
+    assert_eq!(run.get("/", &[]).status, 404);
+    assert_eq!(run.get("/out", &[]).status, 404);
+    let r = run.get("/d.bin", &[("Range", "bytes=0-1,10-11")]);
+    assert_eq!(r.status, 206);
+}
+
+#[test]
+fn log_level_controls_the_log() {
+    let site = Site::new();
+    let root = site.root();
+    // Default (info): the start-up line and one access line per response, on stdout.
+    let run = start(site.path(), &site.logs(), |port, c| {
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(&root);
+    });
+    assert_eq!(run.get("/f.txt", &[]).status, 200);
+    let listening = format!("listening on http://127.0.0.1:{}/", run.port);
+    let log = read_text(&run.stdout);
+    assert!(log.contains(&listening), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !read_text(&run.stdout).contains("/f.txt") {
+        assert!(
+            Instant::now() < deadline,
+            "no access line: {}",
+            read_text(&run.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(read_text(&run.stderr).is_empty());
+    drop(run);
+
+    // warn: the start-up line is gone (it is written before the first response can be).
+    let run = start(site.path(), &site.logs(), |port, c| {
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(&root)
+            .args(["--log-level", "warn"]);
+    });
+    assert_eq!(run.get("/f.txt", &[]).status, 200);
+    let log = read_text(&run.stdout);
+    assert!(!log.contains("listening on"), "{log}");
+}

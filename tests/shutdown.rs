@@ -1,0 +1,256 @@
+//! Graceful shutdown of the binary: SIGTERM stops new connections at once, lets an in-flight
+//! response finish within the grace period, and the process exits 0; a stalled client cannot
+//! hold it past the grace period.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rangeserve");
+
+/// Large enough that the kernel's socket buffers (a few MiB on loopback) cannot hold the whole
+/// response, small enough that the server's first SHA-256 pass stays quick in a debug build.
+const BIG: usize = 16 * 1024 * 1024;
+
+/// Deterministic bytes, the same formula as the shared harness.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+struct Running {
+    child: Child,
+    port: u16,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn sigterm(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped (we hold the Child).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
+
+    /// Wait for the process to exit, at most `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running {limit:?} after SIGTERM; log: {}",
+                read_text(&self.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log(&self) -> String {
+        read_text(&self.stdout)
+    }
+}
+
+fn read_text(p: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+/// Start the binary over `root` (working directory `dir`, so no stray config.toml), on a port
+/// that was free a moment ago; ready once the port accepts connections.
+fn start(dir: &Path, root: &Path, grace_secs: u64) -> Running {
+    for attempt in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let stdout = dir.join(format!("stdout-{attempt}.log"));
+        let stderr = dir.join(format!("stderr-{attempt}.log"));
+        let mut c = Command::new(BIN);
+        c.current_dir(dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(root)
+            .arg("--shutdown-grace")
+            .arg(grace_secs.to_string())
+            .arg("--log-level")
+            .arg("info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("RANGESERVE_") || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        let mut run = Running {
+            child: c.spawn().unwrap(),
+            port,
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = run.child.try_wait().unwrap() {
+                let err = read_text(&run.stderr);
+                if st.code() == Some(1) && err.contains("listen") {
+                    break;
+                }
+                panic!("server exited with {st}: {err}");
+            }
+            if TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_ok() {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "server not listening after 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("could not start the server on a free port");
+}
+
+/// Send `GET path` (keep-alive) and read until the response head is in; returns the stream,
+/// the Content-Length and the body bytes that came with the head.
+fn start_download(port: u16, path: &str) -> (TcpStream, usize, Vec<u8>) {
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the response head");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut hs = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut hs);
+        if let httparse::Status::Complete(h) = r.parse(&buf).unwrap() {
+            assert_eq!(r.code, Some(200));
+            let cl = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .expect("Content-Length");
+            let body = buf[h..].to_vec();
+            return (s, cl, body);
+        }
+    }
+}
+
+/// Poll until connecting to `port` is refused.
+fn wait_refused(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new connections still accepted {limit:?} after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigterm_lets_the_in_flight_response_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let data = pattern(BIG);
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let mut run = start(dir.path(), &root, 10);
+
+    let (mut s, len, mut body) = start_download(run.port, "/big.bin");
+    assert_eq!(len, BIG);
+    // A little of the body, then stop reading: the socket buffers fill and the server stalls.
+    let mut chunk = vec![0u8; 65536];
+    while body.len() < 65536 {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        body.extend_from_slice(&chunk[..n]);
+    }
+    assert!(body.len() < BIG / 2);
+    // The response is still in flight: its access line (written when the body ends) is absent.
+    assert!(
+        !run.log().contains("/big.bin"),
+        "response already finished before SIGTERM: {}",
+        run.log()
+    );
+
+    run.sigterm();
+    let signalled = Instant::now();
+    wait_refused(run.port, Duration::from_secs(3));
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "exited while a response was in flight"
+    );
+
+    // The rest of the body arrives, byte for byte.
+    let mut rest = vec![0u8; len - body.len()];
+    s.read_exact(&mut rest).unwrap();
+    body.extend_from_slice(&rest);
+    assert!(body == data, "body differs from the file");
+    // The keep-alive connection is then closed by the server.
+    let mut after = Vec::new();
+    s.read_to_end(&mut after).unwrap();
+    assert!(after.is_empty(), "{} bytes after the body", after.len());
+
+    // Exit 0 as soon as the response is done, well before the 10 s grace period.
+    let st = run.wait_exit(Duration::from_secs(8));
+    assert_eq!(st.code(), Some(0), "{st}");
+    assert!(signalled.elapsed() < Duration::from_secs(8));
+    let log = run.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("/big.bin"))
+        .unwrap_or_else(|| panic!("no access line: {log}"));
+    assert!(line.contains(&format!("bytes={BIG}")), "{line}");
+    assert!(line.contains("complete=true"), "{line}");
+}
+
+#[test]
+fn stalled_client_cannot_hold_the_server_past_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let data = pattern(BIG);
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let mut run = start(dir.path(), &root, 1);
+
+    // Read the head (so the response is surely in flight), then never read again.
+    let (mut s, len, mut body) = start_download(run.port, "/big.bin");
+    assert_eq!(len, BIG);
+
+    run.sigterm();
+    let signalled = Instant::now();
+    let st = run.wait_exit(Duration::from_secs(5));
+    let took = signalled.elapsed();
+    assert_eq!(st.code(), Some(0), "{st}");
+    // It waited for the grace period (the response could not finish), then gave up.
+    assert!(took >= Duration::from_millis(900), "exited after {took:?}");
+    assert!(took < Duration::from_secs(4), "exited after {took:?}");
+
+    // The client sees a truncated body (never a complete one), and what it got is right.
+    let _ = s.read_to_end(&mut body);
+    assert!(body.len() < len, "got the whole body");
+    assert!(body[..] == data[..body.len()], "received bytes differ");
+}
