@@ -21,13 +21,14 @@ pub use config::Config;
 
 /// The whole application: every path goes to the file handler, every response is logged, and a
 /// bug that panics in a handler becomes a 500 for that request instead of a dropped connection.
-pub fn app(config: Arc<Config>) -> Router {
-    let state = Arc::new(serve::AppState::new(config));
-    Router::new()
+/// Fails when the root cannot be opened.
+pub fn app(config: Arc<Config>) -> std::io::Result<Router> {
+    let state = Arc::new(serve::AppState::new(config)?);
+    Ok(Router::new()
         .fallback(serve::handle)
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(access_log::layer))
+        .layer(axum::middleware::from_fn(access_log::layer)))
 }
 
 /// Serve until `shutdown` completes, then stop accepting and give in-flight responses up to
@@ -39,7 +40,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(config)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, app(config)?).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; in-flight responses have {grace:?}");
         let _ = tx.send(());

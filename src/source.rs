@@ -8,8 +8,13 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
 
 use crate::http::range::ByteRange;
 
@@ -37,8 +42,14 @@ pub struct Representation {
     pub source: Arc<dyn Source>,
 }
 
-/// The most bytes read into memory at once for one response.
-pub const CHUNK: usize = 128 * 1024;
+/// The most bytes one read brings into memory. A streaming response holds at most two of
+/// these (the chunk being written and the one read ahead), whatever the file size.
+pub const CHUNK: usize = 256 * 1024;
+
+/// Bodies up to this size are read at once, inline, before the response is sent: for page-cached
+/// files that is cheaper than any hand-off to another thread, and the response goes out in one
+/// write.
+pub const INLINE_MAX: u64 = 128 * 1024;
 
 /// A piece of a response body: literal bytes (multipart framing) or a run of the source.
 pub enum Piece {
@@ -46,53 +57,144 @@ pub enum Piece {
     Range(ByteRange),
 }
 
-/// A body that streams the pieces in order, reading the source a chunk at a time on the
-/// blocking pool. A read error or a source that ends early fails the stream, which makes hyper
-/// abort the connection: a client never takes a short body for a complete one.
-pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>) -> Body {
-    let state = (source, VecDeque::from(pieces));
-    let stream = futures_util::stream::unfold(state, |(source, mut pieces)| async move {
-        let item = match pieces.pop_front()? {
-            Piece::Literal(b) => Ok(b),
-            Piece::Range(r) => {
-                let want = (r.len() as usize).min(CHUNK);
-                let src = source.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = BytesMut::zeroed(want);
-                    let n = src.read_at(&mut buf, r.start)?;
-                    buf.truncate(n);
-                    Ok::<_, io::Error>(buf.freeze())
-                })
-                .await
-                .map_err(io::Error::other)
-                .and_then(|r| r);
-                match read {
-                    Ok(b) if b.is_empty() => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file is shorter than when the response started",
-                    )),
-                    Ok(b) => {
-                        let rest = ByteRange {
-                            start: r.start + b.len() as u64,
-                            end: r.end,
-                        };
-                        if !rest.is_empty() {
-                            pieces.push_front(Piece::Range(rest));
-                        }
-                        Ok(b)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        if let Err(e) = &item {
-            tracing::warn!("aborting response body: {e}");
-            // End the stream after the error.
-            pieces.clear();
+impl Piece {
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Literal(b) => b.len() as u64,
+            Piece::Range(r) => r.len(),
         }
-        Some((item, (source, pieces)))
-    });
-    Body::from_stream(stream)
+    }
+}
+
+/// The body made of these pieces. A read error or a source that ends early fails the body,
+/// which makes hyper abort the connection: a client never takes a short body for a whole one.
+pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>) -> Body {
+    let total: u64 = pieces.iter().map(Piece::len).sum();
+    if total <= INLINE_MAX {
+        let mut out = BytesMut::with_capacity(total as usize);
+        for piece in &pieces {
+            match piece {
+                Piece::Literal(b) => out.extend_from_slice(b),
+                Piece::Range(r) => match read_exact_at(&*source, *r) {
+                    Ok(b) => out.extend_from_slice(&b),
+                    Err(e) => {
+                        tracing::warn!("aborting response body: {e}");
+                        let fail = futures_util::stream::once(async { Err::<Bytes, _>(e) });
+                        return Body::from_stream(fail);
+                    }
+                },
+            }
+        }
+        return Body::from(out.freeze());
+    }
+    Body::new(Streamed {
+        source,
+        pieces: VecDeque::from(pieces),
+        inflight: None,
+        remaining: total,
+    })
+}
+
+/// Read exactly the bytes of `r`; a source that ends first is an error.
+fn read_exact_at(source: &dyn Source, r: ByteRange) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(r.len() as usize);
+    let mut done = 0;
+    while done < buf.len() {
+        match source.read_at(&mut buf[done..], r.start + done as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file is shorter than when the response started",
+                ))
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A streaming body: reads run on the blocking pool, one chunk ahead of what hyper writes.
+struct Streamed {
+    source: Arc<dyn Source>,
+    pieces: VecDeque<Piece>,
+    inflight: Option<tokio::task::JoinHandle<io::Result<Bytes>>>,
+    remaining: u64,
+}
+
+impl Streamed {
+    /// Start reading the next chunk if the next piece is a run of the source.
+    fn read_ahead(&mut self) {
+        let Some(Piece::Range(r)) = self.pieces.front_mut() else {
+            return;
+        };
+        let chunk = ByteRange {
+            start: r.start,
+            end: r.start + r.len().min(CHUNK as u64),
+        };
+        r.start = chunk.end;
+        if r.is_empty() {
+            self.pieces.pop_front();
+        }
+        let source = self.source.clone();
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            read_exact_at(&*source, chunk)
+        }));
+    }
+
+    fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        tracing::warn!("aborting response body: {e}");
+        self.pieces.clear();
+        self.inflight = None;
+        self.remaining = 0;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl http_body::Body for Streamed {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        loop {
+            if let Some(read) = &mut self.inflight {
+                let result = std::task::ready!(Pin::new(read).poll(cx));
+                self.inflight = None;
+                return match result.map_err(io::Error::other).and_then(|r| r) {
+                    Ok(bytes) => {
+                        self.remaining -= bytes.len() as u64;
+                        self.read_ahead();
+                        Poll::Ready(Some(Ok(Frame::data(bytes))))
+                    }
+                    Err(e) => self.fail(e),
+                };
+            }
+            match self.pieces.front() {
+                None => return Poll::Ready(None),
+                Some(Piece::Literal(_)) => {
+                    let Some(Piece::Literal(b)) = self.pieces.pop_front() else {
+                        unreachable!()
+                    };
+                    self.remaining -= b.len() as u64;
+                    self.read_ahead();
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+                Some(Piece::Range(_)) => self.read_ahead(),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// `Content-Type` for a path, from its extension; text types say they are UTF-8.

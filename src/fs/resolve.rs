@@ -1,12 +1,21 @@
-//! Safe path resolution: a request path becomes a file or directory under the root, or an error.
+//! Safe path resolution: a request path becomes an open file under the root, a redirect, or an
+//! error.
 //!
 //! The path is split on `/` first and each segment percent-decoded once, so `%2F` can never
 //! become a separator and `%252e%252e` stays the literal name `%2e%2e`. Segments that decode to
-//! `..`, or contain a backslash, a slash or NUL, or are not UTF-8, are refused with 400. The
-//! joined path is then canonicalized and must stay inside the (canonical) root unless
-//! `follow_symlinks`; names starting with a dot are hidden unless `show_hidden`.
+//! `..`, or contain a backslash, a slash or NUL, or are not UTF-8, are refused with 400; names
+//! starting with a dot are hidden unless `show_hidden`.
+//!
+//! The file is then opened relative to the root directory with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS)`: one system call in which the kernel guarantees that nothing outside
+//! the root is reached. Only when the path holds a symlink does it fall back to canonicalizing
+//! the path and checking that the real path stays inside the root (unless `follow_symlinks`) and
+//! has no hidden component.
 
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use percent_encoding::percent_decode;
@@ -18,12 +27,41 @@ pub struct Policy {
     pub follow_symlinks: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A regular file: its canonical path.
-    File(PathBuf),
-    /// A directory asked for with a trailing slash: its canonical path.
-    Directory(PathBuf),
+/// The document root: its canonical path and an open handle that lookups start from.
+#[derive(Debug)]
+pub struct Root {
+    path: PathBuf,
+    dir: File,
+}
+
+impl Root {
+    /// `path` must be canonical (absolute, no symlinks).
+    pub fn open(path: &Path) -> io::Result<Root> {
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_PATH)
+            .open(path)?;
+        Ok(Root {
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What a request path leads to.
+#[derive(Debug)]
+pub enum Found {
+    /// A regular file, open, with its metadata (from the open handle) and the name it was
+    /// asked for (relative to the root; its extension gives the type).
+    File {
+        file: File,
+        meta: Metadata,
+        name: PathBuf,
+    },
     /// A directory asked for without the trailing slash: redirect to this path (still
     /// percent-encoded as received, empty segments dropped, ending in `/`).
     AddSlash(String),
@@ -48,20 +86,27 @@ impl From<io::Error> for ResolveError {
             io::ErrorKind::NotFound
             | io::ErrorKind::NotADirectory
             | io::ErrorKind::InvalidFilename => ResolveError::NotFound,
-            // ELOOP (a symlink cycle) is not found from the client's side.
-            _ if e.raw_os_error() == Some(libc::ELOOP) => ResolveError::NotFound,
+            // ELOOP (a symlink cycle) and ENXIO (a socket) are not found from the client's side.
+            _ if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+                ResolveError::NotFound
+            }
             _ => ResolveError::Io(e),
         }
     }
 }
 
-/// Resolve `raw_path` (the request path as received, percent-encoded) under `root`, which must
-/// be canonical.
-pub fn resolve(root: &Path, raw_path: &str, policy: &Policy) -> Result<Target, ResolveError> {
+/// Resolve `raw_path` (the request path as received, percent-encoded) under `root`; a directory
+/// asked for with a trailing slash gives its first index file.
+pub fn find(
+    root: &Root,
+    raw_path: &str,
+    index_files: &[String],
+    policy: &Policy,
+) -> Result<Found, ResolveError> {
     let rest = raw_path
         .strip_prefix('/')
         .ok_or(ResolveError::BadPath("path must start with /"))?;
-    let mut path = root.to_path_buf();
+    let mut rel = PathBuf::new();
     let mut raw_segments = Vec::new();
     for raw in rest.split('/') {
         if raw.is_empty() {
@@ -79,17 +124,22 @@ pub fn resolve(root: &Path, raw_path: &str, policy: &Policy) -> Result<Target, R
             "." => continue,
             ".." => return Err(ResolveError::BadPath("`..` in path")),
             n if n.starts_with('.') && !policy.show_hidden => return Err(ResolveError::NotFound),
-            n => path.push(n),
+            n => rel.push(n),
         }
         raw_segments.push(raw);
     }
-    let (real, is_dir) = check(root, &path, policy)?;
-    if !is_dir {
-        return Ok(Target::File(real));
+    let (file, meta) = open_beneath(root, &rel, policy)?;
+    if meta.is_file() {
+        return Ok(Found::File {
+            file,
+            meta,
+            name: rel,
+        });
     }
-    if raw_path.ends_with('/') {
-        Ok(Target::Directory(real))
-    } else {
+    if !meta.is_dir() {
+        return Err(ResolveError::NotFound);
+    }
+    if !raw_path.ends_with('/') {
         // Built from the kept segments, so `//evil.example` can never become a
         // protocol-relative Location.
         let mut to = String::from("/");
@@ -97,30 +147,97 @@ pub fn resolve(root: &Path, raw_path: &str, policy: &Policy) -> Result<Target, R
             to.push_str(s);
             to.push('/');
         }
-        Ok(Target::AddSlash(to))
+        return Ok(Found::AddSlash(to));
     }
-}
-
-/// The first index file of a directory that exists and passes the same checks.
-pub fn find_index(
-    root: &Path,
-    dir: &Path,
-    names: &[String],
-    policy: &Policy,
-) -> Result<Option<PathBuf>, ResolveError> {
-    for name in names {
-        match check(root, &dir.join(name), policy) {
-            Ok((real, false)) => return Ok(Some(real)),
-            Ok((_, true)) | Err(ResolveError::NotFound) => continue,
+    for index in index_files {
+        let name = rel.join(index);
+        match open_beneath(root, &name, policy) {
+            Ok((file, meta)) if meta.is_file() => return Ok(Found::File { file, meta, name }),
+            Ok(_) | Err(ResolveError::NotFound) => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    Err(ResolveError::NotFound)
 }
 
-/// Canonicalize, enforce containment and the hidden rule on the real path, and say whether it
-/// is a directory. Anything but a regular file or a directory is not found.
-fn check(root: &Path, path: &Path, policy: &Policy) -> Result<(PathBuf, bool), ResolveError> {
+/// Open `rel` (already free of `..` and hidden segments) under the root.
+fn open_beneath(
+    root: &Root,
+    rel: &Path,
+    policy: &Policy,
+) -> Result<(File, Metadata), ResolveError> {
+    let file = match openat2_beneath(root, rel) {
+        Ok(file) => file,
+        // A symlink on the way (ELOOP), an escape (EXDEV), or no openat2 here: the slow path.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ELOOP | libc::EXDEV | libc::ENOSYS | libc::EPERM)
+            ) =>
+        {
+            let real = check(&root.path, &root.path.join(rel), policy)?;
+            match real.strip_prefix(&root.path) {
+                // The real path has no symlinks: open it the same way, so a symlink swapped in
+                // since the check is refused rather than followed.
+                Ok(inside) => openat2_beneath(root, inside)?,
+                Err(_) => open_nonblocking(&real)?,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// `openat2(root, rel, O_RDONLY | O_NONBLOCK, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`.
+/// O_NONBLOCK: opening a FIFO must not hang the server (it is refused after the fstat).
+fn openat2_beneath(root: &Root, rel: &Path) -> io::Result<File> {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let c_path = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidFilename))?;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: the path is NUL-terminated, `how` is a valid open_how of the size we pass, and
+    // the descriptor returned (if any) is owned by nobody else.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.dir.as_raw_fd(),
+            c_path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from the kernel, owned from here on.
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// The slow path, for paths with symlinks: canonicalize, enforce containment and the hidden
+/// rule on the real path.
+fn check(root: &Path, path: &Path, policy: &Policy) -> Result<PathBuf, ResolveError> {
     let real = path.canonicalize()?;
     match real.strip_prefix(root) {
         Ok(inside) => {
@@ -136,14 +253,7 @@ fn check(root: &Path, path: &Path, policy: &Policy) -> Result<(PathBuf, bool), R
         Err(_) if policy.follow_symlinks => {}
         Err(_) => return Err(ResolveError::NotFound),
     }
-    let meta = std::fs::metadata(&real)?;
-    if meta.is_dir() {
-        Ok((real, true))
-    } else if meta.is_file() {
-        Ok((real, false))
-    } else {
-        Err(ResolveError::NotFound)
-    }
+    Ok(real)
 }
 
 #[cfg(test)]
@@ -155,11 +265,14 @@ mod tests {
         show_hidden: false,
         follow_symlinks: false,
     };
+    const OPEN: Policy = Policy {
+        show_hidden: true,
+        follow_symlinks: true,
+    };
 
     struct Fixture {
         _dir: tempfile::TempDir,
-        root: PathBuf,
-        outside: PathBuf,
+        root: Root,
     }
 
     fn fixture() -> Fixture {
@@ -172,35 +285,45 @@ mod tests {
         std::fs::write(root.join("%2e%2e"), "literal").unwrap();
         std::fs::write(root.join("sub/b.txt"), "b").unwrap();
         std::fs::write(root.join(".git/config"), "secret").unwrap();
-        let outside = base.join("secret.txt");
-        std::fs::write(&outside, "outside").unwrap();
-        symlink(&outside, root.join("out")).unwrap();
+        std::fs::write(base.join("secret.txt"), "outside").unwrap();
+        symlink(base.join("secret.txt"), root.join("out")).unwrap();
         symlink(root.join("sub/b.txt"), root.join("in")).unwrap();
         symlink(root.join(".git/config"), root.join("to-hidden")).unwrap();
         Fixture {
             _dir: dir,
-            root,
-            outside,
+            root: Root::open(&root).unwrap(),
+        }
+    }
+
+    /// The content of what `path` resolves to, or the redirect, or the error's name.
+    fn get(f: &Fixture, path: &str, index: &[&str], policy: &Policy) -> String {
+        let index: Vec<String> = index.iter().map(|s| s.to_string()).collect();
+        match find(&f.root, path, &index, policy) {
+            Ok(Found::File { file, name, .. }) => {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut &file, &mut s).unwrap();
+                format!("{s} ({})", name.display())
+            }
+            Ok(Found::AddSlash(to)) => format!("-> {to}"),
+            Err(ResolveError::BadPath(_)) => "400".into(),
+            Err(ResolveError::NotFound) => "404".into(),
+            Err(ResolveError::Forbidden) => "403".into(),
+            Err(ResolveError::Io(e)) => format!("500 {e}"),
         }
     }
 
     #[test]
     fn files_dirs_and_redirects() {
         let f = fixture();
-        let r = |p| resolve(&f.root, p, &STRICT);
-        assert_eq!(r("/a.txt").unwrap(), Target::File(f.root.join("a.txt")));
-        assert_eq!(
-            r("/sub//b.txt").unwrap(),
-            Target::File(f.root.join("sub/b.txt"))
-        );
-        assert_eq!(r("/./a.txt").unwrap(), Target::File(f.root.join("a.txt")));
-        assert_eq!(r("/sub/").unwrap(), Target::Directory(f.root.join("sub")));
-        assert_eq!(r("//sub").unwrap(), Target::AddSlash("/sub/".into()));
-        assert_eq!(r("/").unwrap(), Target::Directory(f.root.clone()));
-        assert_eq!(
-            r("/%73ub/b.txt").unwrap(),
-            Target::File(f.root.join("sub/b.txt"))
-        );
+        let g = |p| get(&f, p, &["index.html"], &STRICT);
+        assert_eq!(g("/a.txt"), "a (a.txt)");
+        assert_eq!(g("/sub//b.txt"), "b (sub/b.txt)");
+        assert_eq!(g("/./a.txt"), "a (a.txt)");
+        assert_eq!(g("/%73ub/b.txt"), "b (sub/b.txt)");
+        assert_eq!(g("//sub"), "-> /sub/");
+        assert_eq!(g("/sub?"), "404");
+        assert_eq!(g("/sub/"), "404");
+        assert_eq!(g("/"), "404");
     }
 
     #[test]
@@ -218,59 +341,40 @@ mod tests {
             "/%ff",
             "relative",
         ] {
-            assert!(
-                matches!(resolve(&f.root, p, &STRICT), Err(ResolveError::BadPath(_))),
-                "{p}"
-            );
+            assert_eq!(get(&f, p, &[], &OPEN), "400", "{p}");
         }
         // Double encoding decodes once: a literal name, not a traversal.
-        assert_eq!(
-            resolve(&f.root, "/%252e%252e", &STRICT).unwrap(),
-            Target::File(f.root.join("%2e%2e"))
-        );
-        assert!(matches!(
-            resolve(&f.root, "/%252e%252e/secret.txt", &STRICT),
-            Err(ResolveError::NotFound)
-        ));
+        assert_eq!(get(&f, "/%252e%252e", &[], &STRICT), "literal (%2e%2e)");
+        assert_eq!(get(&f, "/%252e%252e/secret.txt", &[], &STRICT), "404");
     }
 
     #[test]
     fn symlinks_and_hidden() {
         let f = fixture();
-        let nf = |p, pol: &Policy| matches!(resolve(&f.root, p, pol), Err(ResolveError::NotFound));
-        assert!(nf("/out", &STRICT));
-        assert!(nf("/.git/config", &STRICT));
-        assert!(nf("/to-hidden", &STRICT));
-        assert!(nf("/missing", &STRICT));
-        assert!(nf("/a.txt/x", &STRICT));
-        assert_eq!(
-            resolve(&f.root, "/in", &STRICT).unwrap(),
-            Target::File(f.root.join("sub/b.txt"))
-        );
-        let open = Policy {
-            show_hidden: true,
-            follow_symlinks: true,
-        };
-        assert_eq!(
-            resolve(&f.root, "/out", &open).unwrap(),
-            Target::File(f.outside.clone())
-        );
-        assert_eq!(
-            resolve(&f.root, "/.git/config", &open).unwrap(),
-            Target::File(f.root.join(".git/config"))
-        );
+        let g = |p, pol| get(&f, p, &[], pol);
+        assert_eq!(g("/out", &STRICT), "404");
+        assert_eq!(g("/.git/config", &STRICT), "404");
+        assert_eq!(g("/to-hidden", &STRICT), "404");
+        assert_eq!(g("/missing", &STRICT), "404");
+        assert_eq!(g("/a.txt/x", &STRICT), "404");
+        assert_eq!(g("/in", &STRICT), "b (in)");
+        assert_eq!(g("/out", &OPEN), "outside (out)");
+        assert_eq!(g("/.git/config", &OPEN), "secret (.git/config)");
+        assert_eq!(g("/to-hidden", &OPEN), "secret (to-hidden)");
     }
 
     #[test]
     fn index_lookup() {
         let f = fixture();
-        let names = vec!["index.htm".to_string(), "b.txt".to_string()];
-        let sub = f.root.join("sub");
         assert_eq!(
-            find_index(&f.root, &sub, &names, &STRICT).unwrap(),
-            Some(sub.join("b.txt"))
+            get(&f, "/sub/", &["index.htm", "b.txt"], &STRICT),
+            "b (sub/b.txt)"
         );
-        assert_eq!(find_index(&f.root, &f.root, &names, &STRICT).unwrap(), None);
+        assert_eq!(
+            get(&f, "/", &["index.htm", "sub", "a.txt"], &STRICT),
+            "a (a.txt)"
+        );
+        assert_eq!(get(&f, "/", &["out"], &STRICT), "404");
     }
 
     #[test]
