@@ -5,6 +5,11 @@ use clap::Parser;
 use rangeserve::config::{unknown_env_vars, Cli};
 use tracing_subscriber::EnvFilter;
 
+// glibc's malloc showed up at ~14% of a small-file profile (per-request headers and buffers);
+// mimalloc's thread-local free lists make those allocations nearly free.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match Cli::parse().load() {
         Ok(c) => Arc::new(c),

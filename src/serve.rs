@@ -120,10 +120,10 @@ async fn representation(
     meta: &Metadata,
     name: &Path,
 ) -> std::io::Result<Representation> {
-    let sum = digests.sha256(file.clone(), FileId::of(meta)).await?;
+    let digest = digests.digest(file.clone(), FileId::of(meta)).await?;
     Ok(Representation {
         len: meta.len(),
-        etag: Some(format!("\"{}\"", hex::encode(sum))),
+        etag: Some(digest.etag),
         modified: meta.modified().ok(),
         content_type: source::content_type_for(name),
         source: file,
@@ -146,16 +146,16 @@ pub fn respond(
         None => (None, false),
     };
     let validators = Validators {
-        etag: rep.etag.clone(),
+        etag: rep.etag.as_ref().and_then(|e| e.to_str().ok()),
         last_modified,
         last_modified_is_strong,
     };
 
     // Headers every file response carries, 304 included (§15.4.5).
     let mut h = HeaderMap::new();
-    h.insert(header::DATE, value(&httpdate::fmt_http_date(now)));
+    h.insert(header::DATE, date_value(now));
     if let Some(etag) = &rep.etag {
-        h.insert(header::ETAG, value(etag));
+        h.insert(header::ETAG, etag.clone());
     }
     if let Some(lm) = last_modified {
         h.insert(header::LAST_MODIFIED, value(&httpdate::fmt_http_date(lm)));
@@ -204,7 +204,7 @@ pub fn respond(
             )
         }
         RangePlan::Multi(ranges) => {
-            let m = Multipart::new(&ranges, rep.len, &rep.content_type);
+            let m = Multipart::new(&ranges, rep.len, rep.content_type.to_str().unwrap_or(""));
             let length = m.content_length();
             let mut pieces = Vec::with_capacity(2 * m.parts.len() + 1);
             for (r, head) in m.parts.iter() {
@@ -214,7 +214,7 @@ pub fn respond(
             pieces.push(Piece::Literal(m.closing.clone()));
             (
                 StatusCode::PARTIAL_CONTENT,
-                m.content_type(),
+                value(&m.content_type()),
                 pieces,
                 length,
             )
@@ -230,7 +230,7 @@ pub fn respond(
             return with_headers(StatusCode::RANGE_NOT_SATISFIABLE, h, Body::empty());
         }
     };
-    h.insert(header::CONTENT_TYPE, value(&content_type));
+    h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let body = if method == Method::HEAD || length == 0 {
         Body::empty()
@@ -238,6 +238,24 @@ pub fn respond(
         source::body(rep.source.clone(), pieces)
     };
     with_headers(status, h, body)
+}
+
+/// The `Date` value for `now`, formatted once per second per thread.
+fn date_value(now: SystemTime) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, HeaderValue)> =
+            std::cell::RefCell::new((u64::MAX, HeaderValue::from_static("")));
+    }
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, value(&httpdate::fmt_http_date(now)));
+        }
+        last.1.clone()
+    })
 }
 
 static NOSNIFF: (HeaderName, HeaderValue) = (

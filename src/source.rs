@@ -1,11 +1,11 @@
 //! Representations: what the range and precondition engine serves, whatever the bytes come from.
 //! A file on disk is one source; other sources (generated files) plug in through [`Source`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use std::future::Future;
@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 
 use crate::http::range::ByteRange;
@@ -35,10 +36,10 @@ impl Source for File {
 pub struct Representation {
     pub len: u64,
     /// Strong entity-tag, quoted.
-    pub etag: Option<String>,
+    pub etag: Option<HeaderValue>,
     pub modified: Option<SystemTime>,
     /// Full `Content-Type` value (with charset where it applies).
-    pub content_type: String,
+    pub content_type: HeaderValue,
     pub source: Arc<dyn Source>,
 }
 
@@ -197,8 +198,34 @@ impl http_body::Body for Streamed {
     }
 }
 
-/// `Content-Type` for a path, from its extension; text types say they are UTF-8.
-pub fn content_type_for(path: &std::path::Path) -> String {
+/// `Content-Type` for a path, from its extension; text types say they are UTF-8. Looked up once
+/// per extension.
+pub fn content_type_for(path: &std::path::Path) -> HeaderValue {
+    static BY_EXTENSION: RwLock<Option<HashMap<String, HeaderValue>>> = RwLock::new(None);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if let Some(v) = BY_EXTENSION
+        .read()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(&ext))
+    {
+        return v.clone();
+    }
+    let v = guess(path);
+    let mut map = BY_EXTENSION.write().unwrap();
+    let map = map.get_or_insert_with(HashMap::new);
+    // Bounded: extensions come from request paths, which anyone can invent.
+    if map.len() < 4096 {
+        map.insert(ext, v.clone());
+    }
+    v
+}
+
+fn guess(path: &std::path::Path) -> HeaderValue {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
     let essence = mime.essence_str();
     let texty = mime.type_() == mime_guess::mime::TEXT
@@ -206,11 +233,12 @@ pub fn content_type_for(path: &std::path::Path) -> String {
             essence,
             "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
         );
-    if texty && mime.get_param("charset").is_none() {
+    let text = if texty && mime.get_param("charset").is_none() {
         format!("{essence}; charset=utf-8")
     } else {
         mime.to_string()
-    }
+    };
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
 #[cfg(test)]
@@ -226,5 +254,7 @@ mod tests {
         assert_eq!(ct("a.bin"), "application/octet-stream");
         assert_eq!(ct("noext"), "application/octet-stream");
         assert_eq!(ct("a.png"), "image/png");
+        assert_eq!(ct("A.TXT"), "text/plain; charset=utf-8");
+        assert_eq!(ct("b.txt"), "text/plain; charset=utf-8");
     }
 }

@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 
 /// Which version of which file: if any of these changes, the content may have.
@@ -36,8 +36,25 @@ impl FileId {
 
 pub type Sha256Sum = [u8; 32];
 
+/// A file version's hash and the strong ETag made from it (quoted lowercase hex), built once.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    pub sha256: Sha256Sum,
+    pub etag: http::HeaderValue,
+}
+
+impl Digest {
+    fn new(sha256: Sha256Sum) -> Digest {
+        let etag = format!("\"{}\"", hex::encode(sha256));
+        Digest {
+            sha256,
+            etag: http::HeaderValue::from_str(&etag).expect("hex is a valid header value"),
+        }
+    }
+}
+
 struct Entry {
-    cell: Arc<OnceCell<Sha256Sum>>,
+    cell: Arc<OnceCell<Digest>>,
     last_used: u64,
 }
 
@@ -64,10 +81,10 @@ impl DigestCache {
 
     /// The SHA-256 of `file`, whose metadata gave `id`. Concurrent callers for one id share one
     /// computation. Fails if the file changes while it is hashed (the caller may retry).
-    pub async fn sha256(&self, file: Arc<File>, id: FileId) -> io::Result<Sha256Sum> {
+    pub async fn digest(&self, file: Arc<File>, id: FileId) -> io::Result<Digest> {
         let cell = self.cell(id);
-        if let Some(sum) = cell.get() {
-            return Ok(*sum);
+        if let Some(d) = cell.get() {
+            return Ok(d.clone());
         }
         let computed = self.computed.clone();
         let shared = cell.clone();
@@ -77,12 +94,12 @@ impl DigestCache {
             shared
                 .get_or_try_init(|| async move {
                     computed.fetch_add(1, Ordering::Relaxed);
-                    tokio::task::spawn_blocking(move || hash_file(&file, id))
+                    tokio::task::spawn_blocking(move || hash_file(&file, id).map(Digest::new))
                         .await
                         .map_err(io::Error::other)?
                 })
                 .await
-                .copied()
+                .cloned()
         });
         let result = task.await.map_err(io::Error::other).and_then(|r| r);
         if result.is_err() {
@@ -94,7 +111,7 @@ impl DigestCache {
         result
     }
 
-    fn cell(&self, id: FileId) -> Arc<OnceCell<Sha256Sum>> {
+    fn cell(&self, id: FileId) -> Arc<OnceCell<Digest>> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.entries.lock().unwrap();
         if let Some(e) = map.get_mut(&id) {
@@ -175,14 +192,16 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let cache = DigestCache::new(2);
         let (f, id) = open(&p);
-        let sum = cache.sha256(f.clone(), id).await.unwrap();
+        let sum = cache.digest(f.clone(), id).await.unwrap().sha256;
         // FIPS 180-2 test vector for "abc".
         assert_eq!(
             hex::encode(sum),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(cache.len(), 1);
-        assert_eq!(cache.sha256(f, id).await.unwrap(), sum);
+        let again = cache.digest(f, id).await.unwrap();
+        assert_eq!(again.sha256, sum);
+        assert_eq!(again.etag, format!("\"{}\"", hex::encode(sum)).as_str());
         assert_eq!(cache.len(), 1);
     }
 
@@ -196,7 +215,7 @@ mod tests {
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let (cache, f) = (cache.clone(), f.clone());
-                tokio::spawn(async move { cache.sha256(f, id).await.unwrap() })
+                tokio::spawn(async move { cache.digest(f, id).await.unwrap().sha256 })
             })
             .collect();
         let mut sums = Vec::new();
@@ -217,14 +236,14 @@ mod tests {
         // The client gives up long before 64 MiB are hashed.
         let gave_up = tokio::time::timeout(
             std::time::Duration::from_millis(1),
-            cache.sha256(f.clone(), id),
+            cache.digest(f.clone(), id),
         )
         .await;
         assert!(
             gave_up.is_err(),
             "hash finished within 1 ms; the test proves nothing"
         );
-        cache.sha256(f, id).await.unwrap();
+        cache.digest(f, id).await.unwrap();
         assert_eq!(cache.computations(), 1);
     }
 
@@ -237,7 +256,7 @@ mod tests {
             let p = dir.path().join(format!("f{i}"));
             std::fs::write(&p, format!("{i}")).unwrap();
             let (f, id) = open(&p);
-            cache.sha256(f, id).await.unwrap();
+            cache.digest(f, id).await.unwrap();
             ids.push(id);
         }
         assert_eq!(cache.len(), 2);
@@ -252,7 +271,7 @@ mod tests {
         let (f, id) = open(&p);
         std::fs::write(&p, b"ab").unwrap();
         let cache = DigestCache::new(2);
-        assert!(cache.sha256(f, id).await.is_err());
+        assert!(cache.digest(f, id).await.is_err());
         assert_eq!(cache.len(), 0);
     }
 }

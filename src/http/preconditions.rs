@@ -10,9 +10,9 @@ use http::{HeaderMap, HeaderName, Method};
 
 /// The validators of the selected representation.
 #[derive(Debug, Clone)]
-pub struct Validators {
+pub struct Validators<'a> {
     /// The strong entity-tag, quotes included: `"…"`; `None` when the source has none.
-    pub etag: Option<String>,
+    pub etag: Option<&'a str>,
     /// Whole seconds since the epoch, as `Last-Modified` says it.
     pub last_modified: Option<SystemTime>,
     /// §8.8.2.2: Last-Modified is strong only when at least a second older than the Date sent.
@@ -77,7 +77,7 @@ fn if_match(headers: &HeaderMap, v: &Validators) -> Cond {
         return Cond::True;
     }
     // A list we cannot parse matches nothing: failing a write-guard is the safe side.
-    match (v.etag.as_deref(), parse_tags(&list)) {
+    match (v.etag, parse_tags(&list)) {
         (Some(ours), Some(tags)) if tags.iter().any(|t| strong_eq(t, ours)) => Cond::True,
         _ => Cond::False,
     }
@@ -92,7 +92,7 @@ fn if_none_match(headers: &HeaderMap, v: &Validators) -> Cond {
         return Cond::False;
     }
     // Unparseable: nothing matches, so the full response is sent (the safe side for a read).
-    match (v.etag.as_deref(), parse_tags(&list)) {
+    match (v.etag, parse_tags(&list)) {
         (Some(ours), Some(tags)) if tags.iter().any(|t| weak_eq(t, ours)) => Cond::False,
         _ => Cond::True,
     }
@@ -133,7 +133,7 @@ fn if_range(headers: &HeaderMap, v: &Validators) -> Cond {
     };
     let text = text.trim_matches([' ', '\t']);
     if text.starts_with('"') || text.starts_with("W/") {
-        return match (parse_tags(text).as_deref(), v.etag.as_deref()) {
+        return match (parse_tags(text).as_deref(), v.etag) {
             (Some([tag]), Some(ours)) if strong_eq(tag, ours) => Cond::True,
             _ => Cond::False,
         };
@@ -245,9 +245,9 @@ mod tests {
     }
     const LM: u64 = 1_700_000_000;
 
-    fn v() -> Validators {
+    fn v() -> Validators<'static> {
         Validators {
-            etag: Some(TAG.into()),
+            etag: Some(TAG),
             last_modified: Some(at(LM)),
             last_modified_is_strong: true,
         }
