@@ -244,7 +244,7 @@ pub fn respond(
 fn date_value(now: SystemTime) -> HeaderValue {
     thread_local! {
         static LAST: std::cell::RefCell<(u64, HeaderValue)> =
-            std::cell::RefCell::new((u64::MAX, HeaderValue::from_static("")));
+            const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
     }
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
