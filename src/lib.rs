@@ -10,6 +10,7 @@ pub mod config;
 pub mod fs;
 pub mod http;
 pub mod serve;
+pub mod server;
 pub mod source;
 
 use std::future::Future;
@@ -39,23 +40,5 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(config)?).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; in-flight responses have {grace:?}");
-        let _ = tx.send(());
-    });
-    let deadline = async move {
-        match rx.await {
-            Ok(()) => tokio::time::sleep(grace).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        r = server => r,
-        () = deadline => {
-            tracing::warn!("grace period of {grace:?} over: closing the connections still open");
-            Ok(())
-        }
-    }
+    server::run(listener, app(config)?, grace, shutdown).await
 }
