@@ -1,0 +1,1299 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: rangeserve against nginx on the same generated docroot.
+
+Both servers are pinned to CPU 0 and the load generators (wrk, curl, aria2c and this script itself)
+to CPU 1. The servers run interleaved for several rounds (the order alternates every round) and the
+script prints a table of medians with each rangeserve figure as a ratio to nginx's, oriented so that
+a higher ratio is always better for rangeserve. Before anything is timed, each server's bytes are
+checked against SHA-256 and file slices, so a fast wrong answer never counts.
+
+Plain Python 3 standard library. See bench/README.md.
+
+    python3 bench/run.py --quick            # a few minutes
+    python3 bench/run.py                    # about 18 minutes
+    python3 bench/run.py --only S1,S4 --out /tmp/table.md
+"""
+
+import argparse
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+KIB = 1 << 10
+MIB = 1 << 20
+GIB = 1 << 30
+
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+
+# The generated docroot: name -> size. Content: a 1 MiB pseudo-random block, XORed with the block
+# index in every 64-bit word, so no two blocks are equal and the data does not compress.
+FILES = {"1k.bin": 1 * KIB, "1m.bin": 1 * MIB, "100m.bin": 100 * MIB, "2g.bin": 2 * GIB}
+GEN_VERSION = 1
+# S8's template: never served itself; every S8 measurement serves a new copy of it (a new inode)
+# whose first 1 MiB block is XORed with a random tag (new content).
+FRESH_TEMPLATE = ("1g.bin", 1 * GIB)
+
+MULTI_RANGE = "bytes=0-99,200000-299999,-100"  # S3, on the 1 MiB file
+
+SCENARIOS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"]
+
+# Scenario rows of the table: (row id, scenario id that produces it, description, unit,
+# how the ratio is computed, target description, predicate on (ratio, nginx, rangeserve)).
+ROWS = [
+    ("S1", "S1", "GET 1 KiB file, wrk -c64", "req/s", "rs/nginx", ">= 1.0x",
+     lambda r, n, s: r >= 1.0),
+    ("S2", "S2", "random 64 KiB ranges of 100 MiB, wrk -c64", "req/s", "rs/nginx", ">= 1.0x",
+     lambda r, n, s: r >= 1.0),
+    ("S3", "S3", "3-part multi-range of 1 MiB, wrk -c64", "req/s", "rs/nginx", ">= 1.0x",
+     lambda r, n, s: r >= 1.0),
+    ("S4", "S4", "If-None-Match 304, wrk -c64", "req/s", "rs/nginx", ">= 1.0x",
+     lambda r, n, s: r >= 1.0),
+    ("S5", "S5", "curl GET of 2 GiB", "MB/s", "rs/nginx", ">= 0.8x",
+     lambda r, n, s: r >= 0.8),
+    ("S6", "S6", "aria2c -x8 -s8 of 2 GiB, SHA-256 checked", "s", "nginx/rs", ">= 0.8x",
+     lambda r, n, s: r >= 0.8),
+    ("S7a", "S1", "peak RSS during S1", "MiB", "nginx/rs", "rs <= 2x nginx",
+     lambda r, n, s: r >= 0.5),
+    ("S7b", "S7", "peak RSS, 256 concurrent 8 MiB range downloads", "MiB", "nginx/rs", "rs <= 2x nginx",
+     lambda r, n, s: r >= 0.5),
+    ("S8", "S8", "TTFB, GET of a never-requested 1 GiB file", "s", "nginx/rs", "rs <= 1 s",
+     lambda r, n, s: s <= 1.0),
+]
+
+
+class BenchError(Exception):
+    """A failure that stops the benchmark with a clear message."""
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Processes: every child runs in its own session (its own process group), is registered here,
+# and is terminated with its whole group on the way out, whatever the way out is.
+# --------------------------------------------------------------------------------------------
+
+class Procs:
+    def __init__(self):
+        self.live = []
+        self.lock = threading.Lock()
+
+    def start(self, cmd, **kw):
+        # No Ctrl-C between the fork and the registration, so no child escapes the clean-up.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            p = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
+            with self.lock:
+                self.live.append(p)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        return p
+
+    def stop(self, p, grace=3.0):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # Members of the group that outlived the leader (an nginx worker), or a leader that
+        # ignored SIGTERM: the group id stays reserved while any member is alive.
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        with self.lock:
+            if p in self.live:
+                self.live.remove(p)
+
+    def stop_all(self):
+        with self.lock:
+            procs = list(self.live)
+        for p in procs:
+            self.stop(p, grace=2.0)
+
+    def run(self, cmd, timeout, cwd=None):
+        """Run to completion with a time limit; returns (returncode, stdout, stderr)."""
+        p = self.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+        try:
+            out, err = p.communicate(timeout=timeout)
+            return p.returncode, out, err
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"timed out after {timeout:.0f} s: {' '.join(cmd)}")
+        finally:
+            self.stop(p, grace=1.0)
+
+
+PROCS = Procs()
+
+
+def on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------
+# Data generation (cached under target/bench-data, validated by size and a manifest).
+# --------------------------------------------------------------------------------------------
+
+# A big integer with a 1 in every 64-bit lane of a 1 MiB block: (x * LANES) repeats x in each lane.
+LANES = int.from_bytes((b"\x01" + b"\x00" * 7) * (MIB // 8), "little")
+
+
+def write_generated(path, size, seed):
+    """Write `size` bytes of pseudo-random content to `path`; return its SHA-256 hex digest."""
+    base = int.from_bytes(random.Random(seed).randbytes(MIB), "little")
+    h = hashlib.sha256()
+    tmp = path + ".part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    done = False
+    try:
+        blocks = (size + MIB - 1) // MIB
+        for i in range(blocks):
+            block = (base ^ (i * LANES)).to_bytes(MIB, "little")
+            n = min(MIB, size - i * MIB)
+            view = memoryview(block)[:n]
+            h.update(view)
+            off = 0
+            while off < n:  # bounded: every os.write writes at least one byte or raises
+                off += os.write(fd, view[off:])
+        os.fsync(fd)
+        done = True
+    finally:
+        os.close(fd)
+        if not done:
+            os.unlink(tmp)
+    os.rename(tmp, path)
+    return h.hexdigest()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(4 * MIB)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def prepare_data(data_dir):
+    """Make sure every docroot file exists with the right size; return {name: sha256}."""
+    os.makedirs(data_dir, exist_ok=True)
+    files_dir = os.path.join(data_dir, "files")
+    os.makedirs(files_dir, exist_ok=True)
+    manifest_path = os.path.join(data_dir, "manifest.json")
+    try:
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+        if manifest.get("version") != GEN_VERSION:
+            manifest = {}
+    except (OSError, ValueError):
+        manifest = {}
+    entries = manifest.get("files", {})
+    out = {}
+    for name, size in list(FILES.items()) + [FRESH_TEMPLATE]:
+        path = os.path.join(files_dir, name)
+        e = entries.get(name)
+        ok = (e and e.get("size") == size and os.path.isfile(path)
+              and os.path.getsize(path) == size and len(e.get("sha256", "")) == 64)
+        if not ok:
+            t0 = time.monotonic()
+            log(f"  generating {name} ({size} bytes) ...")
+            digest = write_generated(path, size, seed=f"rangeserve-bench-{name}")
+            entries[name] = {"size": size, "sha256": digest}
+            log(f"  generated {name} in {time.monotonic() - t0:.1f} s")
+            with open(manifest_path + ".part", "w") as f:
+                json.dump({"version": GEN_VERSION, "files": entries}, f, indent=1)
+            os.rename(manifest_path + ".part", manifest_path)
+        out[name] = entries[name]["sha256"]
+    return files_dir, out
+
+
+def make_fresh_copy(src, dst):
+    """Copy src to dst (a new inode) with the first block XORed with a random tag; fsync it, so it
+    sits clean in the page cache and no writeback runs during the measurement."""
+    tag = random.SystemRandom().randrange(1, 1 << 63)
+    shutil.copyfile(src, dst)
+    fd = os.open(dst, os.O_RDWR)
+    try:
+        first = os.pread(fd, MIB, 0)
+        n = len(first)
+        mixed = (int.from_bytes(first, "little") ^ (tag * LANES)).to_bytes(MIB, "little")[:n]
+        off = 0
+        while off < n:  # bounded: each write writes at least one byte or raises
+            off += os.pwrite(fd, mixed[off:], off)
+        os.fchmod(fd, 0o644)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_runs(data_dir):
+    """Remove docroots left by runs that were killed without a chance to clean up."""
+    for entry in os.listdir(data_dir):
+        m = re.fullmatch(r"run-(\d+)-.*", entry)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        alive = True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            pass
+        if not alive or pid == os.getpid():
+            shutil.rmtree(os.path.join(data_dir, entry), ignore_errors=True)
+
+
+def make_docroot(data_dir, files_dir):
+    """A fresh docroot for this run, next to the cache (hard links: same filesystem)."""
+    root = tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=data_dir)
+    os.chmod(root, 0o755)  # nginx's worker runs as nobody when started by root
+    docroot = os.path.join(root, "www")
+    os.mkdir(docroot, 0o755)
+    os.chmod(docroot, 0o755)
+    for name in FILES:
+        src = os.path.join(files_dir, name)
+        dst = os.path.join(docroot, name)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    return root, docroot
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        kids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        st = f.read()
+                    if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+                        kids.append(int(d))
+                except (OSError, ValueError):
+                    pass
+        return kids
+
+
+def vm_rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+class Server:
+    name = "?"
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.port = None
+        self.proc = None
+        self.log_path = None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        for _ in range(int(timeout / 0.05) + 1):
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited at start-up (code {self.proc.returncode}):\n"
+                                 + tail(self.log_path))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        raise BenchError(f"{self.name} did not accept connections within {timeout:.0f} s:\n"
+                         + tail(self.log_path))
+
+    def check_alive(self):
+        if self.proc is None or self.proc.poll() is not None:
+            code = None if self.proc is None else self.proc.returncode
+            raise BenchError(f"{self.name} is no longer running (exit code {code}):\n"
+                             + tail(self.log_path))
+
+    def stop(self):
+        if self.proc is not None:
+            PROCS.stop(self.proc, grace=3.0)
+            self.proc = None
+
+    def rss_pids(self):
+        return [self.proc.pid]
+
+
+class Rangeserve(Server):
+    name = "rangeserve"
+
+    def __init__(self, workdir, binary, docroot):
+        super().__init__(workdir)
+        self.binary = binary
+        self.docroot = docroot
+        self.cwd = os.path.join(workdir, "rangeserve-cwd")  # no config.toml here
+        os.makedirs(self.cwd, exist_ok=True)
+        self.log_path = os.path.join(workdir, "rangeserve.log")
+        self.starts = 0
+
+    def cmd(self):
+        return ["taskset", "-c", SERVER_CPU, self.binary, "--root", self.docroot,
+                "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"]
+
+    def start(self):
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("RANGESERVE_") and k != "RUST_LOG"}
+        logf = open(self.log_path, "a")
+        self.starts += 1
+        logf.write(f"--- start {self.starts}: {' '.join(self.cmd())}\n")
+        logf.flush()
+        try:
+            self.proc = PROCS.start(self.cmd(), cwd=self.cwd, env=env, stdout=logf,
+                                    stderr=subprocess.STDOUT)
+        finally:
+            logf.close()
+        self.wait_ready()
+
+
+class Nginx(Server):
+    name = "nginx"
+
+    def __init__(self, workdir, docroot):
+        super().__init__(workdir)
+        self.prefix = os.path.join(workdir, "nginx")
+        os.makedirs(self.prefix, exist_ok=True)
+        os.chmod(self.prefix, 0o755)
+        self.docroot = docroot
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        self.log_path = os.path.join(self.prefix, "error.log")
+        self.worker = None
+
+    def write_conf(self):
+        p = self.prefix
+        conf = f"""# written by bench/run.py
+worker_processes 1;
+error_log {p}/error.log warn;
+pid {p}/nginx.pid;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush off;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path {p}/client_body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {self.docroot};
+    }}
+}}
+"""
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def cmd(self):
+        return ["taskset", "-c", SERVER_CPU, "nginx", "-p", self.prefix + "/", "-e", self.log_path,
+                "-c", self.conf, "-g", "daemon off;"]
+
+    def start(self):
+        self.port = free_port()
+        self.write_conf()
+        out = open(os.path.join(self.prefix, "stdout.log"), "a")
+        try:
+            self.proc = PROCS.start(self.cmd(), cwd=self.prefix, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        finally:
+            out.close()
+        self.wait_ready()
+        self.worker = None
+        for _ in range(100):  # up to 5 s for the worker to appear
+            kids = proc_children(self.proc.pid)
+            if kids:
+                self.worker = kids[0]
+                break
+            time.sleep(0.05)
+        if self.worker is None:
+            raise BenchError("nginx: no worker process found")
+
+    def rss_pids(self):
+        # Master and worker, summed sample by sample: the whole server, like rangeserve's one
+        # process (this double-counts the pages they share, which favours rangeserve's ratio a
+        # little; the worker alone is printed in the run log).
+        return [self.proc.pid, self.worker]
+
+
+class RssSampler:
+    """Peak of the summed VmRSS of some processes, sampled every 50 ms in a thread (bounded by
+    max_seconds); also the peak of the last process alone."""
+
+    def __init__(self, pids, max_seconds):
+        self.pids = list(pids)
+        self.peak_kib = 0
+        self.peak_last_kib = 0
+        self.samples = 0
+        self.stop_event = threading.Event()
+        self.max_seconds = max_seconds
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self):
+        vals = [vm_rss_kib(p) for p in self.pids]
+        if all(v is not None for v in vals):
+            self.peak_kib = max(self.peak_kib, sum(vals))
+            self.peak_last_kib = max(self.peak_last_kib, vals[-1])
+            self.samples += 1
+
+    def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            self._sample()
+            self.stop_event.wait(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join(2)
+        self._sample()  # one last sample
+
+    @property
+    def peak_mib(self):
+        return self.peak_kib / 1024.0
+
+    def describe(self):
+        s = f"{self.samples} samples"
+        if len(self.pids) > 1:
+            s += f"; worker alone {self.peak_last_kib / 1024.0:.1f} MiB"
+        return s
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP helpers for the correctness gate (the script runs on CPU 1)
+# --------------------------------------------------------------------------------------------
+
+def http_request(port, method, path, headers=None, timeout=120):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def parse_multipart(ctype, body):
+    """Parts of a multipart/byteranges body as [(first, last, total, data)]."""
+    m = re.search(r'boundary="?([^";]+)"?', ctype)
+    if not ctype.lower().startswith("multipart/byteranges") or not m:
+        raise ValueError(f"not multipart/byteranges: {ctype!r}")
+    delim = b"--" + m.group(1).encode()
+    parts = []
+    pos = body.find(delim)
+    if pos < 0:
+        raise ValueError("no boundary in the body")
+    for _ in range(1000):  # bounded
+        pos += len(delim)
+        if body[pos:pos + 2] == b"--":
+            return parts
+        if body[pos:pos + 2] != b"\r\n":
+            raise ValueError("no CRLF after a boundary")
+        hend = body.find(b"\r\n\r\n", pos)
+        if hend < 0:
+            raise ValueError("part headers not terminated")
+        hdrs = body[pos + 2:hend].decode("latin-1")
+        cr = re.search(r"(?im)^content-range:\s*bytes (\d+)-(\d+)/(\d+)\s*$", hdrs)
+        if not cr:
+            raise ValueError(f"part without Content-Range: {hdrs!r}")
+        first, last, total = int(cr.group(1)), int(cr.group(2)), int(cr.group(3))
+        start = hend + 4
+        data = body[start:start + last - first + 1]
+        parts.append((first, last, total, data))
+        pos = start + len(data)
+        if body[pos:pos + 2 + len(delim)] != b"\r\n" + delim:
+            raise ValueError("part data not followed by CRLF and the boundary")
+        pos += 2
+    raise ValueError("too many parts")
+
+
+def pread(path, offset, length):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def gate(srv, docroot, sums):
+    """Check the server's bytes before anything is timed. Returns the ETag of /1m.bin."""
+    try:
+        return _gate(srv, docroot, sums)
+    except (OSError, http.client.HTTPException) as e:
+        raise BenchError(f"correctness gate failed for {srv.name}: {type(e).__name__}: {e}")
+
+
+def _gate(srv, docroot, sums):
+    def fail(msg):
+        raise BenchError(f"correctness gate failed for {srv.name}: {msg}")
+
+    port = srv.port
+    one_m = os.path.join(docroot, "1m.bin")
+    # 1. full GET of the 1 MiB file, by SHA-256
+    st, h, body = http_request(port, "GET", "/1m.bin")
+    if st != 200 or hashlib.sha256(body).hexdigest() != sums["1m.bin"]:
+        fail(f"GET /1m.bin: status {st}, {len(body)} bytes, SHA-256 "
+             f"{hashlib.sha256(body).hexdigest()} (expected 200, {MIB} bytes, {sums['1m.bin']})")
+    # 2. a range of it, against the slice
+    st, h, body = http_request(port, "GET", "/1m.bin", {"Range": "bytes=1000-99999"})
+    want = pread(one_m, 1000, 99000)
+    if st != 206 or body != want or h.get("content-range") != f"bytes 1000-99999/{MIB}":
+        fail(f"GET /1m.bin Range bytes=1000-99999: status {st}, {len(body)} bytes, "
+             f"Content-Range {h.get('content-range')!r}, bytes equal: {body == want}")
+    # 3. S1's file
+    st, h, body = http_request(port, "GET", "/1k.bin")
+    if st != 200 or hashlib.sha256(body).hexdigest() != sums["1k.bin"]:
+        fail(f"GET /1k.bin: status {st}, {len(body)} bytes, wrong SHA-256")
+    # 4. a 64 KiB range of S2's file, at an odd offset
+    off = 77_777_777
+    st, h, body = http_request(port, "GET", "/100m.bin",
+                               {"Range": f"bytes={off}-{off + 65535}"})
+    if st != 206 or body != pread(os.path.join(docroot, "100m.bin"), off, 65536):
+        fail(f"GET /100m.bin 64 KiB range: status {st}, {len(body)} bytes, wrong bytes")
+    # 5. S3's multi-range, part by part
+    st, h, body = http_request(port, "GET", "/1m.bin", {"Range": MULTI_RANGE})
+    try:
+        parts = parse_multipart(h.get("content-type", ""), body)
+    except ValueError as e:
+        fail(f"GET /1m.bin Range {MULTI_RANGE}: status {st}: {e}")
+    want_parts = [(0, 99), (200000, 299999), (MIB - 100, MIB - 1)]
+    if st != 206 or [(a, b) for a, b, _, _ in parts] != want_parts or any(
+            t != MIB or d != pread(one_m, a, b - a + 1) for a, b, t, d in parts):
+        fail(f"GET /1m.bin Range {MULTI_RANGE}: status {st}, parts "
+             f"{[(a, b, t, len(d)) for a, b, t, d in parts]}")
+    if int(h.get("content-length", "-1")) != len(body):
+        fail("multipart Content-Length differs from the body length")
+    # 6. S4: the ETag, and a 304 for it
+    st, h, body = http_request(port, "HEAD", "/1m.bin")
+    etag = h.get("etag")
+    if st != 200 or not etag:
+        fail(f"HEAD /1m.bin: status {st}, ETag {etag!r}")
+    if srv.name == "rangeserve" and etag != f'"{sums["1m.bin"]}"':
+        fail(f"ETag {etag} is not the SHA-256 of /1m.bin")
+    st, h, body = http_request(port, "GET", "/1m.bin", {"If-None-Match": etag})
+    if st != 304 or body:
+        fail(f"GET /1m.bin If-None-Match {etag}: status {st}, {len(body)} bytes (expected 304)")
+    # 7. the 2 GiB file's headers (for rangeserve this also computes and caches its hash, so the
+    #    hashing is not timed in S5/S6/S7)
+    st, h, body = http_request(port, "HEAD", "/2g.bin", timeout=300)
+    if st != 200 or int(h.get("content-length", "-1")) != FILES["2g.bin"]:
+        fail(f"HEAD /2g.bin: status {st}, Content-Length {h.get('content-length')}")
+    if srv.name == "rangeserve" and h.get("etag") != f'"{sums["2g.bin"]}"':
+        fail(f"ETag of /2g.bin {h.get('etag')} is not its SHA-256")
+    st, h, body = http_request(port, "HEAD", "/100m.bin", timeout=300)
+    if st != 200:
+        fail(f"HEAD /100m.bin: status {st}")
+    return etag
+
+
+# --------------------------------------------------------------------------------------------
+# Load generators
+# --------------------------------------------------------------------------------------------
+
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_wrk(out):
+    r = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h), ([\d.]+)([KMGTP]?)B read", out)
+    if m:
+        r["requests"] = int(m.group(1))
+        r["seconds"] = float(m.group(2)) * TIME_UNITS[m.group(3)]
+        r["bytes"] = float(m.group(4)) * UNITS[m.group(5)]
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        r["rps"] = float(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    r["socket_errors_text"] = m.group(0) if m else ""
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx3xx"] = int(m.group(1)) if m else 0
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        if m:
+            r[f"p{pct}_ms"] = float(m.group(1)) * TIME_UNITS[m.group(2)] * 1e3
+    m = re.search(r"EXPECT_STATUS seen=(\d+) bad=(\d+)", out)
+    if m:
+        r["status_seen"], r["status_bad"] = int(m.group(1)), int(m.group(2))
+    return r
+
+
+def run_wrk(url, duration, conns, script=None, script_args=(), headers=(), timeout_s=None,
+            body_len=None):
+    """One wrk run; returns the parsed result with 'valid' and 'problems'."""
+    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"]
+    if timeout_s:
+        cmd += ["--timeout", f"{timeout_s}s"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", os.path.join(HERE, script)]
+    cmd.append(url)
+    if script_args:
+        cmd += ["--"] + [str(a) for a in script_args]
+    try:
+        rc, out, err = PROCS.run(cmd, timeout=duration + 60)
+    except BenchError as e:
+        rc, out, err = -1, "", str(e)
+    r = parse_wrk(out)
+    r["cmd"] = cmd
+    problems = []
+    if rc != 0:
+        problems.append(f"wrk exit code {rc}: {err.strip()[:200]}")
+    if "rps" not in r or "requests" not in r:
+        problems.append("could not parse wrk output: " + (out + err).strip()[:300])
+    if r.get("socket_errors"):
+        problems.append(r["socket_errors_text"])
+    if r.get("non2xx3xx"):
+        problems.append(f"{r['non2xx3xx']} non-2xx/3xx responses")
+    if r.get("status_bad"):
+        problems.append(f"{r['status_bad']} of {r['status_seen']} responses with another status")
+    if body_len is not None and r.get("requests"):
+        # wrk's byte count is rounded to 2 decimals and includes responses still in flight at the
+        # end, so the check is loose; it still catches a 200 of the whole file instead of a 206
+        # or a body on a 304.
+        avg = r["bytes"] / r["requests"]
+        lo = body_len * 0.98
+        hi = (body_len + 4096) * 1.02 + conns * (body_len + 4096) / r["requests"]
+        r["avg_response_bytes"] = avg
+        if not lo <= avg <= hi:
+            problems.append(f"average response {avg:.0f} bytes, expected a body of {body_len}")
+    r["problems"] = problems
+    r["valid"] = not problems
+    return r
+
+
+def run_curl_download(url, size):
+    cmd = ["taskset", "-c", CLIENT_CPU, "curl", "-s", "-o", "/dev/null", "--max-time", "300",
+           "-w", "%{http_code} %{size_download} %{speed_download}", url]
+    try:
+        rc, out, err = PROCS.run(cmd, timeout=330)
+    except BenchError as e:
+        rc, out, err = -1, "", str(e)
+    problems = []
+    mbps = None
+    try:
+        code, got, speed = out.split()
+        mbps = float(speed) / 1e6
+        if code != "200" or int(float(got)) != size:
+            problems.append(f"status {code}, {got} bytes of {size}")
+    except ValueError:
+        problems.append(f"could not parse curl output {out!r}")
+    if rc != 0:
+        problems.append(f"curl exit code {rc}")
+    return {"value": mbps, "valid": not problems, "problems": problems, "cmd": cmd}
+
+
+def run_aria2(url, dest_dir, name, want_sha):
+    out_path = os.path.join(dest_dir, name)
+    cmd = ["taskset", "-c", CLIENT_CPU, "aria2c", "-x8", "-s8", "-k1M", "--file-allocation=none",
+           "--no-conf", "-d", dest_dir, "-o", name, "--allow-overwrite=true",
+           "--auto-file-renaming=false", "--max-tries=1", "--quiet=true", url]
+    problems = []
+    secs = None
+    try:
+        t0 = time.monotonic()
+        try:
+            rc, out, err = PROCS.run(cmd, timeout=600)
+        except BenchError as e:
+            rc, out, err = -1, "", str(e)
+        secs = time.monotonic() - t0
+        if rc != 0:
+            problems.append(f"aria2c exit code {rc}: {(out + err).strip()[:300]}")
+        elif not os.path.isfile(out_path):
+            problems.append("aria2c wrote no file")
+        else:
+            got = sha256_file(out_path)
+            if got != want_sha:
+                problems.append(f"WRONG BYTES: SHA-256 {got}, expected {want_sha}")
+    finally:
+        for p in (out_path, out_path + ".aria2"):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+    return {"value": secs, "valid": not problems, "problems": problems, "cmd": cmd}
+
+
+def run_concurrent_ranges(port, path, file_path, file_size, count, length, seed, timeout=300):
+    """`count` connections at once, each downloading one random `length`-byte range of `path` to
+    the end (206, exact length, first 4 KiB checked against the file). This script is the client
+    (on CPU 1): one thread, non-blocking sockets, bodies discarded as they arrive."""
+    rnd = random.Random(seed)
+    sel = selectors.DefaultSelector()
+    conns = {}
+    problems = []
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    t0 = time.monotonic()
+    try:
+        for i in range(count):
+            first = rnd.randrange(0, file_size - length + 1)
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                       f"Range: bytes={first}-{first + length - 1}\r\n"
+                       f"Connection: close\r\n\r\n").encode())
+            s.setblocking(False)
+            st = {"first": first, "head": b"", "body_len": None, "got": 0, "sample": b""}
+            conns[s] = st
+            sel.register(s, selectors.EVENT_READ, st)
+        deadline = t0 + timeout
+        done = 0
+        while conns and time.monotonic() < deadline:  # bounded by the deadline
+            for key, _ in sel.select(timeout=1.0):
+                s, st = key.fileobj, key.data
+                try:
+                    n = s.recv_into(buf)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    n, err = 0, e
+                else:
+                    err = None
+                finished = False
+                if n == 0:
+                    finished = True
+                    if st["body_len"] is None or st["got"] != st["body_len"]:
+                        problems.append(f"connection ended after {st['got']} body bytes "
+                                        f"({err or 'EOF'})")
+                elif st["body_len"] is None:
+                    st["head"] += bytes(view[:n])
+                    if b"\r\n\r\n" in st["head"]:
+                        head, _, rest = st["head"].partition(b"\r\n\r\n")
+                        text = head.decode("latin-1")
+                        m = re.search(r"(?im)^content-length:\s*(\d+)", text)
+                        if not text.startswith("HTTP/1.1 206") or not m or int(m.group(1)) != length:
+                            problems.append(f"bad response head: {text.splitlines()[0]!r}, "
+                                            f"Content-Length {m and m.group(1)}")
+                            finished = True
+                        else:
+                            st["body_len"] = length
+                            st["got"] = len(rest)
+                            st["sample"] = rest[:4096]
+                            st["head"] = b""
+                else:
+                    if len(st["sample"]) < 4096:
+                        st["sample"] += bytes(view[:min(n, 4096 - len(st["sample"]))])
+                    st["got"] += n
+                if not finished and st["body_len"] is not None and st["got"] >= st["body_len"]:
+                    finished = True
+                    if st["got"] != st["body_len"]:
+                        problems.append(f"{st['got']} body bytes, expected {st['body_len']}")
+                    elif st["sample"] != pread(file_path, st["first"], len(st["sample"])):
+                        problems.append(f"WRONG BYTES in the range starting at {st['first']}")
+                    else:
+                        done += 1
+                if finished:
+                    sel.unregister(s)
+                    s.close()
+                    del conns[s]
+        if conns:
+            problems.append(f"{len(conns)} of {count} downloads unfinished after {timeout} s")
+    except OSError as e:
+        problems.append(f"{type(e).__name__}: {e}")
+    finally:
+        for s in list(conns):
+            s.close()
+        sel.close()
+    secs = time.monotonic() - t0
+    return {"valid": not problems, "problems": problems[:5], "seconds": secs,
+            "complete": count - len(conns) if not problems else None,
+            "mbps": count * length / secs / 1e6}
+
+
+def measure_ttfb(port, path, want_len, timeout=60):
+    """Seconds from connect to the first byte of the response to a plain GET; then hang up."""
+    problems = []
+    try:
+        t0 = time.perf_counter()
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError as e:
+        return {"value": None, "valid": False, "problems": [f"connect: {e}"]}
+    buf, t1 = b"", None
+    try:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        buf = s.recv(65536)
+        t1 = time.perf_counter()
+        if not buf:
+            problems.append("connection closed without a response")
+        for _ in range(64):  # the rest of the headers, bounded
+            if b"\r\n\r\n" in buf or not buf:
+                break
+            more = s.recv(65536)
+            if not more:
+                break
+            buf += more
+    except OSError as e:
+        problems.append(f"{type(e).__name__}: {e}")
+    finally:
+        s.close()
+    if t1 is None:
+        return {"value": None, "valid": False, "problems": problems}
+    head = buf.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    lines = head.split("\r\n")
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    if not lines[0].startswith("HTTP/1.1 200"):
+        problems.append(f"status line {lines[0]!r}")
+    if hdrs.get("content-length") != str(want_len):
+        problems.append(f"Content-Length {hdrs.get('content-length')}")
+    return {"value": t1 - t0, "valid": not problems, "problems": problems,
+            "etag": hdrs.get("etag")}
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args, servers, docroot, workdir, sums, files_dir):
+        self.args = args
+        self.files_dir = files_dir
+        self.servers = servers
+        self.docroot = docroot
+        self.workdir = workdir
+        self.sums = sums
+        self.etags = {}
+        # results[row][server name] = list of run dicts
+        self.results = {row[0]: {s.name: [] for s in servers} for row in ROWS}
+        self.fresh_counter = 0
+
+    def record(self, row, srv, res, detail=""):
+        self.results[row][srv.name].append(res)
+        v = res.get("value")
+        vs = "-" if v is None else (f"{v:.4f}" if v < 10 else f"{v:.1f}")
+        status = "ok" if res["valid"] else "INVALID: " + "; ".join(res["problems"])
+        log(f"    {row:<4} {srv.name:<10} {vs:>12} {detail}  {status}")
+
+    def wrk_row(self, row, srv, path, conns, duration, body_len, **kw):
+        r = run_wrk(srv.url(path), duration, conns, body_len=body_len, **kw)
+        r["value"] = r.get("rps")
+        lat = ""
+        if "p50_ms" in r:
+            lat = f"p50 {r['p50_ms']:.2f} ms, p99 {r.get('p99_ms', 0):.2f} ms"
+        self.record(row, srv, r, f"req/s  {lat}")
+        return r
+
+    def s1(self, srv, rnd):
+        with RssSampler(srv.rss_pids(), self.args.duration + 60) as rss:
+            r = self.wrk_row("S1", srv, "/1k.bin", 64, self.args.duration, FILES["1k.bin"])
+        self.record("S7a", srv, {"value": rss.peak_mib, "valid": r["valid"] and rss.samples > 0,
+                                 "problems": r["problems"] or ([] if rss.samples else
+                                                               ["no RSS samples"])},
+                    f"MiB peak RSS ({rss.describe()})")
+
+    def s2(self, srv, rnd):
+        self.wrk_row("S2", srv, "/100m.bin", 64, self.args.duration, 65536,
+                     script="random_range.lua", script_args=(FILES["100m.bin"], 65536, rnd + 1))
+
+    def s3(self, srv, rnd):
+        # 100 + 100000 + 100 bytes of data plus the multipart framing (under 4 KiB)
+        self.wrk_row("S3", srv, "/1m.bin", 64, self.args.duration, 100200,
+                     headers=[f"Range: {MULTI_RANGE}"])
+
+    def s4(self, srv, rnd):
+        self.wrk_row("S4", srv, "/1m.bin", 64, self.args.duration, 0,
+                     headers=[f"If-None-Match: {self.etags[srv.name]}"],
+                     script="expect_status.lua", script_args=(304,))
+
+    def s5(self, srv, rnd):
+        for _ in range(self.args.repeats):
+            r = run_curl_download(srv.url("/2g.bin"), FILES["2g.bin"])
+            self.record("S5", srv, r, "MB/s")
+
+    def s6(self, srv, rnd):
+        for _ in range(self.args.repeats):
+            r = run_aria2(srv.url("/2g.bin"), self.workdir, f"s6-{srv.name}.bin",
+                          self.sums["2g.bin"])
+            self.record("S6", srv, r, "s")
+
+    def s7(self, srv, rnd):
+        with RssSampler(srv.rss_pids(), 400) as rss:
+            r = run_concurrent_ranges(srv.port, "/2g.bin", os.path.join(self.docroot, "2g.bin"),
+                                      FILES["2g.bin"], 256, 8 * MIB, seed=rnd + 1, timeout=300)
+        mbs = f"(all 256 done in {r['seconds']:.1f} s, {r['mbps']:.0f} MB/s)"
+        self.record("S7b", srv, {"value": rss.peak_mib, "valid": r["valid"] and rss.samples > 0,
+                                 "problems": r["problems"] or ([] if rss.samples else
+                                                               ["no RSS samples"])},
+                    f"MiB peak RSS ({rss.describe()}) {mbs}")
+
+    def s8(self, srv, rnd):
+        self.fresh_counter += 1
+        name = f"fresh-{rnd}-{srv.name}-{self.fresh_counter}.bin"
+        path = os.path.join(self.docroot, name)
+        size = FRESH_TEMPLATE[1]
+        try:
+            make_fresh_copy(os.path.join(self.files_dir, FRESH_TEMPLATE[0]), path)
+            r = measure_ttfb(srv.port, "/" + name, size)
+            if r["valid"] and r.get("etag") and srv.name == "rangeserve":
+                digest = sha256_file(path)
+                if r["etag"] != f'"{digest}"':
+                    r["valid"] = False
+                    r["problems"].append(f"WRONG ETAG {r['etag']}, the SHA-256 is {digest}")
+        finally:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.record("S8", srv, r, "s to first byte")
+
+    def run_round(self, rnd, scenarios):
+        order = list(self.servers) if rnd % 2 == 0 else list(reversed(self.servers))
+        log(f"\n== round {rnd + 1}/{self.args.rounds}: order {' then '.join(s.name for s in order)}")
+        for srv in self.servers:
+            srv.start()
+        try:
+            if rnd == 0:
+                for srv in self.servers:
+                    log(f"  {srv.name}: {' '.join(srv.cmd())}")
+            for srv in self.servers:
+                t0 = time.monotonic()
+                self.etags[srv.name] = gate(srv, self.docroot, self.sums)
+                log(f"  correctness gate ok: {srv.name} on port {srv.port} "
+                    f"({time.monotonic() - t0:.1f} s, ETag of /1m.bin {self.etags[srv.name]})")
+            for sc in scenarios:
+                fn = getattr(self, sc.lower())
+                for srv in order:
+                    fn(srv, rnd)
+                    srv.check_alive()
+                    time.sleep(0.3)
+        finally:
+            for srv in self.servers:
+                srv.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+def fmt(v, unit):
+    if v is None:
+        return "invalid"
+    if unit == "req/s":
+        return f"{v:,.0f}"
+    if unit == "MB/s":
+        return f"{v:,.0f}"
+    if unit == "MiB":
+        return f"{v:.1f}"
+    if unit == "s":
+        return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+    return f"{v:g}"
+
+
+def build_table(bench, scenarios):
+    header = ["id", "scenario", "unit", "nginx", "rangeserve", "ratio", "target", "result",
+              "valid runs (nginx, rs)"]
+    rows = []
+    verdicts = {}
+    for rid, sid, desc, unit, how, target, ok in ROWS:
+        if sid not in scenarios:
+            continue
+        med = {}
+        counts = []
+        for name in ("nginx", "rangeserve"):
+            runs = bench.results[rid][name]
+            vals = [r["value"] for r in runs if r["valid"] and r.get("value") is not None]
+            med[name] = statistics.median(vals) if vals else None
+            counts.append(f"{len(vals)}/{len(runs)}")
+        n, s = med["nginx"], med["rangeserve"]
+        ratio = None
+        if n is not None and s is not None and n > 0 and s > 0:
+            ratio = s / n if how == "rs/nginx" else n / s
+        if ratio is None:
+            verdict = "n/a"
+        else:
+            verdict = "pass" if ok(ratio, n, s) else "FAIL"
+        verdicts[rid] = verdict
+        rows.append([rid, desc, unit, fmt(n, unit), fmt(s, unit),
+                     "-" if ratio is None else (f"{ratio:.2f}x" if ratio >= 0.1 else
+                                                f"{ratio:.2g}x"), target, verdict,
+                     ", ".join(counts)])
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    right = {3, 4, 5}
+
+    def line(cells):
+        return "| " + " | ".join(
+            (str(c).rjust(widths[i]) if i in right else str(c).ljust(widths[i]))
+            for i, c in enumerate(cells)) + " |"
+
+    sep = "|" + "|".join(("-" * (widths[i] + 1) + ":") if i in right else "-" * (widths[i] + 2)
+                         for i in range(len(header))) + "|"
+    return "\n".join([line(header), sep] + [line(r) for r in rows]), verdicts
+
+
+def cmd_output(cmd):
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=20)
+        return p.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine_info(binary):
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    commit = cmd_output(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = cmd_output(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
+    if dirty and dirty != "?":
+        commit += " (with uncommitted changes)"
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / (1 << 20):.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return [
+        ("date", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
+        ("machine", f"{os.cpu_count()} CPUs ({cpu}), {mem} RAM, Linux {os.uname().release}"),
+        ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
+        ("nginx", cmd_output(["nginx", "-v"]).replace("nginx version: ", "")),
+        ("wrk", cmd_output(["wrk", "-v"]).splitlines()[0].split(" Copyright")[0]),
+        ("curl", cmd_output(["curl", "--version"]).splitlines()[0].split(" (")[0]),
+        ("aria2c", cmd_output(["aria2c", "--version"]).splitlines()[0]),
+        ("rangeserve", f"{binary} (SHA-256 {sha256_file(binary)[:12]}), commit {commit}"),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="a few minutes: 2 rounds, 5 s wrk runs, S5/S6 once per server and round")
+    ap.add_argument("--rangeserve", metavar="PATH",
+                    help="the binary (default: target/release/rangeserve, built when missing)")
+    ap.add_argument("--only", metavar="S1,S2", help="run only these scenarios (S7 includes S1)")
+    ap.add_argument("--out", metavar="FILE", help="also write the table as Markdown to FILE")
+    ap.add_argument("--rounds", type=int, help="rounds (default 7, quick 2)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, quick 5)")
+    ap.add_argument("--repeats", type=int,
+                    help="S5/S6 downloads per server and round (default 2, quick 1)")
+    ap.add_argument("--data-dir", default=os.path.join(REPO, "target", "bench-data"),
+                    help="where the generated files are cached (default: target/bench-data)")
+    a = ap.parse_args()
+    a.rounds = a.rounds or (2 if a.quick else 7)
+    a.duration = a.duration or (5 if a.quick else 10)
+    a.repeats = a.repeats or (1 if a.quick else 2)
+    if not 1 <= a.rounds <= 50 or not 1 <= a.duration <= 600 or not 1 <= a.repeats <= 10:
+        ap.error("rounds 1-50, duration 1-600 s, repeats 1-10")
+    if a.only:
+        want = [s.strip().upper() for s in a.only.split(",") if s.strip()]
+        bad = [s for s in want if s not in SCENARIOS]
+        if bad:
+            ap.error(f"unknown scenario(s) {', '.join(bad)}; choose from {', '.join(SCENARIOS)}")
+        if "S7" in want and "S1" not in want:
+            want.append("S1")  # S7a is measured during S1's run
+        a.scenarios = [s for s in SCENARIOS if s in want]
+    else:
+        a.scenarios = list(SCENARIOS)
+    return a
+
+
+def find_binary(args):
+    if args.rangeserve:
+        path = os.path.abspath(args.rangeserve)
+        if not os.access(path, os.X_OK):
+            raise BenchError(f"--rangeserve {path}: not an executable file")
+        return path
+    path = os.path.join(REPO, "target", "release", "rangeserve")
+    if not os.access(path, os.X_OK):
+        log("building rangeserve: cargo build --release")
+        rc = subprocess.run(["cargo", "build", "--release"], cwd=REPO,
+                            stdin=subprocess.DEVNULL, timeout=1800).returncode
+        if rc != 0 or not os.access(path, os.X_OK):
+            raise BenchError("cargo build --release failed")
+    return path
+
+
+def check_tools():
+    for tool in ("nginx", "wrk", "curl", "aria2c", "taskset"):
+        if not shutil.which(tool):
+            raise BenchError(f"{tool} is not installed (Debian: apt-get install "
+                             f"{'util-linux' if tool == 'taskset' else tool})")
+    cpus = os.sched_getaffinity(0)
+    if not {0, 1} <= cpus:
+        raise BenchError(f"CPUs 0 and 1 must both be available (have {sorted(cpus)})")
+
+
+def main():
+    args = parse_args()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    started = time.monotonic()
+    workdir = None
+    run_root = None
+    servers = []
+    bench = None
+    try:
+        check_tools()
+        binary = find_binary(args)
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})  # this script is a client too: CPU 1
+        info = machine_info(binary)
+        log("rangeserve vs nginx" + (" (quick mode)" if args.quick else " (full mode)"))
+        for k, v in info:
+            log(f"  {k}: {v}")
+        log(f"  rounds {args.rounds}, wrk runs of {args.duration} s, S5/S6 {args.repeats}x per "
+            f"server and round, scenarios {','.join(args.scenarios)}")
+        log(f"  servers on CPU {SERVER_CPU}, wrk/curl/aria2c on CPU {CLIENT_CPU}")
+        if os.getloadavg()[0] > 0.5:
+            log(f"  warning: load average {os.getloadavg()[0]:.2f} before the start: other "
+                f"processes compete for the CPUs, so absolute numbers will be noisy")
+
+        log(f"\ndata in {args.data_dir}")
+        os.makedirs(args.data_dir, exist_ok=True)
+        remove_stale_runs(args.data_dir)
+        files_dir, sums = prepare_data(args.data_dir)
+        run_root, docroot = make_docroot(args.data_dir, files_dir)
+        workdir = tempfile.mkdtemp(prefix="rangeserve-bench-")
+        os.chmod(workdir, 0o755)
+
+        # Run a private copy: a concurrent `cargo build` must not swap the binary between rounds.
+        snapshot = os.path.join(workdir, "rangeserve")
+        shutil.copy2(binary, snapshot)
+        log(f"  rangeserve binary copied to {snapshot} (SHA-256 {sha256_file(snapshot)[:12]})")
+        servers = [Nginx(workdir, docroot), Rangeserve(workdir, snapshot, docroot)]
+        bench = Bench(args, servers, docroot, workdir, sums, files_dir)
+        log(f"  wrk: taskset -c {CLIENT_CPU} wrk -t1 -c64 -d{args.duration}s --latency "
+            f"[-s bench/<script>.lua] URL [-- args]")
+
+        for rnd in range(args.rounds):
+            bench.run_round(rnd, args.scenarios)
+
+        table, verdicts = build_table(bench, args.scenarios)
+        elapsed = time.monotonic() - started
+        log("\nMedians over rounds; ratio = rangeserve relative to nginx, oriented so that higher is "
+            "better for rangeserve (throughput: rs/nginx; seconds and MiB: nginx/rs).")
+        log(table)
+        log(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        log(f"{sum(v == 'pass' for v in verdicts.values())} pass, "
+            f"{sum(v == 'FAIL' for v in verdicts.values())} fail, "
+            f"{sum(v == 'n/a' for v in verdicts.values())} n/a; total time {elapsed / 60:.1f} min")
+
+        rs_log = tail(servers[1].log_path, 10000)
+        rs_lines = [l for l in rs_log.splitlines() if l.strip() and not l.startswith("--- start")]
+        ng_lines = [l for l in tail(servers[0].log_path, 10000).splitlines() if l.strip()]
+        for name, lines in (("rangeserve", rs_lines), ("nginx", ng_lines)):
+            if lines:
+                log(f"\n{name} logged {len(lines)} line(s) at warn or above; the first ones:")
+                for l in lines[:10]:
+                    log("  " + l[:300])
+
+        if args.out:
+            md = ["# rangeserve vs nginx" + (" (quick run)" if args.quick else " (full run)"), ""]
+            md += [f"- {k}: {v}" for k, v in info]
+            md += [f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+                   f"- rounds {args.rounds}, wrk runs of {args.duration} s, S5/S6 "
+                   f"{args.repeats}x per server and round; total time {elapsed / 60:.1f} min", ""]
+            md += ["Medians; ratio = rangeserve relative to nginx, higher is better for "
+                   "rangeserve.", "", table, ""]
+            with open(args.out, "w") as f:
+                f.write("\n".join(md))
+            log(f"\ntable written to {args.out}")
+        return 0
+    except BenchError as e:
+        log(f"\nERROR: {e}")
+        return 1
+    except KeyboardInterrupt:
+        log("\ninterrupted; cleaning up")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for s in servers:
+            try:
+                s.stop()
+            except Exception:
+                pass
+        PROCS.stop_all()
+        for d in (workdir, run_root):
+            if d:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
