@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 use http::{header, Method, StatusCode};
 use http_body::{Frame, SizeHint};
@@ -22,11 +21,20 @@ struct Line {
     expected: Option<u64>,
 }
 
-pub async fn layer(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    // Capped: a 64 KiB Range header must not become a 64 KiB log line.
+/// What the line needs from the request, taken before the handler consumes it; `None` when
+/// access logging is off, which then costs nothing more.
+pub struct Pending {
+    method: Method,
+    path: String,
+    range: Option<String>,
+    start: Instant,
+}
+
+pub fn begin(req: &Request) -> Option<Pending> {
+    if !tracing::enabled!(target: "rangeserve::access", tracing::Level::INFO) {
+        return None;
+    }
+    // Capped: a long Range header must not become a long log line.
     let range = req.headers().get(header::RANGE).map(|v| {
         let s = String::from_utf8_lossy(v.as_bytes());
         if s.len() > 200 {
@@ -35,9 +43,21 @@ pub async fn layer(req: Request, next: Next) -> Response {
             s.into_owned()
         }
     });
-    let resp = next.run(req).await;
+    Some(Pending {
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        range,
+        start: Instant::now(),
+    })
+}
+
+/// Attach the line to the response: it is written when the body is done or dropped.
+pub fn finish(pending: Option<Pending>, resp: Response) -> Response {
+    let Some(p) = pending else {
+        return resp;
+    };
     let status = resp.status();
-    let bodyless = method == Method::HEAD
+    let bodyless = p.method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let expected = if bodyless {
@@ -48,11 +68,11 @@ pub async fn layer(req: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok()?.parse().ok())
     };
     let line = Line {
-        method,
-        path,
-        range,
+        method: p.method,
+        path: p.path,
+        range: p.range,
         status,
-        start,
+        start: p.start,
         expected,
     };
     resp.map(|inner| {

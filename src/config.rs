@@ -33,6 +33,12 @@ pub struct Config {
     pub log_level: String,
     /// How long in-flight responses may run after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// Where the digest cache persists (canonical, outside the root); `None`: no persistence.
+    pub state_dir: Option<PathBuf>,
+    /// Hash every file under the root in the background at start-up.
+    pub prehash: bool,
+    /// Watch the root and hash new or changed files before they are asked for.
+    pub watch: bool,
 }
 
 impl Config {
@@ -70,6 +76,9 @@ struct FileConfig {
     cache_control: Option<String>,
     log_level: Option<String>,
     shutdown_grace: Option<u64>,
+    state_dir: Option<PathBuf>,
+    prehash: Option<bool>,
+    watch: Option<bool>,
 }
 
 /// rangeserve: a static file server that gets HTTP ranges and conditional requests right.
@@ -127,6 +136,24 @@ pub struct Cli {
     /// Seconds in-flight responses may take to finish after SIGTERM/SIGINT [default: 30]
     #[arg(long, env = "RANGESERVE_SHUTDOWN_GRACE", value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
+
+    /// Directory (outside the root) where file hashes persist across restarts; empty for none [default: ""]
+    #[arg(long, env = "RANGESERVE_STATE_DIR", value_name = "DIR",
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::builder::OsStringValueParser::new(), PathBuf::from))]
+    pub state_dir: Option<PathBuf>,
+
+    /// Hash every file under the root in the background at start-up [default: false]
+    #[arg(long, env = "RANGESERVE_PREHASH", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub prehash: Option<bool>,
+
+    /// Watch the root and hash new or changed files before they are asked for [default: false]
+    #[arg(long, env = "RANGESERVE_WATCH", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub watch: Option<bool>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -159,7 +186,10 @@ impl Cli {
             max_ranges,
             cache_control,
             log_level,
-            shutdown_grace
+            shutdown_grace,
+            state_dir,
+            prehash,
+            watch
         );
         let root = file
             .root
@@ -239,6 +269,10 @@ impl FileConfig {
                 "log_level: {log_level:?} is not a level (error, warn, info, debug, trace) or a filter directive"
             )));
         }
+        let state_dir = match self.state_dir {
+            Some(dir) if !dir.as_os_str().is_empty() => Some(check_state_dir(&dir, &root)?),
+            _ => None,
+        };
         Ok(Config {
             listen: self
                 .listen
@@ -253,8 +287,60 @@ impl FileConfig {
             shutdown_grace: Duration::from_secs(
                 self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
             ),
+            state_dir,
+            prehash: self.prehash.unwrap_or(false),
+            watch: self.watch.unwrap_or(false),
         })
     }
+}
+
+/// Create `dir` if needed and check that it is a directory outside `root` (canonical): the
+/// state must never be served, nor be written into the tree that is watched and hashed.
+fn check_state_dir(dir: &Path, root: &Path) -> Result<PathBuf, ConfigError> {
+    let shown = dir.display();
+    let inside = || {
+        ConfigError(format!(
+            "state_dir {shown}: must not be inside the root {}",
+            root.display()
+        ))
+    };
+    // Refuse before creating anything: where would the missing part land?
+    if let Some(would_be) = resolve_missing(dir) {
+        if would_be.starts_with(root) {
+            return Err(inside());
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ConfigError(format!("state_dir {shown}: {e}")))?;
+    let canonical = dir
+        .canonicalize()
+        .map_err(|e| ConfigError(format!("state_dir {shown}: {e}")))?;
+    if !canonical.is_dir() {
+        return Err(ConfigError(format!("state_dir {shown}: not a directory")));
+    }
+    if canonical.starts_with(root) {
+        return Err(inside());
+    }
+    Ok(canonical)
+}
+
+/// `path` made absolute: its longest existing ancestor canonicalized, the rest applied lexically.
+fn resolve_missing(path: &Path) -> Option<PathBuf> {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    let mut out = loop {
+        if let Ok(c) = existing.canonicalize() {
+            break c;
+        }
+        let last = existing.file_name()?.to_owned();
+        rest.push(last);
+        if !existing.pop() || existing.as_os_str().is_empty() {
+            existing = std::env::current_dir().ok()?;
+        }
+    };
+    for part in rest.iter().rev() {
+        out.push(part);
+    }
+    Some(out)
 }
 
 /// `RANGESERVE_*` variables that no setting reads: a typo is worth a warning, not an error
@@ -271,6 +357,9 @@ pub fn unknown_env_vars() -> Vec<String> {
         "CACHE_CONTROL",
         "LOG_LEVEL",
         "SHUTDOWN_GRACE",
+        "STATE_DIR",
+        "PREHASH",
+        "WATCH",
     ];
     std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
@@ -328,5 +417,49 @@ mod tests {
         let ok = FileConfig::default().finish(dir.path().into()).unwrap();
         assert_eq!(ok.max_ranges, DEFAULT_MAX_RANGES);
         assert_eq!(ok.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn state_dir_is_created_and_must_be_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        // Empty means no persistence.
+        let cfg = FileConfig {
+            state_dir: Some(PathBuf::new()),
+            ..Default::default()
+        };
+        assert_eq!(cfg.finish(root.clone()).unwrap().state_dir, None);
+        // Missing: created, and kept canonical.
+        let state = dir.path().join("var/state");
+        let cfg = FileConfig {
+            state_dir: Some(state.clone()),
+            ..Default::default()
+        };
+        let ok = cfg.finish(root.clone()).unwrap();
+        assert!(state.is_dir());
+        assert_eq!(ok.state_dir, Some(state.canonicalize().unwrap()));
+        // Inside the root (directly, at the root itself, or through `..`): refused, one line.
+        for inside in [
+            root.join(".state"),
+            root.clone(),
+            dir.path().join("var/../root/x"),
+        ] {
+            let cfg = FileConfig {
+                state_dir: Some(inside.clone()),
+                ..Default::default()
+            };
+            let e = cfg.finish(root.clone()).unwrap_err().0;
+            assert!(e.starts_with("state_dir "), "{inside:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        // A file is not a directory.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let cfg = FileConfig {
+            state_dir: Some(file),
+            ..Default::default()
+        };
+        assert!(cfg.finish(root).unwrap_err().0.starts_with("state_dir "));
     }
 }

@@ -20,16 +20,20 @@ use axum::Router;
 
 pub use config::Config;
 
-/// The whole application: every path goes to the file handler, every response is logged, and a
+/// The whole application: every path goes to the file handler (which logs each response), and a
 /// bug that panics in a handler becomes a 500 for that request instead of a dropped connection.
 /// Fails when the root cannot be opened.
 pub fn app(config: Arc<Config>) -> std::io::Result<Router> {
-    let state = Arc::new(serve::AppState::new(config)?);
-    Ok(Router::new()
+    Ok(router(Arc::new(serve::AppState::new(config)?)))
+}
+
+/// The application over a state built by the caller (who may keep it, e.g. to look at the
+/// digest cache).
+pub fn router(state: Arc<serve::AppState>) -> Router {
+    Router::new()
         .fallback(serve::handle)
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(access_log::layer)))
 }
 
 /// Serve until `shutdown` completes, then stop accepting and give in-flight responses up to
@@ -39,6 +43,38 @@ pub async fn serve(
     config: Arc<Config>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Loading the persisted digests reads a file: not on an async worker.
+    let state = tokio::task::spawn_blocking(move || serve::AppState::new(config))
+        .await
+        .map_err(std::io::Error::other)??;
+    serve_state(listener, Arc::new(state), shutdown).await
+}
+
+/// [`serve`] over a state built by the caller. Starts the background hashers the configuration
+/// asks for (`prehash`, `watch`) and stops them when serving ends.
+pub async fn serve_state(
+    listener: tokio::net::TcpListener,
+    state: Arc<serve::AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = state.config.clone();
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    tracing::info!(
+        "file hashes: persistence {}, prehash {}, watch {}",
+        match &config.state_dir {
+            Some(dir) => format!("in {}", dir.join(fs::digest::STATE_FILE).display()),
+            None => "off".to_string(),
+        },
+        onoff(config.prehash),
+        onoff(config.watch)
+    );
+    let _background = fs::prehash::start(
+        &state.digests,
+        &config.root,
+        config.show_hidden,
+        config.prehash,
+        config.watch,
+    );
     let grace = config.shutdown_grace;
-    server::run(listener, app(config)?, grace, shutdown).await
+    server::run(listener, router(state), grace, shutdown).await
 }

@@ -12,6 +12,7 @@ use axum::response::Response;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
+use crate::access_log;
 use crate::config::Config;
 use crate::fs::digest::{DigestCache, FileId};
 use crate::fs::resolve::{self, Found, Policy, ResolveError, Root};
@@ -23,22 +24,26 @@ use crate::source::{self, Piece, Representation};
 /// Shared by every request.
 pub struct AppState {
     pub config: Arc<Config>,
-    pub digests: DigestCache,
+    /// Shared with the background hashers (`fs::prehash`).
+    pub digests: Arc<DigestCache>,
     root: Root,
     policy: Policy,
 }
 
 impl AppState {
-    /// Fails when the root cannot be opened.
+    /// Fails when the root cannot be opened. With a `state_dir`, loads the persisted hashes
+    /// (blocking file I/O: call it at start-up).
     pub fn new(config: Arc<Config>) -> std::io::Result<AppState> {
         let policy = Policy {
             show_hidden: config.show_hidden,
             follow_symlinks: config.follow_symlinks,
         };
+        let root = Root::open(&config.root)?;
+        let digests = DigestCache::with_state(DIGEST_CACHE_ENTRIES, config.state_dir.as_deref());
         Ok(AppState {
-            root: Root::open(&config.root)?,
+            root,
             config,
-            digests: DigestCache::new(DIGEST_CACHE_ENTRIES),
+            digests: Arc::new(digests),
             policy,
         })
     }
@@ -50,6 +55,11 @@ const DIGEST_CACHE_ENTRIES: usize = 16_384;
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let log = access_log::begin(&req);
+    access_log::finish(log, answer(&state, req).await)
+}
+
+async fn answer(state: &AppState, req: Request) -> Response {
     let method = req.method().clone();
     match method {
         Method::GET | Method::HEAD => {}
@@ -152,7 +162,7 @@ pub fn respond(
     };
 
     // Headers every file response carries, 304 included (§15.4.5).
-    let mut h = HeaderMap::new();
+    let mut h = HeaderMap::with_capacity(16);
     h.insert(header::DATE, date_value(now));
     if let Some(etag) = &rep.etag {
         h.insert(header::ETAG, etag.clone());

@@ -85,7 +85,7 @@ pub const MIN_CHUNK: usize = 16 * 1024;
 /// Read buffers of all streaming responses together aim to stay within this: with few
 /// downloads each gets full chunks; with many, chunks shrink (down to MIN_CHUNK) so that memory
 /// stays flat as concurrency grows.
-pub const READ_BUDGET: usize = 8 << 20;
+pub const READ_BUDGET: usize = 4 << 20;
 
 /// Bodies up to this size are read before the response starts, when they are in memory, so the
 /// head and body leave in one write.

@@ -216,6 +216,9 @@ fn help_mentions_every_flag_and_variable() {
         "cache_control",
         "log_level",
         "shutdown_grace",
+        "state_dir",
+        "prehash",
+        "watch",
     ] {
         let flag = format!("--{}", key.replace('_', "-"));
         let var = format!("RANGESERVE_{}", key.to_uppercase());

@@ -1,11 +1,18 @@
 //! The content hash behind each strong ETag: SHA-256 of the file's bytes, computed once per file
 //! version off the async runtime, shared by concurrent first requests, and cached by the file's
 //! identity (device, inode, size, mtime, ctime: ctime catches a rewrite that restored the mtime).
+//!
+//! With a state directory the cache outlives the process: `STATE_DIR/digests-v1` holds one line
+//! per file version, `dev ino size mtime_s mtime_ns ctime_s ctime_ns sha256hex`. It is loaded at
+//! start-up (malformed lines are skipped, the last line for a version wins, at most `capacity`
+//! versions are kept), rewritten compacted, and every new hash is appended to it as one line. A
+//! file rewritten while the server was down has another ctime, so an old line never matches it.
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata};
-use std::io;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Write as _};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -58,25 +65,86 @@ struct Entry {
     last_used: u64,
 }
 
+type Entries = Arc<Mutex<HashMap<FileId, Entry>>>;
+
 /// A bounded cache of content hashes; the least recently used entry goes first.
 pub struct DigestCache {
-    entries: Mutex<HashMap<FileId, Entry>>,
+    entries: Entries,
     capacity: usize,
     clock: AtomicU64,
     /// How many hashes were started, for tests and diagnostics.
     computed: Arc<AtomicU64>,
+    /// Where new hashes are appended, when the cache persists.
+    state: Option<Arc<StateFile>>,
 }
 
 const READ_BUF: usize = 1 << 20;
 
+/// The name of the state file inside the state directory; the suffix is the line format's version.
+pub const STATE_FILE: &str = "digests-v1";
+
 impl DigestCache {
+    /// An in-memory cache of at most `capacity` file versions.
     pub fn new(capacity: usize) -> DigestCache {
         DigestCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Arc::new(Mutex::new(HashMap::new())),
             capacity: capacity.max(1),
             clock: AtomicU64::new(0),
             computed: Arc::new(AtomicU64::new(0)),
+            state: None,
         }
+    }
+
+    /// A cache that persists in `state_dir` (when given): the hashes recorded there are loaded
+    /// ready to use, the file is rewritten compacted, and new hashes are appended to it. Blocking
+    /// file I/O: call it at start-up. A state file that cannot be read or written is logged as a
+    /// warning and the cache works from memory alone; serving never depends on it.
+    pub fn with_state(capacity: usize, state_dir: Option<&Path>) -> DigestCache {
+        let mut cache = DigestCache::new(capacity);
+        let Some(dir) = state_dir else {
+            return cache;
+        };
+        let path = dir.join(STATE_FILE);
+        let loaded = match std::fs::read(&path) {
+            Ok(bytes) => parse_state(&bytes, cache.capacity),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot read the digest state, starting empty: {e}");
+                Vec::new()
+            }
+        };
+        {
+            let mut map = cache.entries.lock().unwrap();
+            for (id, sum) in &loaded {
+                let last_used = cache.clock.fetch_add(1, Ordering::Relaxed);
+                map.insert(
+                    *id,
+                    Entry {
+                        cell: Arc::new(OnceCell::new_with(Some(Digest::new(*sum)))),
+                        last_used,
+                    },
+                );
+            }
+        }
+        let appender = write_compacted(&path, &loaded).and_then(|()| open_append(&path));
+        match appender {
+            Ok(file) => {
+                tracing::info!(
+                    path = %path.display(),
+                    "digest cache: {} file hashes loaded",
+                    loaded.len()
+                );
+                cache.state = Some(Arc::new(StateFile {
+                    path,
+                    appender: Mutex::new(Appender { file, appended: 0 }),
+                }));
+            }
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                "cannot write the digest state, new hashes will not persist: {e}"
+            ),
+        }
+        cache
     }
 
     /// The SHA-256 of `file`, whose metadata gave `id`. Concurrent callers for one id share one
@@ -87,6 +155,10 @@ impl DigestCache {
             return Ok(d.clone());
         }
         let computed = self.computed.clone();
+        let persist = self
+            .state
+            .clone()
+            .map(|state| (state, self.entries.clone(), self.capacity));
         let shared = cell.clone();
         // Detached from the request: a client that gives up does not cancel a hash that the
         // next request (or its own retry) will need, nor make the next one start over.
@@ -94,9 +166,15 @@ impl DigestCache {
             shared
                 .get_or_try_init(|| async move {
                     computed.fetch_add(1, Ordering::Relaxed);
-                    tokio::task::spawn_blocking(move || hash_file(&file, id).map(Digest::new))
-                        .await
-                        .map_err(io::Error::other)?
+                    tokio::task::spawn_blocking(move || {
+                        let sum = hash_file(&file, id)?;
+                        if let Some((state, entries, capacity)) = persist {
+                            state.record(id, &sum, &entries, capacity);
+                        }
+                        Ok(Digest::new(sum))
+                    })
+                    .await
+                    .map_err(io::Error::other)?
                 })
                 .await
                 .cloned()
@@ -146,6 +224,147 @@ impl DigestCache {
     pub fn computations(&self) -> u64 {
         self.computed.load(Ordering::Relaxed)
     }
+}
+
+/// The append side of the state file.
+struct StateFile {
+    path: PathBuf,
+    appender: Mutex<Appender>,
+}
+
+struct Appender {
+    /// Opened with O_APPEND: each line goes out in one write, after whatever is there.
+    file: File,
+    /// Lines appended since the file was last compacted.
+    appended: usize,
+}
+
+impl StateFile {
+    /// Append one new hash (blocking; called on the blocking pool right after the hash). Once
+    /// as many lines were appended as the cache holds, rewrite the file from the cache, so it
+    /// stays within about twice the cache's size however long the server runs.
+    fn record(&self, id: FileId, sum: &Sha256Sum, entries: &Entries, capacity: usize) {
+        let line = format_line(id, sum);
+        let mut app = self.appender.lock().unwrap();
+        match (&app.file).write(line.as_bytes()) {
+            Ok(n) if n == line.len() => {}
+            Ok(n) => tracing::warn!(
+                path = %self.path.display(),
+                "digest state: short append ({n} of {} bytes)",
+                line.len()
+            ),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), "digest state: cannot append: {e}")
+            }
+        }
+        app.appended += 1;
+        if app.appended < capacity {
+            return;
+        }
+        app.appended = 0;
+        // The cache's ready entries, least recently used first, then this one (whose cell is
+        // not set yet: we are inside its initialization).
+        let mut ready: Vec<(u64, FileId, Sha256Sum)> = entries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| **k != id)
+            .filter_map(|(k, e)| e.cell.get().map(|d| (e.last_used, *k, d.sha256)))
+            .collect();
+        ready.sort_unstable_by_key(|r| r.0);
+        let mut lines: Vec<(FileId, Sha256Sum)> = ready.into_iter().map(|r| (r.1, r.2)).collect();
+        lines.push((id, *sum));
+        match write_compacted(&self.path, &lines).and_then(|()| open_append(&self.path)) {
+            Ok(file) => app.file = file,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), "digest state: cannot compact: {e}")
+            }
+        }
+    }
+}
+
+/// One state line, newline included.
+fn format_line(id: FileId, sum: &Sha256Sum) -> String {
+    format!(
+        "{} {} {} {} {} {} {} {}\n",
+        id.dev,
+        id.ino,
+        id.size,
+        id.mtime.0,
+        id.mtime.1,
+        id.ctime.0,
+        id.ctime.1,
+        hex::encode(sum)
+    )
+}
+
+/// One state line (without its newline), or `None` when it is not exactly a well-formed line.
+fn parse_line(line: &str) -> Option<(FileId, Sha256Sum)> {
+    let mut f = line.split(' ');
+    let mut int = || f.next()?.parse::<i64>().ok();
+    let (dev, ino, size) = (int()?, int()?, int()?);
+    let (mtime_s, mtime_ns, ctime_s, ctime_ns) = (int()?, int()?, int()?, int()?);
+    let hex_sum = f.next()?;
+    if f.next().is_some() || hex_sum.len() != 64 {
+        return None;
+    }
+    let ns = 0..1_000_000_000;
+    if !ns.contains(&mtime_ns) || !ns.contains(&ctime_ns) {
+        return None;
+    }
+    let mut sum = [0u8; 32];
+    hex::decode_to_slice(hex_sum, &mut sum).ok()?;
+    Some((
+        FileId {
+            dev: u64::try_from(dev).ok()?,
+            ino: u64::try_from(ino).ok()?,
+            size: u64::try_from(size).ok()?,
+            mtime: (mtime_s, mtime_ns),
+            ctime: (ctime_s, ctime_ns),
+        },
+        sum,
+    ))
+}
+
+/// The versions recorded in a state file, oldest first: malformed lines skipped, the last line
+/// for a version wins, and only the `capacity` most recent versions kept.
+fn parse_state(bytes: &[u8], capacity: usize) -> Vec<(FileId, Sha256Sum)> {
+    let mut latest: HashMap<FileId, (usize, Sha256Sum)> = HashMap::new();
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if let Some((id, sum)) = std::str::from_utf8(line).ok().and_then(parse_line) {
+            latest.insert(id, (n, sum));
+        }
+    }
+    let mut kept: Vec<(usize, FileId, Sha256Sum)> = latest
+        .into_iter()
+        .map(|(id, (n, sum))| (n, id, sum))
+        .collect();
+    kept.sort_unstable_by_key(|k| k.0);
+    let skip = kept.len().saturating_sub(capacity);
+    kept.into_iter().skip(skip).map(|k| (k.1, k.2)).collect()
+}
+
+/// Replace the state file with these lines: a temporary file in the same directory, fsync,
+/// rename over, fsync the directory. A crash leaves the old file or the new one, never a mix.
+fn write_compacted(path: &Path, lines: &[(FileId, Sha256Sum)]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut text = String::with_capacity(lines.len() * 120);
+    for (id, sum) in lines {
+        text.push_str(&format_line(*id, sum));
+    }
+    let mut f = File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().append(true).create(true).open(path)
 }
 
 /// Hash exactly `id.size` bytes with positional reads, then check the file is still that version.
@@ -273,5 +492,141 @@ mod tests {
         let cache = DigestCache::new(2);
         assert!(cache.digest(f, id).await.is_err());
         assert_eq!(cache.len(), 0);
+    }
+
+    fn some_id(n: u64) -> FileId {
+        FileId {
+            dev: 2049,
+            ino: 1000 + n,
+            size: 1 << 40,
+            mtime: (-5, 999_999_999),
+            ctime: (1_700_000_000 + n as i64, 0),
+        }
+    }
+
+    #[test]
+    fn state_line_round_trip() {
+        let id = some_id(7);
+        let sum: Sha256Sum = std::array::from_fn(|i| (i * 37) as u8);
+        let line = format_line(id, &sum);
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1);
+        assert_eq!(
+            line,
+            format!(
+                "2049 1007 1099511627776 -5 999999999 1700000007 0 {}\n",
+                hex::encode(sum)
+            )
+        );
+        assert_eq!(parse_line(line.trim_end()), Some((id, sum)));
+    }
+
+    #[test]
+    fn malformed_state_lines_are_rejected() {
+        let good = "1 2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert!(parse_line(good).is_some());
+        for bad in [
+            "",
+            "garbage",
+            // Seven numbers, no hash; nine fields; hash too short, too long, not hex.
+            "1 2 3 4 5 6 7",
+            &format!("{good} 8"),
+            "1 2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a",
+            "1 2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0",
+            "1 2 3 4 5 6 7 zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            // Negative or non-numeric identity, nanoseconds out of range, double spaces.
+            "-1 2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "1 x 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "1 2 3 4 1000000000 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "1 2 3 4 5 6 -1 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "1  2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "1 2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\r",
+        ] {
+            assert_eq!(parse_line(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn state_file_last_line_wins_and_capacity_keeps_the_newest() {
+        let sum = |b: u8| [b; 32];
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(format_line(some_id(1), &sum(1)).as_bytes());
+        bytes.extend_from_slice(b"\xff\xfe not utf-8\n\n  \ngarbage 1 2\n");
+        bytes.extend_from_slice(format_line(some_id(2), &sum(2)).as_bytes());
+        bytes.extend_from_slice(format_line(some_id(1), &sum(9)).as_bytes());
+        bytes.extend_from_slice(format_line(some_id(3), &sum(3)).as_bytes());
+        // A torn last line (a crash mid-append) is just another malformed line.
+        bytes.extend_from_slice(&format_line(some_id(4), &sum(4)).as_bytes()[..40]);
+        assert_eq!(
+            parse_state(&bytes, 10),
+            vec![
+                (some_id(2), sum(2)),
+                (some_id(1), sum(9)),
+                (some_id(3), sum(3))
+            ]
+        );
+        assert_eq!(
+            parse_state(&bytes, 2),
+            vec![(some_id(1), sum(9)), (some_id(3), sum(3))]
+        );
+    }
+
+    #[tokio::test]
+    async fn persists_across_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let (f, id) = open(&p);
+
+        let cache = DigestCache::with_state(4, Some(&state));
+        let first = cache.digest(f.clone(), id).await.unwrap();
+        assert_eq!(cache.computations(), 1);
+        drop(cache);
+        let text = std::fs::read_to_string(state.join(STATE_FILE)).unwrap();
+        assert_eq!(text, format_line(id, &first.sha256));
+
+        let cache = DigestCache::with_state(4, Some(&state));
+        assert_eq!(cache.len(), 1);
+        let again = cache.digest(f, id).await.unwrap();
+        assert_eq!(cache.computations(), 0);
+        assert_eq!(again.etag, first.etag);
+    }
+
+    #[tokio::test]
+    async fn the_state_file_is_compacted_as_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let cache = DigestCache::with_state(3, Some(&state));
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let p = dir.path().join(format!("f{i}"));
+            std::fs::write(&p, format!("{i}")).unwrap();
+            let (f, id) = open(&p);
+            cache.digest(f, id).await.unwrap();
+            ids.push(id);
+            let lines = std::fs::read_to_string(state.join(STATE_FILE))
+                .unwrap()
+                .lines()
+                .count();
+            assert!(lines <= 2 * 3, "{lines} lines after {} hashes", i + 1);
+        }
+        // The newest three versions survive a restart, and nothing else.
+        let cache = DigestCache::with_state(3, Some(&state));
+        let kept: Vec<bool> = ids
+            .iter()
+            .map(|id| cache.entries.lock().unwrap().contains_key(id))
+            .collect();
+        assert_eq!(kept, [false, false, false, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn an_unwritable_state_dir_only_disables_persistence() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DigestCache::with_state(3, Some(&dir.path().join("missing")));
+        assert!(cache.state.is_none());
+        assert!(cache.is_empty());
     }
 }
