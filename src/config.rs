@@ -88,6 +88,9 @@ struct FileConfig {
 #[derive(Debug, Parser)]
 #[command(name = "rangeserve", version, about, long_about = None)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Configuration file (TOML). Default: ./config.toml when it exists.
     #[arg(long, env = "RANGESERVE_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -164,7 +167,35 @@ pub const DEFAULT_CACHE_CONTROL: &str = "no-cache";
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
+/// Subcommands; without one, rangeserve serves.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Ask the running server for `HEAD /` once: exit 0 when it answers (any status below 500),
+    /// 1 otherwise. For container HEALTHCHECKs: no shell or curl needed.
+    Healthcheck {
+        /// URL to ask [default: http://<listen>/, with 0.0.0.0 or [::] as the loopback address]
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        timeout: u64,
+    },
+}
+
 impl Cli {
+    /// The address the server listens on by these settings (file < environment < flag), for
+    /// the healthcheck; a config problem is left to the server to report.
+    pub fn listen_addr(&self) -> SocketAddr {
+        let path = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+        let from_file = read_file(&path).ok().and_then(|f| f.listen);
+        self.listen
+            .or(from_file)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"))
+    }
+
     /// Apply the layers: defaults < file < environment/flags (clap already merged those two).
     pub fn load(self) -> Result<Config, ConfigError> {
         let mut file = match &self.config {

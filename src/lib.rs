@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod config;
 pub mod fs;
+pub mod healthcheck;
 pub mod http;
 pub mod serve;
 pub mod server;

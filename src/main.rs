@@ -1,8 +1,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
-use rangeserve::config::{unknown_env_vars, Cli};
+use rangeserve::config::{unknown_env_vars, Cli, Command};
+use rangeserve::healthcheck;
 use tracing_subscriber::EnvFilter;
 
 // glibc's malloc showed up at ~14% of a small-file profile (per-request headers and buffers);
@@ -11,7 +13,27 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = match Cli::parse().load() {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url, timeout }) = &cli.command {
+        let url = url
+            .clone()
+            .unwrap_or_else(|| healthcheck::default_url(cli.listen_addr()));
+        return match healthcheck::check(&url, Duration::from_secs(*timeout)) {
+            Ok(status) if status < 500 => {
+                println!("healthy: {url} answered {status}");
+                ExitCode::SUCCESS
+            }
+            Ok(status) => {
+                eprintln!("unhealthy: {url} answered {status}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("unhealthy: {url}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match cli.load() {
         Ok(c) => Arc::new(c),
         Err(e) => {
             eprintln!("rangeserve: error: {e}");
