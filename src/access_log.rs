@@ -134,7 +134,7 @@ impl Drop for Logged {
             path = %l.path,
             status = l.status.as_u16(),
             bytes = self.sent,
-            ms = format_args!("{:.3}", l.start.elapsed().as_secs_f64() * 1000.0),
+            ms = (l.start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             range = l.range.as_deref().unwrap_or("-"),
             complete,
         );

@@ -39,6 +39,20 @@ pub struct Config {
     pub prehash: bool,
     /// Watch the root and hash new or changed files before they are asked for.
     pub watch: bool,
+    /// Log lines as text or as JSON objects.
+    pub log_format: LogFormat,
+    /// Where Prometheus metrics are served (`GET /metrics`); None: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (the access line's fields become keys), for log collectors.
+    Json,
 }
 
 impl Config {
@@ -79,6 +93,8 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     prehash: Option<bool>,
     watch: Option<bool>,
+    log_format: Option<LogFormat>,
+    metrics_listen: Option<String>,
 }
 
 /// rangeserve: a static file server that gets HTTP ranges and conditional requests right.
@@ -157,6 +173,14 @@ pub struct Cli {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub watch: Option<bool>,
+
+    /// Log format: text, or json (one object per line) [default: text]
+    #[arg(long, env = "RANGESERVE_LOG_FORMAT", value_name = "FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9090; empty for none [default: ""]
+    #[arg(long, env = "RANGESERVE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -220,7 +244,9 @@ impl Cli {
             shutdown_grace,
             state_dir,
             prehash,
-            watch
+            watch,
+            log_format,
+            metrics_listen
         );
         let root = file
             .root
@@ -304,6 +330,14 @@ impl FileConfig {
             Some(dir) if !dir.as_os_str().is_empty() => Some(check_state_dir(&dir, &root)?),
             _ => None,
         };
+        let metrics_listen = match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(addr) => Some(addr.parse().map_err(|e| {
+                ConfigError(format!(
+                    "metrics_listen: {addr:?} is not an address:port ({e})"
+                ))
+            })?),
+        };
         Ok(Config {
             listen: self
                 .listen
@@ -321,6 +355,8 @@ impl FileConfig {
             state_dir,
             prehash: self.prehash.unwrap_or(false),
             watch: self.watch.unwrap_or(false),
+            log_format: self.log_format.unwrap_or(LogFormat::Text),
+            metrics_listen,
         })
     }
 }
@@ -377,27 +413,15 @@ fn resolve_missing(path: &Path) -> Option<PathBuf> {
 /// `RANGESERVE_*` variables that no setting reads: a typo is worth a warning, not an error
 /// (orchestrators inject variables such as `RANGESERVE_PORT` for a service named rangeserve).
 pub fn unknown_env_vars() -> Vec<String> {
-    const KNOWN: &[&str] = &[
-        "CONFIG",
-        "LISTEN",
-        "ROOT",
-        "INDEX_FILES",
-        "SHOW_HIDDEN",
-        "FOLLOW_SYMLINKS",
-        "MAX_RANGES",
-        "CACHE_CONTROL",
-        "LOG_LEVEL",
-        "SHUTDOWN_GRACE",
-        "STATE_DIR",
-        "PREHASH",
-        "WATCH",
-    ];
+    use clap::CommandFactory;
+    let known: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .filter_map(|e| e.to_str().map(str::to_owned))
+        .collect();
     std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
-        .filter(|k| {
-            k.strip_prefix("RANGESERVE_")
-                .is_some_and(|rest| !KNOWN.contains(&rest))
-        })
+        .filter(|k| k.starts_with("RANGESERVE_") && !known.contains(k))
         .collect()
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
+pub mod metrics;
 pub mod serve;
 pub mod server;
 pub mod source;
@@ -76,6 +77,25 @@ pub async fn serve_state(
         config.prehash,
         config.watch,
     );
+    let _metrics = match config.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("metrics_listen {addr}: {e}"))
+            })?;
+            tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
+            Some(AbortOnDrop(tokio::spawn(metrics::serve(l))))
+        }
+        None => None,
+    };
     let grace = config.shutdown_grace;
     server::run(listener, router(state), grace, shutdown).await
+}
+
+/// Stops a background task when serving ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use rangeserve::config::{unknown_env_vars, Cli, Command};
+use rangeserve::config::{unknown_env_vars, Cli, Command, LogFormat};
 use rangeserve::healthcheck;
 use tracing_subscriber::EnvFilter;
 
@@ -43,10 +43,15 @@ fn main() -> ExitCode {
     // RUST_LOG wins over log_level, as tracing users expect.
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    match config.log_format {
+        LogFormat::Text => fmt.init(),
+        // One object per line; the access line's fields (method, path, status, bytes, ...) are
+        // keys of "fields".
+        LogFormat::Json => fmt.json().with_current_span(false).init(),
+    }
     for var in unknown_env_vars() {
         tracing::warn!("{var} is set but is not a rangeserve setting; ignored");
     }

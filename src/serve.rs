@@ -19,6 +19,7 @@ use crate::fs::resolve::{self, Found, Policy, ResolveError, Root};
 use crate::http::multipart::Multipart;
 use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
+use crate::metrics::METRICS;
 use crate::source::{self, Piece, Representation};
 
 /// Shared by every request.
@@ -55,8 +56,11 @@ const DIGEST_CACHE_ENTRIES: usize = 16_384;
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let _handling = METRICS.handling();
     let log = access_log::begin(&req);
-    access_log::finish(log, answer(&state, req).await)
+    let resp = answer(&state, req).await;
+    METRICS.response(resp.status());
+    access_log::finish(log, resp)
 }
 
 async fn answer(state: &AppState, req: Request) -> Response {
@@ -186,6 +190,12 @@ pub fn respond(
 
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(NOSNIFF.0.clone(), NOSNIFF.1.clone());
+    if !use_range && method == Method::GET && req_headers.contains_key(header::RANGE) {
+        // Only If-Range turns a GET with Range into a full response at this point.
+        if req_headers.contains_key(header::IF_RANGE) {
+            METRICS.if_range_fallback();
+        }
+    }
     let plan = if use_range {
         range::plan(req_headers.get(header::RANGE), rep.len, config.max_ranges)
     } else {
@@ -214,6 +224,7 @@ pub fn respond(
             )
         }
         RangePlan::Multi(ranges) => {
+            METRICS.multipart();
             let m = Multipart::new(&ranges, rep.len, rep.content_type.to_str().unwrap_or(""));
             let length = m.content_length();
             let mut pieces = Vec::with_capacity(2 * m.parts.len() + 1);

@@ -20,6 +20,7 @@ use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 
 use crate::http::range::ByteRange;
+use crate::metrics::METRICS;
 
 /// Positional reads of a representation's bytes. Called on the blocking pool.
 pub trait Source: Send + Sync + 'static {
@@ -94,6 +95,11 @@ pub const INLINE_MAX: u64 = 128 * 1024;
 /// Streaming bodies alive now.
 static STREAMING: AtomicUsize = AtomicUsize::new(0);
 
+/// Streaming bodies alive now (for the in-flight gauge).
+pub fn streaming() -> usize {
+    STREAMING.load(Ordering::Relaxed)
+}
+
 /// The chunk size for the next read, given how many responses are streaming.
 fn chunk_size() -> u64 {
     let active = STREAMING.load(Ordering::Relaxed).max(1);
@@ -121,6 +127,7 @@ pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>) -> Body {
     let total: u64 = pieces.iter().map(Piece::len).sum();
     if total <= INLINE_MAX {
         if let Some(whole) = read_all_nowait(&*source, &pieces, total) {
+            METRICS.body_bytes(total);
             return Body::from(whole);
         }
     }
@@ -208,6 +215,7 @@ impl Streamed {
 
     fn data(&mut self, b: Bytes) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.remaining -= b.len() as u64;
+        METRICS.body_bytes(b.len() as u64);
         Poll::Ready(Some(Ok(Frame::data(b))))
     }
 }

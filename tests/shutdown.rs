@@ -2,128 +2,31 @@
 //! response finish within the grace period, and the process exits 0; a stalled client cannot
 //! hold it past the grace period.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+use common::pattern;
+use common::process::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rangeserve");
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Large enough that the kernel's socket buffers (a few MiB on loopback) cannot hold the whole
 /// response, small enough that the server's first SHA-256 pass stays quick in a debug build.
 const BIG: usize = 16 * 1024 * 1024;
 
-/// Deterministic bytes, the same formula as the shared harness.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect()
-}
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-struct Running {
-    child: Child,
-    port: u16,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    fn sigterm(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid; it has not been reaped (we hold the Child).
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    }
-
-    /// Wait for the process to exit, at most `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running {limit:?} after SIGTERM; log: {}",
-                read_text(&self.stdout)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log(&self) -> String {
-        read_text(&self.stdout)
-    }
-}
-
-fn read_text(p: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
-}
-
-/// Start the binary over `root` (working directory `dir`, so no stray config.toml), on a port
-/// that was free a moment ago; ready once the port accepts connections.
-fn start(dir: &Path, root: &Path, grace_secs: u64) -> Running {
-    for attempt in 0..5 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let stdout = dir.join(format!("stdout-{attempt}.log"));
-        let stderr = dir.join(format!("stderr-{attempt}.log"));
-        let mut c = Command::new(BIN);
-        c.current_dir(dir)
-            .arg("--listen")
+/// Start the binary over `root` (working directory `dir`, so no stray config.toml).
+fn start_server(dir: &Path, root: &Path, grace_secs: u64) -> Running {
+    start(dir, dir, |port, c| {
+        c.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--root")
             .arg(root)
             .arg("--shutdown-grace")
             .arg(grace_secs.to_string())
             .arg("--log-level")
-            .arg("info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("RANGESERVE_") || k == "RUST_LOG" {
-                c.env_remove(k);
-            }
-        }
-        let mut run = Running {
-            child: c.spawn().unwrap(),
-            port,
-            stdout,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = run.child.try_wait().unwrap() {
-                let err = read_text(&run.stderr);
-                if st.code() == Some(1) && err.contains("listen") {
-                    break;
-                }
-                panic!("server exited with {st}: {err}");
-            }
-            if TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_ok() {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "server not listening after 10 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    panic!("could not start the server on a free port");
+            .arg("info");
+    })
 }
 
 /// Send `GET path` (keep-alive) and read until the response head is in; returns the stream,
@@ -177,7 +80,7 @@ fn sigterm_lets_the_in_flight_response_finish() {
     std::fs::create_dir(&root).unwrap();
     let data = pattern(BIG);
     std::fs::write(root.join("big.bin"), &data).unwrap();
-    let mut run = start(dir.path(), &root, 10);
+    let mut run = start_server(dir.path(), &root, 10);
 
     let (mut s, len, mut body) = start_download(run.port, "/big.bin");
     assert_eq!(len, BIG);
@@ -234,7 +137,7 @@ fn stalled_client_cannot_hold_the_server_past_the_grace_period() {
     std::fs::create_dir(&root).unwrap();
     let data = pattern(BIG);
     std::fs::write(root.join("big.bin"), &data).unwrap();
-    let mut run = start(dir.path(), &root, 1);
+    let mut run = start_server(dir.path(), &root, 1);
 
     // Read the head (so the response is surely in flight), then never read again.
     let (mut s, len, mut body) = start_download(run.port, "/big.bin");

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 
+use crate::metrics::METRICS;
+
 /// Which version of which file: if any of these changes, the content may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId {
@@ -152,8 +154,10 @@ impl DigestCache {
     pub async fn digest(&self, file: Arc<File>, id: FileId) -> io::Result<Digest> {
         let cell = self.cell(id);
         if let Some(d) = cell.get() {
+            METRICS.digest_hit();
             return Ok(d.clone());
         }
+        METRICS.digest_miss();
         let computed = self.computed.clone();
         let persist = self
             .state
@@ -167,7 +171,9 @@ impl DigestCache {
                 .get_or_try_init(|| async move {
                     computed.fetch_add(1, Ordering::Relaxed);
                     tokio::task::spawn_blocking(move || {
+                        let started = std::time::Instant::now();
                         let sum = hash_file(&file, id)?;
+                        METRICS.hashed(id.size, started.elapsed());
                         if let Some((state, entries, capacity)) = persist {
                             state.record(id, &sum, &entries, capacity);
                         }

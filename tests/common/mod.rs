@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use rangeserve::Config;
 
+pub mod process;
+
 pub struct Server {
     pub addr: SocketAddr,
     /// The document root (a fresh temporary directory unless the test gave one).

@@ -1,0 +1,163 @@
+//! The server binary as a child process: started in a directory of the test's choosing (so no
+//! stray config.toml is read), on a port that was free a moment ago, killed when dropped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Response;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rangeserve");
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+pub fn port_is_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_ok()
+}
+
+/// The binary, run in `cwd`, with no inherited RANGESERVE_* or RUST_LOG variables.
+pub fn command(cwd: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd).stdin(Stdio::null());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("RANGESERVE_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+static LOG_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Send stdout and stderr to fresh files under `logs` (no pipe that could fill up).
+pub fn log_to(c: &mut Command, logs: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(logs).unwrap();
+    let n = LOG_SEQ.fetch_add(1, Ordering::SeqCst);
+    let out = logs.join(format!("stdout-{n}.log"));
+    let err = logs.join(format!("stderr-{n}.log"));
+    c.stdout(std::fs::File::create(&out).unwrap());
+    c.stderr(std::fs::File::create(&err).unwrap());
+    (out, err)
+}
+
+pub fn read_text(p: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+/// A running server process, killed when dropped.
+pub struct Running {
+    pub child: Child,
+    pub port: u16,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    /// `GET path` with these headers on a fresh connection; the parsed response.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        get_at(self.port, path, headers)
+    }
+
+    pub fn sigterm(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped (we hold the Child).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
+
+    /// Wait for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}; log: {}",
+                read_text(&self.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What the server wrote to standard output so far (its log).
+    pub fn log(&self) -> String {
+        read_text(&self.stdout)
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port`, Connection: close; the parsed response.
+pub fn get_at(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    Response::parse(&raw, false)
+}
+
+/// Start the binary in `cwd`; `setup` gets a free port and adds whatever makes the server
+/// listen on it (a flag, a variable, a config file). Retries with another port if the one
+/// picked was taken in the meantime. Ready once the port accepts connections.
+pub fn start(cwd: &Path, logs: &Path, setup: impl Fn(u16, &mut Command)) -> Running {
+    for _attempt in 0..5 {
+        let port = free_port();
+        let mut c = command(cwd);
+        setup(port, &mut c);
+        let (stdout, stderr) = log_to(&mut c, logs);
+        let child = c.spawn().unwrap();
+        let mut run = Running {
+            child,
+            port,
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = run.child.try_wait().unwrap() {
+                let err = read_text(&run.stderr);
+                if st.code() == Some(1) && err.contains("listen") {
+                    break; // port taken by someone else: try another
+                }
+                panic!("server exited with {st} before listening: {err}");
+            }
+            if port_is_open(port) {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not listening on {port} after 10 s: {}",
+                read_text(&run.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("could not start the server on a free port");
+}
