@@ -163,8 +163,9 @@ fn read_all_nowait(source: &dyn Source, pieces: &[Piece], total: u64) -> Option<
     Some(out.freeze())
 }
 
-/// Read exactly `buf.len()` bytes at `offset`, blocking; a source that ends first is an error.
-fn read_exact_at(source: &dyn Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
+/// Read exactly `buf.len()` bytes at `offset`, blocking; a source that ends first is an
+/// `UnexpectedEof` error.
+pub fn read_exact_at(source: &dyn Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         match source.read_at(&mut buf[done..], offset + done as u64) {

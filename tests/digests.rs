@@ -6,101 +6,33 @@
 mod common;
 use common::*;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rangeserve::serve::AppState;
 use rangeserve::Config;
 
-/// The server over `root`, in its own runtime, sharing its state with the test.
-struct Instance {
-    addr: SocketAddr,
-    state: Arc<AppState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+fn start(root: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
+    Server::start_over(root, tweak)
 }
 
-fn start(root: &Path, tweak: impl FnOnce(&mut Config)) -> Instance {
-    let mut config = Config::with_root(root).unwrap();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    tweak(&mut config);
-    let state = Arc::new(AppState::new(Arc::new(config)).unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let served = state.clone();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(served.config.listen)
-                .await
-                .unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            rangeserve::serve_state(listener, served, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    Instance {
-        addr,
-        state,
-        shutdown: Some(tx),
-        thread: Some(thread),
-    }
+/// Hash computations started by this server so far.
+fn computations(s: &Server) -> u64 {
+    s.state.digests.computations()
 }
 
-impl Instance {
-    fn get(&self, path: &str) -> Response {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        Response::parse(&raw, false)
-    }
-
-    /// Hash computations started by this server so far.
-    fn computations(&self) -> u64 {
-        self.state.digests.computations()
-    }
-
-    /// Wait (at most 30 s) until the count of computations reaches `n`.
-    fn wait_for_computations(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.computations() < n {
-            assert!(
-                Instant::now() < deadline,
-                "{} computations after 30 s, waiting for {n}",
-                self.computations()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+/// Wait (at most 30 s) until the count of computations reaches `n`.
+fn wait_for_computations(s: &Server, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while computations(s) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} computations after 30 s, waiting for {n}",
+            computations(s)
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -186,11 +118,11 @@ fn hashes_persist_across_a_restart_and_changed_files_are_hashed_again() {
 
     let run = start(&root, |c| c.state_dir = Some(state.clone()));
     for (name, bytes) in files.iter().zip(&data) {
-        let r = run.get(&format!("/{name}"));
+        let r = run.get(&format!("/{name}"), &[]);
         assert_eq!(r.status, 200);
         assert_eq!(r.header("etag"), Some(etag_of(bytes).as_str()));
     }
-    assert_eq!(run.computations(), 3);
+    assert_eq!(computations(&run), 3);
     drop(run);
 
     // Every hash is on disk, with the file's exact identity.
@@ -207,26 +139,26 @@ fn hashes_persist_across_a_restart_and_changed_files_are_hashed_again() {
 
     let run = start(&root, |c| c.state_dir = Some(state.clone()));
     // Unchanged: served with its persisted hash, nothing computed.
-    let r = run.get("/a.bin");
+    let r = run.get("/a.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&data[0]).as_str()));
     assert_eq!(r.body, data[0]);
-    assert_eq!(run.computations(), 0);
+    assert_eq!(computations(&run), 0);
     // Changed while down: the old line does not match its new ctime.
-    let r = run.get("/b.bin");
+    let r = run.get("/b.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&data[1]).as_str()));
-    assert_eq!(run.computations(), 1);
+    assert_eq!(computations(&run), 1);
     // Changed after the restart, its old hash loaded in memory: not used either.
     data[2] = other_pattern(300_002);
     rewrite_keeping_mtime(&root.join("sub/c.bin"), &data[2]);
-    let r = run.get("/sub/c.bin");
+    let r = run.get("/sub/c.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&data[2]).as_str()));
     assert_eq!(r.body, data[2]);
-    assert_eq!(run.computations(), 2);
+    assert_eq!(computations(&run), 2);
     for (name, bytes) in files.iter().zip(&data) {
-        let r = run.get(&format!("/{name}"));
+        let r = run.get(&format!("/{name}"), &[]);
         assert_eq!(r.header("etag"), Some(etag_of(bytes).as_str()));
     }
-    assert_eq!(run.computations(), 2);
+    assert_eq!(computations(&run), 2);
     drop(run);
 
     let lines = state_lines(&state);
@@ -254,11 +186,11 @@ fn a_corrupt_state_file_is_ignored_and_compacted_away() {
     let run = start(&root, |c| c.state_dir = Some(state.clone()));
     // Loaded and rewritten at start-up: only the well-formed line is left.
     assert_eq!(state_lines(&state), vec![unrelated.clone()]);
-    let r = run.get("/f.bin");
+    let r = run.get("/f.bin", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("etag"), Some(etag_of(&data).as_str()));
     assert_eq!(r.body, data);
-    assert_eq!(run.computations(), 1);
+    assert_eq!(computations(&run), 1);
     drop(run);
     assert_eq!(
         state_lines(&state),
@@ -286,10 +218,10 @@ fn prehash_hashes_every_servable_file_before_any_request() {
         c.state_dir = Some(state.clone());
         c.prehash = true;
     });
-    run.wait_for_computations(2);
+    wait_for_computations(&run, 2);
     // Give a wrong extra hash (hidden, symlink) time to show up.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(run.computations(), 2);
+    assert_eq!(computations(&run), 2);
     let deadline = Instant::now() + Duration::from_secs(10);
     while state_lines(&state).len() < 2 {
         assert!(Instant::now() < deadline, "{:?}", state_lines(&state));
@@ -305,12 +237,12 @@ fn prehash_hashes_every_servable_file_before_any_request() {
     assert_eq!(lines, want);
 
     // The first requests find the hashes ready.
-    let r = run.get("/big.bin");
+    let r = run.get("/big.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&big).as_str()));
     assert_eq!(r.body, big);
-    let r = run.get("/sub/deeper/small.txt");
+    let r = run.get("/sub/deeper/small.txt", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&small).as_str()));
-    assert_eq!(run.computations(), 2);
+    assert_eq!(computations(&run), 2);
     drop(run);
 
     // After a restart prehash finds everything known: nothing is hashed again.
@@ -319,9 +251,9 @@ fn prehash_hashes_every_servable_file_before_any_request() {
         c.prehash = true;
     });
     std::thread::sleep(Duration::from_millis(500));
-    let r = run.get("/big.bin");
+    let r = run.get("/big.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&big).as_str()));
-    assert_eq!(run.computations(), 0);
+    assert_eq!(computations(&run), 0);
 }
 
 #[test]
@@ -332,7 +264,7 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
     // The watcher starts in the background: drop probe files in until one is hashed.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut probe = 0;
-    while run.computations() == 0 {
+    while computations(&run) == 0 {
         assert!(
             Instant::now() < deadline,
             "the watcher never hashed a probe"
@@ -342,7 +274,7 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
         std::thread::sleep(Duration::from_millis(1000));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let base = run.computations();
+    let base = computations(&run);
 
     // Written in pieces with pauses shorter than the quiet period: hashed once, complete.
     let data = pattern(4 << 20);
@@ -352,20 +284,20 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(f);
-    run.wait_for_computations(base + 1);
-    let r = run.get("/new.bin");
+    wait_for_computations(&run, base + 1);
+    let r = run.get("/new.bin", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("etag"), Some(etag_of(&data).as_str()));
     assert_eq!(r.body, data);
-    assert_eq!(run.computations(), base + 1);
+    assert_eq!(computations(&run), base + 1);
 
     // Changed in place: hashed again without a request.
     let changed = other_pattern(4 << 20);
     rewrite_keeping_mtime(&root.join("new.bin"), &changed);
-    run.wait_for_computations(base + 2);
-    let r = run.get("/new.bin");
+    wait_for_computations(&run, base + 2);
+    let r = run.get("/new.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&changed).as_str()));
-    assert_eq!(run.computations(), base + 2);
+    assert_eq!(computations(&run), base + 2);
 
     // Moved in from outside the root: a file, and a directory holding one.
     let moved = pattern(1000);
@@ -375,19 +307,19 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
     std::fs::write(dir.path().join("movedir/inner/x.bin"), &inner).unwrap();
     std::fs::rename(dir.path().join("moved.bin"), root.join("moved.bin")).unwrap();
     std::fs::rename(dir.path().join("movedir"), root.join("movedir")).unwrap();
-    run.wait_for_computations(base + 4);
-    let r = run.get("/moved.bin");
+    wait_for_computations(&run, base + 4);
+    let r = run.get("/moved.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&moved).as_str()));
-    let r = run.get("/movedir/inner/x.bin");
+    let r = run.get("/movedir/inner/x.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&inner).as_str()));
-    assert_eq!(run.computations(), base + 4);
+    assert_eq!(computations(&run), base + 4);
 
     // Hidden files are not hashed.
     std::fs::write(root.join(".swap"), b"hidden").unwrap();
     std::fs::create_dir(root.join(".cache")).unwrap();
     std::fs::write(root.join(".cache/x"), b"hidden").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(run.computations(), base + 4);
+    assert_eq!(computations(&run), base + 4);
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -425,16 +425,10 @@ fn hash_file(file: &File, id: FileId) -> io::Result<Sha256Sum> {
 
 /// Fill `buf` from `offset`; a file that ends first has changed.
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => return Err(changed()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    crate::source::read_exact_at(file, buf, offset).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => changed(),
+        _ => e,
+    })
 }
 
 fn changed() -> io::Error {

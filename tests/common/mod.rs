@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rangeserve::serve::AppState;
 use rangeserve::Config;
 
 pub mod process;
@@ -19,6 +20,8 @@ pub struct Server {
     pub root: PathBuf,
     /// Holds the temporary directory; the root lives inside it, next to `outside`.
     pub dir: tempfile::TempDir,
+    /// The server's state, shared with the test (e.g. to count hash computations).
+    pub state: Arc<AppState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -34,12 +37,22 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap().join("root");
         std::fs::create_dir(&root).unwrap();
+        Self::start_in(dir, root, tweak)
+    }
+
+    /// A server over an existing root (which outlives it), config adjusted by `tweak`.
+    pub fn start_over(root: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
+        Self::start_in(tempfile::tempdir().unwrap(), root.to_path_buf(), tweak)
+    }
+
+    fn start_in(dir: tempfile::TempDir, root: PathBuf, tweak: impl FnOnce(&mut Config)) -> Server {
         let mut config = Config::with_root(&root).unwrap();
         config.listen = "127.0.0.1:0".parse().unwrap();
         tweak(&mut config);
-        let config = Arc::new(config);
+        let state = Arc::new(AppState::new(Arc::new(config)).unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let served = state.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -47,9 +60,11 @@ impl Server {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+                let listener = tokio::net::TcpListener::bind(served.config.listen)
+                    .await
+                    .unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                rangeserve::serve(listener, config, async {
+                rangeserve::serve_state(listener, served, async {
                     let _ = rx.await;
                 })
                 .await
@@ -61,6 +76,7 @@ impl Server {
             addr,
             root,
             dir,
+            state,
             shutdown: Some(tx),
             thread: Some(thread),
         }
