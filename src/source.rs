@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +30,13 @@ pub trait Source: Send + Sync + 'static {
 
     /// Like `read_at`, but only if it will not block (the bytes are in memory): `None` means
     /// "use `read_at` on the blocking pool". Sources whose reads never block read here.
-    fn read_at_nowait(&self, buf: &mut [u8], offset: u64) -> Option<io::Result<usize>> {
+    /// The buffer may be uninitialized: the bytes read are initialized, the rest untouched,
+    /// which spares zeroing memory that is about to be overwritten.
+    fn read_at_nowait(
+        &self,
+        buf: &mut [MaybeUninit<u8>],
+        offset: u64,
+    ) -> Option<io::Result<usize>> {
         let _ = (buf, offset);
         None
     }
@@ -43,13 +50,18 @@ impl Source for File {
     /// `preadv2(RWF_NOWAIT)`: served from the page cache, or EAGAIN at once. A page-cached read
     /// on the async worker costs microseconds; a hand-off to the blocking pool costs a context
     /// switch or two, which dominated the profile with many concurrent downloads.
-    fn read_at_nowait(&self, buf: &mut [u8], offset: u64) -> Option<io::Result<usize>> {
+    fn read_at_nowait(
+        &self,
+        buf: &mut [MaybeUninit<u8>],
+        offset: u64,
+    ) -> Option<io::Result<usize>> {
         let iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
         let offset = libc::off_t::try_from(offset).ok()?;
-        // SAFETY: one iovec over `buf`, valid for writes of its length, on our own descriptor.
+        // SAFETY: one iovec over `buf`, valid for writes of its length (the kernel only writes,
+        // so uninitialized memory is fine), on our own descriptor.
         let n = unsafe { libc::preadv2(self.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
         if n >= 0 {
             return Some(Ok(n as usize));
@@ -147,12 +159,12 @@ fn read_all_nowait(source: &dyn Source, pieces: &[Piece], total: u64) -> Option<
         match piece {
             Piece::Literal(b) => out.extend_from_slice(b),
             Piece::Range(r) => {
-                let at = out.len();
-                out.resize(at + r.len() as usize, 0);
-                let mut done = 0;
-                while done < r.len() as usize {
-                    match source.read_at_nowait(&mut out[at + done..], r.start + done as u64) {
-                        Some(Ok(n)) if n > 0 => done += n,
+                let end = out.len() + r.len() as usize;
+                while out.len() < end {
+                    let offset = r.end - (end - out.len()) as u64;
+                    let want = end - out.len();
+                    match read_nowait_into(source, &mut out, want, offset) {
+                        Some(Ok(n)) if n > 0 => {}
                         // Short, failed or would block: the streaming path reports or waits.
                         _ => return None,
                     }
@@ -161,6 +173,23 @@ fn read_all_nowait(source: &dyn Source, pieces: &[Piece], total: u64) -> Option<
         }
     }
     Some(out.freeze())
+}
+
+/// Append up to `want` bytes read at `offset` to `buf` (whose capacity must allow it), if they
+/// are in memory now.
+fn read_nowait_into(
+    source: &dyn Source,
+    buf: &mut BytesMut,
+    want: usize,
+    offset: u64,
+) -> Option<io::Result<usize>> {
+    let spare = &mut buf.spare_capacity_mut()[..want];
+    let result = source.read_at_nowait(spare, offset);
+    if let Some(Ok(n)) = result {
+        // SAFETY: read_at_nowait initialized the first n bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n.min(want)) };
+    }
+    result
 }
 
 /// Read exactly `buf.len()` bytes at `offset`, blocking; a source that ends first is an
@@ -253,17 +282,17 @@ impl http_body::Body for Streamed {
             }
             Some(Piece::Range(r)) => (r.start, r.len().min(chunk_size()) as usize),
         };
-        let mut buf = BytesMut::zeroed(len);
-        match self.source.read_at_nowait(&mut buf, start) {
+        let mut buf = BytesMut::with_capacity(len);
+        match read_nowait_into(&*self.source, &mut buf, len, start) {
             Some(Ok(0)) => self.fail(ended_early()),
             Some(Ok(n)) => {
-                buf.truncate(n);
                 self.advance(n as u64);
                 self.data(buf.freeze())
             }
             Some(Err(e)) => self.fail(e),
             None => {
                 self.advance(len as u64);
+                buf.resize(len, 0);
                 let source = self.source.clone();
                 self.inflight = Some(tokio::task::spawn_blocking(move || {
                     read_exact_at(&*source, &mut buf, start).map(|()| buf.freeze())
