@@ -95,7 +95,7 @@ async fn answer(state: &AppState, req: Request) -> Response {
         &state.policy,
     );
     let (file, meta, name) = match found {
-        Ok(Found::File { file, meta, name }) => (Arc::new(file), meta, name),
+        Ok(Found::File { file, meta, name }) => (file, meta, name),
         Ok(Found::AddSlash(mut to)) => {
             if let Some(q) = uri.query() {
                 to.push('?');

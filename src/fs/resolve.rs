@@ -18,7 +18,13 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use percent_encoding::percent_decode;
+
+use crate::fs::digest::FileId;
 
 /// What the resolver may serve.
 #[derive(Debug, Clone)]
@@ -27,11 +33,75 @@ pub struct Policy {
     pub follow_symlinks: bool,
 }
 
-/// The document root: its canonical path and an open handle that lookups start from.
+/// The document root: its canonical path, an open handle that lookups start from, and the
+/// files recently served.
 #[derive(Debug)]
 pub struct Root {
     path: PathBuf,
     dir: File,
+    handles: Handles,
+}
+
+/// Open files recently served, by their path under the root, so that a request for a file that
+/// has not changed costs one `stat` instead of open + fstat + close. An entry is used only while
+/// the path still leads to the same file version (device, inode, size, mtime, ctime), exactly
+/// the identity the content hashes are keyed by; anything else drops it and takes the full path.
+#[derive(Debug, Default)]
+struct Handles {
+    map: Mutex<HashMap<PathBuf, Handle>>,
+    clock: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct Handle {
+    file: Arc<File>,
+    id: FileId,
+    used: u64,
+}
+
+/// Few enough to stay far below the usual 1024 open-file limit.
+const HANDLES: usize = 256;
+
+impl Handles {
+    fn get(&self, root: &Path, rel: &Path) -> Option<(Arc<File>, Metadata)> {
+        let hit = self.map.lock().unwrap().get(rel).cloned()?;
+        // Follows symlinks like the open did; a path that now leads elsewhere has another id.
+        match std::fs::metadata(root.join(rel)) {
+            Ok(meta) if meta.is_file() && FileId::of(&meta) == hit.id => {
+                let now = self.clock.fetch_add(1, Ordering::Relaxed);
+                if let Some(h) = self.map.lock().unwrap().get_mut(rel) {
+                    h.used = now;
+                }
+                Some((hit.file, meta))
+            }
+            _ => {
+                self.map.lock().unwrap().remove(rel);
+                None
+            }
+        }
+    }
+
+    fn put(&self, rel: &Path, file: &Arc<File>, meta: &Metadata) {
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.map.lock().unwrap();
+        if map.len() >= HANDLES && !map.contains_key(rel) {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, h)| h.used)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(
+            rel.to_path_buf(),
+            Handle {
+                file: file.clone(),
+                id: FileId::of(meta),
+                used: now,
+            },
+        );
+    }
 }
 
 impl Root {
@@ -44,6 +114,7 @@ impl Root {
         Ok(Root {
             path: path.to_path_buf(),
             dir,
+            handles: Handles::default(),
         })
     }
 
@@ -58,7 +129,7 @@ pub enum Found {
     /// A regular file, open, with its metadata (from the open handle) and the name it was
     /// asked for (relative to the root; its extension gives the type).
     File {
-        file: File,
+        file: Arc<File>,
         meta: Metadata,
         name: PathBuf,
     },
@@ -128,8 +199,17 @@ pub fn find(
         }
         raw_segments.push(raw);
     }
+    if let Some((file, meta)) = root.handles.get(&root.path, &rel) {
+        return Ok(Found::File {
+            file,
+            meta,
+            name: rel,
+        });
+    }
     let (file, meta) = open_beneath(root, &rel, policy)?;
     if meta.is_file() {
+        let file = Arc::new(file);
+        root.handles.put(&rel, &file, &meta);
         return Ok(Found::File {
             file,
             meta,
@@ -152,7 +232,10 @@ pub fn find(
     for index in index_files {
         let name = rel.join(index);
         match open_beneath(root, &name, policy) {
-            Ok((file, meta)) if meta.is_file() => return Ok(Found::File { file, meta, name }),
+            Ok((file, meta)) if meta.is_file() => {
+                let file = Arc::new(file);
+                return Ok(Found::File { file, meta, name });
+            }
             Ok(_) | Err(ResolveError::NotFound) => continue,
             Err(e) => return Err(e),
         }
@@ -300,8 +383,10 @@ mod tests {
         let index: Vec<String> = index.iter().map(|s| s.to_string()).collect();
         match find(&f.root, path, &index, policy) {
             Ok(Found::File { file, name, .. }) => {
-                let mut s = String::new();
-                std::io::Read::read_to_string(&mut &file, &mut s).unwrap();
+                // Positional, as the server reads: cached handles are shared.
+                let mut buf = vec![0u8; 64];
+                let n = std::os::unix::fs::FileExt::read_at(&*file, &mut buf, 0).unwrap();
+                let s = String::from_utf8_lossy(&buf[..n]).into_owned();
                 format!("{s} ({})", name.display())
             }
             Ok(Found::AddSlash(to)) => format!("-> {to}"),
