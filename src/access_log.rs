@@ -11,7 +11,13 @@ use axum::response::Response;
 use http::{header, Method, StatusCode};
 use http_body::{Frame, SizeHint};
 
+/// Faults the download-client lab applied to a response (a response extension), logged as
+/// `faults`.
+#[derive(Debug, Clone)]
+pub struct Faults(pub String);
+
 struct Line {
+    faults: Option<String>,
     method: Method,
     path: String,
     range: Option<String>,
@@ -68,6 +74,7 @@ pub fn finish(pending: Option<Pending>, resp: Response) -> Response {
             .and_then(|v| v.to_str().ok()?.parse().ok())
     };
     let line = Line {
+        faults: resp.extensions().get::<Faults>().map(|f| f.0.clone()),
         method: p.method,
         path: p.path,
         range: p.range,
@@ -81,6 +88,7 @@ pub fn finish(pending: Option<Pending>, resp: Response) -> Response {
             line,
             sent: 0,
             complete: false,
+            errored: false,
         })
     })
 }
@@ -90,6 +98,7 @@ struct Logged {
     line: Line,
     sent: u64,
     complete: bool,
+    errored: bool,
 }
 
 impl http_body::Body for Logged {
@@ -108,6 +117,7 @@ impl http_body::Body for Logged {
                 }
             }
             Poll::Ready(None) => self.complete = true,
+            Poll::Ready(Some(Err(_))) => self.errored = true,
             _ => {}
         }
         polled
@@ -127,16 +137,36 @@ impl Drop for Logged {
         let l = &self.line;
         // hyper stops polling once Content-Length bytes are out, so count rather than wait
         // for the end of the stream.
-        let complete = self.complete || l.expected.is_some_and(|e| self.sent >= e);
-        tracing::info!(
-            target: "rangeserve::access",
-            method = %l.method,
-            path = %l.path,
-            status = l.status.as_u16(),
-            bytes = self.sent,
-            ms = (l.start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
-            range = l.range.as_deref().unwrap_or("-"),
-            complete,
-        );
+        // Without a length (a chunked body), hyper stops once the body says it has ended.
+        let complete = self.complete
+            || l.expected.is_some_and(|e| self.sent >= e)
+            || (l.expected.is_none()
+                && !self.errored
+                && http_body::Body::is_end_stream(&self.inner));
+        let ms = (l.start.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        let range = l.range.as_deref().unwrap_or("-");
+        match &l.faults {
+            None => tracing::info!(
+                target: "rangeserve::access",
+                method = %l.method,
+                path = %l.path,
+                status = l.status.as_u16(),
+                bytes = self.sent,
+                ms,
+                range,
+                complete,
+            ),
+            Some(faults) => tracing::info!(
+                target: "rangeserve::access",
+                method = %l.method,
+                path = %l.path,
+                status = l.status.as_u16(),
+                bytes = self.sent,
+                ms,
+                range,
+                complete,
+                faults = %faults,
+            ),
+        }
     }
 }

@@ -43,6 +43,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where Prometheus metrics are served (`GET /metrics`); None: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The download-client lab (`[lab] enabled`): generated files and injected faults under
+    /// `lab_prefix`. Off by default; when off, no request can trigger a fault.
+    pub lab_enabled: bool,
+    /// Where the lab lives (`[lab] prefix`): starts with `/`, no trailing `/`.
+    pub lab_prefix: String,
 }
 
 /// How log lines are written.
@@ -95,6 +100,15 @@ struct FileConfig {
     watch: Option<bool>,
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
+    lab: Option<LabFileConfig>,
+}
+
+/// The `[lab]` section of `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabFileConfig {
+    enabled: Option<bool>,
+    prefix: Option<String>,
 }
 
 /// rangeserve: a static file server that gets HTTP ranges and conditional requests right.
@@ -181,6 +195,16 @@ pub struct Cli {
     /// Address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9090; empty for none [default: ""]
     #[arg(long, env = "RANGESERVE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+
+    /// Turn on the download-client lab (generated files, injected faults) under --lab-prefix; for test set-ups only [default: false]
+    #[arg(long = "lab", env = "RANGESERVE_LAB_ENABLED", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub lab_enabled: Option<bool>,
+
+    /// URL path prefix of the lab [default: /_lab]
+    #[arg(long, env = "RANGESERVE_LAB_PREFIX", value_name = "PATH")]
+    pub lab_prefix: Option<String>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -190,6 +214,7 @@ pub const DEFAULT_MAX_RANGES: usize = 100;
 pub const DEFAULT_CACHE_CONTROL: &str = "no-cache";
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+pub const DEFAULT_LAB_PREFIX: &str = "/_lab";
 
 /// Subcommands; without one, rangeserve serves.
 #[derive(Debug, clap::Subcommand)]
@@ -203,6 +228,15 @@ pub enum Command {
         /// Seconds to wait for the answer.
         #[arg(long, value_name = "SECS", default_value_t = 5)]
         timeout: u64,
+    },
+    /// Write the lab's generated file of SIZE bytes (e.g. 1GiB) to standard output: the same
+    /// bytes as GET /_lab/gen/SIZE?seed=N, so `rangeserve gen 1GiB | sha256sum` checks a download.
+    Gen {
+        /// Size in bytes, or with a unit: B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, PB, PiB.
+        size: String,
+        /// Seed of the byte pattern.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        seed: u64,
     },
 }
 
@@ -248,6 +282,15 @@ impl Cli {
             log_format,
             metrics_listen
         );
+        if self.lab_enabled.is_some() || self.lab_prefix.is_some() {
+            let lab = file.lab.get_or_insert_with(LabFileConfig::default);
+            if self.lab_enabled.is_some() {
+                lab.enabled = self.lab_enabled;
+            }
+            if self.lab_prefix.is_some() {
+                lab.prefix = self.lab_prefix;
+            }
+        }
         let root = file
             .root
             .take()
@@ -338,6 +381,9 @@ impl FileConfig {
                 ))
             })?),
         };
+        let lab = self.lab.unwrap_or_default();
+        let lab_prefix = lab.prefix.unwrap_or_else(|| DEFAULT_LAB_PREFIX.to_string());
+        check_lab_prefix(&lab_prefix)?;
         Ok(Config {
             listen: self
                 .listen
@@ -357,7 +403,30 @@ impl FileConfig {
             watch: self.watch.unwrap_or(false),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics_listen,
+            lab_enabled: lab.enabled.unwrap_or(false),
+            lab_prefix,
         })
+    }
+}
+
+/// A lab prefix is an absolute path of plain segments, without a trailing slash: `/_lab`.
+fn check_lab_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let ok = prefix.len() > 1
+        && prefix.starts_with('/')
+        && prefix[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "lab.prefix: {prefix:?} is not a path like \"/_lab\" (starts with /, no trailing /, letters, digits, -._~)"
+        )))
     }
 }
 
@@ -472,6 +541,24 @@ mod tests {
         let ok = FileConfig::default().finish(dir.path().into()).unwrap();
         assert_eq!(ok.max_ranges, DEFAULT_MAX_RANGES);
         assert_eq!(ok.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn lab_section_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = FileConfig::default().finish(dir.path().into()).unwrap();
+        assert!(!ok.lab_enabled);
+        assert_eq!(ok.lab_prefix, DEFAULT_LAB_PREFIX);
+        let file = parse("[lab]\nenabled = true\nprefix = \"/a/b-c\"\n").unwrap();
+        let ok = file.finish(dir.path().into()).unwrap();
+        assert!(ok.lab_enabled);
+        assert_eq!(ok.lab_prefix, "/a/b-c");
+        for bad in ["", "/", "x", "/a/", "//a", "/a/../b", "/a b", "/a?b"] {
+            let e = check_lab_prefix(bad).unwrap_err().0;
+            assert!(e.starts_with("lab.prefix"), "{bad}: {e}");
+        }
+        let e = parse("[lab]\nenable = true\n").unwrap_err().0;
+        assert!(e.contains("enable"), "{e}");
     }
 
     #[test]

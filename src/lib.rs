@@ -10,6 +10,7 @@ pub mod config;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
+pub mod lab;
 pub mod metrics;
 pub mod serve;
 pub mod server;
@@ -70,6 +71,14 @@ pub async fn serve_state(
         onoff(config.prehash),
         onoff(config.watch)
     );
+    if config.lab_enabled {
+        tracing::warn!(
+            "THE DOWNLOAD-CLIENT LAB IS ON: generated files and fault injection (cut connections, \
+             throttling, errors, corrupted bytes) under {}/ for anyone who asks. For testing \
+             download clients only; never enable it on a production server.",
+            config.lab_prefix
+        );
+    }
     let _background = fs::prehash::start(
         &state.digests,
         &config.root,

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Gen { size, seed }) = &cli.command {
+        return gen(size, *seed);
+    }
     let config = match cli.load() {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -76,6 +79,28 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `rangeserve gen SIZE [--seed N]`: the lab's generated file on standard output.
+fn gen(size: &str, seed: u64) -> ExitCode {
+    use rangeserve::lab::gen;
+    let size = match gen::parse_size(size) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rangeserve: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match gen::write_to(size, seed, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader had enough (`| head -c N`).
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rangeserve: error: writing to standard output: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -19,6 +19,7 @@ use crate::fs::resolve::{self, Found, Policy, ResolveError, Root};
 use crate::http::multipart::Multipart;
 use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
+use crate::lab::{self, Lab};
 use crate::metrics::METRICS;
 use crate::source::{self, Piece, Representation};
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub digests: Arc<DigestCache>,
     root: Root,
     policy: Policy,
+    /// Counters and caches of the download-client lab (idle when it is off).
+    pub(crate) lab: Lab,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             config,
             digests: Arc::new(digests),
             policy,
+            lab: Lab::default(),
         })
     }
 }
@@ -85,38 +89,14 @@ async fn answer(state: &AppState, req: Request) -> Response {
     }
 
     let uri = req.uri().clone();
-    // File system metadata work (path lookup, open, fstat) runs inline: on a warm dentry cache
-    // it costs a few microseconds, far less than a round trip through the blocking pool, which
-    // dominated the profile of small-file requests. Bulk reads go to the blocking pool.
-    let found = resolve::find(
-        &state.root,
-        uri.path(),
-        &state.config.index_files,
-        &state.policy,
-    );
-    let (file, meta, name) = match found {
-        Ok(Found::File { file, meta, name }) => (file, meta, name),
-        Ok(Found::AddSlash(mut to)) => {
-            if let Some(q) = uri.query() {
-                to.push('?');
-                to.push_str(q);
-            }
-            return redirect(&to);
+    if state.config.lab_enabled {
+        if let Some(rest) = lab::under(&state.config.lab_prefix, uri.path()) {
+            return lab::answer(state, req, rest).await;
         }
-        Err(e) => return error_response(e, uri.path()),
-    };
-
-    let rep = match representation(&state.digests, file, &meta, &name).await {
+    }
+    let rep = match open(state, uri.path(), "", uri.query()).await {
         Ok(rep) => rep,
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-            // The file changed while it was hashed: the client may simply ask again.
-            tracing::warn!(path = %name.display(), "{e}");
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "503 File Is Changing\n").unwrap();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
-        Err(e) => return error_response(e.into(), uri.path()),
+        Err(resp) => return resp,
     };
     respond(
         &method,
@@ -125,6 +105,45 @@ async fn answer(state: &AppState, req: Request) -> Response {
         &state.config,
         SystemTime::now(),
     )
+}
+
+/// The representation of the file at `path` (a URL path under the root), or the response that
+/// says why there is none (a redirect to `redirect_base` + the path with a slash, 403, 404, ...).
+pub(crate) async fn open(
+    state: &AppState,
+    path: &str,
+    redirect_base: &str,
+    query: Option<&str>,
+) -> Result<Representation, Response> {
+    // File system metadata work (path lookup, open, fstat) runs inline: on a warm dentry cache
+    // it costs a few microseconds, far less than a round trip through the blocking pool, which
+    // dominated the profile of small-file requests. Bulk reads go to the blocking pool.
+    let found = resolve::find(&state.root, path, &state.config.index_files, &state.policy);
+    let (file, meta, name) = match found {
+        Ok(Found::File { file, meta, name }) => (file, meta, name),
+        Ok(Found::AddSlash(to)) => {
+            let mut to = format!("{redirect_base}{to}");
+            if let Some(q) = query {
+                to.push('?');
+                to.push_str(q);
+            }
+            return Err(redirect(&to));
+        }
+        Err(e) => return Err(error_response(e, path)),
+    };
+
+    match representation(&state.digests, file, &meta, &name).await {
+        Ok(rep) => Ok(rep),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            // The file changed while it was hashed: the client may simply ask again.
+            tracing::warn!(path = %name.display(), "{e}");
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "503 File Is Changing\n").unwrap();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(r)
+        }
+        Err(e) => Err(error_response(e.into(), path)),
+    }
 }
 
 /// The representation of an open file; the ETag comes from the digest cache.

@@ -1,0 +1,316 @@
+//! The download-client lab (`[lab] enabled`): generated files of any size and injected faults,
+//! under `lab.prefix`, to test how download clients cope. Everything goes through the same
+//! engine as files (`serve::respond`); faults are edits around it (`faults`).
+//!
+//! - `{prefix}/gen/{size}[?seed=N]`: a generated file (`gen`).
+//! - `{prefix}/gen/{size}.sha256[?seed=N]`: its SHA-256, hex.
+//! - `{prefix}/files/{path}`: the file `path` under the root, as it is served normally.
+//! - `{prefix}/requests?key=ID`: JSON list of the requests seen with that key (`record`).
+//!
+//! Any of them takes fault parameters (see `faults::parse`).
+
+pub mod faults;
+pub mod gen;
+pub mod record;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::access_log;
+use crate::serve::{self, AppState};
+use crate::source::Representation;
+use faults::{BodyFaults, Cut, Fail, Faulty, Params, Ranges, Validators};
+
+/// The lab's state: hash cache and `fail_times` counters.
+#[derive(Default)]
+pub struct Lab {
+    hashes: gen::HashCache,
+    /// Failures served so far, per key.
+    fails: Mutex<HashMap<String, u64>>,
+    /// For `etag=rotate`.
+    rotation: AtomicU64,
+    requests: record::Recorder,
+}
+
+/// Keys with a `fail_times` counter kept at once.
+const FAIL_KEYS: usize = 10_000;
+
+impl Lab {
+    /// Whether this request, the next one of `key` asking for a failure, fails: the first
+    /// `times` do.
+    fn should_fail(&self, key: &str, times: u64) -> bool {
+        let mut fails = self.fails.lock().unwrap();
+        if !fails.contains_key(key) && fails.len() >= FAIL_KEYS {
+            if let Some(k) = fails.keys().next().cloned() {
+                fails.remove(&k);
+            }
+        }
+        let n = fails.entry(key.to_owned()).or_insert(0);
+        if *n < times {
+            *n += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The rest of `path` after the lab `prefix` (`""` or starting with `/`), if it is under it.
+pub fn under<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// A one-line plain-text response.
+fn text(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body.clone()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r
+}
+
+fn bad_request(why: String) -> Response {
+    text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n"))
+}
+
+/// Answer a GET or HEAD for `rest`, the path after the lab prefix.
+pub async fn answer(state: &AppState, req: Request, rest: &str) -> Response {
+    let params = match faults::parse(req.uri().query()) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let key = params.key.clone().or_else(|| {
+        req.headers()
+            .get("x-lab-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    if rest == "/requests" {
+        let Some(key) = key else {
+            return bad_request("parameter `key`: required (or the X-Lab-Key header)".into());
+        };
+        let mut r = text(StatusCode::OK, state.lab.requests.json(&key));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return r;
+    }
+    let seen = key.as_ref().map(|_| record::Seen::of(&req));
+    let mut applied: Vec<String> = params
+        .given
+        .iter()
+        .filter(|(n, _)| n != "fail" && n != "fail_times")
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    let resp = answer_with(state, req, rest, &params, key.as_deref(), &mut applied).await;
+    let resp = match (key, seen) {
+        (Some(key), Some(seen)) => state.lab.requests.record(&key, seen, &applied, resp),
+        _ => resp,
+    };
+    with_faults_logged(resp, &applied)
+}
+
+fn with_faults_logged(mut resp: Response, applied: &[String]) -> Response {
+    if !applied.is_empty() {
+        resp.extensions_mut()
+            .insert(access_log::Faults(applied.join(",")));
+    }
+    resp
+}
+
+async fn answer_with(
+    state: &AppState,
+    req: Request,
+    rest: &str,
+    params: &Params,
+    key: Option<&str>,
+    applied: &mut Vec<String>,
+) -> Response {
+    if let Some(d) = params.delay {
+        tokio::time::sleep(d).await;
+    }
+    let lab = &state.lab;
+    let mut truncate = false;
+    if let Some(fail) = params.fail {
+        let fails = match params.fail_times {
+            None => true,
+            Some(times) => lab.should_fail(key.unwrap_or(""), times),
+        };
+        if fails {
+            match fail {
+                Fail::Status(status) => {
+                    applied.push(format!("fail={}", status.as_u16()));
+                    let mut r = text(status, format!("{status} (lab fault)\n"));
+                    if matches!(
+                        status,
+                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+                    ) {
+                        r.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    }
+                    return r;
+                }
+                Fail::Truncate => {
+                    applied.push("fail=truncate".to_string());
+                    truncate = true;
+                }
+            }
+        }
+    }
+
+    let method = req.method().clone();
+    let resp = if let Some(gen) = rest.strip_prefix("/gen/") {
+        if let Some(size) = gen.strip_suffix(".sha256") {
+            let size = match gen::parse_size(size) {
+                Ok(s) => s,
+                Err(e) => return bad_request(e),
+            };
+            if size > gen::MAX_HASH_SIZE {
+                return bad_request(format!(
+                    "size {size}: too large to hash on request (at most {} bytes); use `rangeserve gen SIZE | sha256sum`",
+                    gen::MAX_HASH_SIZE
+                ));
+            }
+            let hex = match lab.hashes.get(size, params.seed).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!("lab: hashing a generated file: {e}");
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 Internal Server Error\n".into(),
+                    );
+                }
+            };
+            let mut r = text(StatusCode::OK, format!("{hex}\n"));
+            if method == Method::HEAD {
+                *r.body_mut() = Body::empty();
+            }
+            r
+        } else {
+            let size = match gen::parse_size(gen) {
+                Ok(s) => s,
+                Err(e) => return bad_request(e),
+            };
+            let rep = gen::representation(size, params.seed);
+            respond(state, &req, rep, params)
+        }
+    } else if let Some(path) = rest.strip_prefix("/files") {
+        if !path.starts_with('/') {
+            return text(StatusCode::NOT_FOUND, "404 Not Found\n".into());
+        }
+        let base = format!("{}/files", state.config.lab_prefix);
+        match serve::open(state, path, &base, req.uri().query()).await {
+            Ok(rep) => respond(state, &req, rep, params),
+            Err(r) => return r,
+        }
+    } else {
+        return text(StatusCode::NOT_FOUND, "404 Not Found\n".into());
+    };
+    after(resp, &method, params, truncate)
+}
+
+/// `serve::respond` with the representation and request headers the faults ask for.
+fn respond(state: &AppState, req: &Request, mut rep: Representation, p: &Params) -> Response {
+    let now = SystemTime::now();
+    if p.etag_rotate {
+        let n = state.lab.rotation.fetch_add(1, Ordering::Relaxed);
+        if let Some(tag) = rep.etag.as_ref().and_then(|t| t.to_str().ok()) {
+            let opaque = tag.trim_start_matches("W/").trim_matches('"');
+            rep.etag = HeaderValue::from_str(&format!("\"{opaque}-r{n}\"")).ok();
+        }
+    }
+    match p.validators {
+        Some(Validators::None) => {
+            rep.etag = None;
+            rep.modified = None;
+        }
+        Some(Validators::Weak) => {
+            if let Some(tag) = rep.etag.as_ref().and_then(|t| t.to_str().ok()) {
+                let opaque = tag.trim_start_matches("W/").trim_matches('"');
+                rep.etag = HeaderValue::from_str(&format!("W/\"{opaque}\"")).ok();
+            }
+            // Modified "now": within the second of Date, so Last-Modified is weak too.
+            rep.modified = Some(now);
+        }
+        None => {}
+    }
+    let mut headers = req.headers().clone();
+    if p.ranges.is_some() {
+        headers.remove(header::RANGE);
+        headers.remove(header::IF_RANGE);
+    }
+    serve::respond(req.method(), &headers, &rep, &state.config, now)
+}
+
+/// The response header edits and body faults.
+fn after(mut resp: Response, method: &Method, p: &Params, truncate: bool) -> Response {
+    let h = resp.headers_mut();
+    match p.ranges {
+        Some(Ranges::Ignore) => {
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+        Some(Ranges::None) => {
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+        }
+        None => {}
+    }
+    if *method == Method::HEAD || matches!(resp.status().as_u16(), 204 | 304 | 416) {
+        return resp;
+    }
+    let h = resp.headers();
+    let length: Option<u64> = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    // File offset of the body's first byte: the start of a single range, else 0 (a multipart
+    // body counts from its first byte).
+    let base = h
+        .get(header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok()?.strip_prefix("bytes ")?.split_once('-'))
+        .and_then(|(first, _)| first.parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut cut = match p.cut {
+        Some(Cut::Bytes(n)) => Some(n),
+        Some(Cut::Percent(pct)) => length.map(|l| (l as u128 * pct as u128 / 100) as u64),
+        None => None,
+    };
+    if truncate {
+        let half = length.map(|l| l / 2);
+        cut = match (cut, half) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let f = BodyFaults {
+        cut,
+        rate: p.rate,
+        ttfb: p.ttfb,
+        pause: p.pause.and_then(|(at, d)| Some((at.checked_sub(base)?, d))),
+        corrupt: p.corrupt.and_then(|c| c.checked_sub(base)),
+        chunked: p.chunked,
+    };
+    if f.is_empty() {
+        return resp;
+    }
+    if f.chunked {
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    resp.map(|b| Body::new(Faulty::new(b, f)))
+}
