@@ -117,7 +117,8 @@ pub(crate) async fn open(
 ) -> Result<Representation, Response> {
     // File system metadata work (path lookup, open, fstat) runs inline: on a warm dentry cache
     // it costs a few microseconds, far less than a round trip through the blocking pool, which
-    // dominated the profile of small-file requests. Bulk reads go to the blocking pool.
+    // dominated the profile of small-file requests. Reads of page-cached bytes run inline too;
+    // only reads that would wait for the disk go to the blocking pool (`source`).
     let found = resolve::find(&state.root, path, &state.config.index_files, &state.policy);
     let (file, meta, name) = match found {
         Ok(Found::File { file, meta, name }) => (file, meta, name),
