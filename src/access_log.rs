@@ -83,25 +83,36 @@ pub fn finish(pending: Option<Pending>, resp: Response) -> Response {
         expected,
     };
     resp.map(|inner| {
-        Body::new(Logged {
+        tap(
             inner,
-            line,
-            sent: 0,
-            complete: false,
-            errored: false,
-        })
+            Logged {
+                line,
+                sent: 0,
+                complete: false,
+            },
+        )
     })
 }
 
-struct Logged {
-    inner: Body,
-    line: Line,
-    sent: u64,
-    complete: bool,
-    errored: bool,
+/// Told what passes through a body wrapped by [`tap`].
+pub trait Watch: Send + Unpin + 'static {
+    /// `n` body bytes were handed to the connection.
+    fn data(&mut self, n: u64);
+    /// The body ended cleanly (every byte handed over).
+    fn ended(&mut self);
 }
 
-impl http_body::Body for Logged {
+/// `inner`, reporting to `watch` as it is polled.
+pub fn tap(inner: Body, watch: impl Watch) -> Body {
+    Body::new(Tap { inner, watch })
+}
+
+struct Tap<W> {
+    inner: Body,
+    watch: W,
+}
+
+impl<W: Watch> http_body::Body for Tap<W> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -109,15 +120,19 @@ impl http_body::Body for Logged {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.sent += data.len() as u64;
+                    this.watch.data(data.len() as u64);
+                }
+                // hyper stops polling a body that says it has ended: report it now.
+                if this.inner.is_end_stream() {
+                    this.watch.ended();
                 }
             }
-            Poll::Ready(None) => self.complete = true,
-            Poll::Ready(Some(Err(_))) => self.errored = true,
+            Poll::Ready(None) => this.watch.ended(),
             _ => {}
         }
         polled
@@ -132,41 +147,41 @@ impl http_body::Body for Logged {
     }
 }
 
+/// The access line of one response, written when its body is dropped.
+struct Logged {
+    line: Line,
+    sent: u64,
+    complete: bool,
+}
+
+impl Watch for Logged {
+    fn data(&mut self, n: u64) {
+        self.sent += n;
+    }
+    fn ended(&mut self) {
+        self.complete = true;
+    }
+}
+
 impl Drop for Logged {
     fn drop(&mut self) {
         let l = &self.line;
         // hyper stops polling once Content-Length bytes are out, so count rather than wait
-        // for the end of the stream.
-        // Without a length (a chunked body), hyper stops once the body says it has ended.
-        let complete = self.complete
-            || l.expected.is_some_and(|e| self.sent >= e)
-            || (l.expected.is_none()
-                && !self.errored
-                && http_body::Body::is_end_stream(&self.inner));
+        // for the end of the stream (a bodyless response is never polled at all).
+        let complete = self.complete || l.expected.is_some_and(|e| self.sent >= e);
         let ms = (l.start.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         let range = l.range.as_deref().unwrap_or("-");
-        match &l.faults {
-            None => tracing::info!(
-                target: "rangeserve::access",
-                method = %l.method,
-                path = %l.path,
-                status = l.status.as_u16(),
-                bytes = self.sent,
-                ms,
-                range,
-                complete,
-            ),
-            Some(faults) => tracing::info!(
-                target: "rangeserve::access",
-                method = %l.method,
-                path = %l.path,
-                status = l.status.as_u16(),
-                bytes = self.sent,
-                ms,
-                range,
-                complete,
-                faults = %faults,
-            ),
-        }
+        // An absent `faults` (anything but the lab) adds no field.
+        tracing::info!(
+            target: "rangeserve::access",
+            method = %l.method,
+            path = %l.path,
+            status = l.status.as_u16(),
+            bytes = self.sent,
+            ms,
+            range,
+            complete,
+            faults = l.faults.as_deref().map(tracing::field::display),
+        );
     }
 }

@@ -2,16 +2,14 @@
 //! bounded in memory, newest last.
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use axum::body::{Body, Bytes};
 use axum::response::Response;
 use http::{header, Method, StatusCode};
-use http_body::{Frame, SizeHint};
+
+use crate::access_log;
 
 /// Requests kept per key; older ones are forgotten first.
 pub const PER_KEY: usize = 1000;
@@ -96,7 +94,7 @@ impl Recorder {
             }
             list.push_back(entry.clone());
         }
-        resp.map(|inner| Body::new(Counted { inner, entry }))
+        resp.map(|inner| access_log::tap(inner, Counted(entry)))
     }
 
     /// The JSON document for `key`.
@@ -129,42 +127,13 @@ impl Recorder {
 }
 
 /// Counts the body bytes handed out into the entry.
-struct Counted {
-    inner: Body,
-    entry: Arc<Entry>,
-}
+struct Counted(Arc<Entry>);
 
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    self.entry
-                        .bytes
-                        .fetch_add(d.len() as u64, Ordering::Relaxed);
-                }
-                if self.inner.is_end_stream() {
-                    self.entry.complete.store(true, Ordering::Relaxed);
-                }
-            }
-            Poll::Ready(None) => self.entry.complete.store(true, Ordering::Relaxed),
-            _ => {}
-        }
-        polled
+impl access_log::Watch for Counted {
+    fn data(&mut self, n: u64) {
+        self.0.bytes.fetch_add(n, Ordering::Relaxed);
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn ended(&mut self) {
+        self.0.complete.store(true, Ordering::Relaxed);
     }
 }
