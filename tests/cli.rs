@@ -5,29 +5,9 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::process::*;
-
-/// Run the binary to completion (at most 10 s): exit status, stdout, stderr.
-fn run_to_exit(mut c: Command, logs: &Path) -> (ExitStatus, String, String) {
-    let (out, err) = log_to(&mut c, logs);
-    let mut child = c.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 10 s: {}", read_text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (status, read_text(&out), read_text(&err))
-}
 
 /// A temp dir used as the working directory, with `root/` holding one file.
 struct Site {

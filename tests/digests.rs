@@ -9,7 +9,6 @@ use common::*;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rangeserve::Config;
@@ -325,47 +324,19 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
 #[test]
 fn state_dir_inside_the_root_is_refused_at_start_up() {
     let (dir, root, _state) = dirs();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = process::free_port();
     let inside = root.join("state");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rangeserve"));
-    c.current_dir(dir.path()).stdin(Stdio::null());
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("RANGESERVE_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = c
-        .env("RANGESERVE_STATE_DIR", &inside)
+    let mut c = process::command(dir.path());
+    c.env("RANGESERVE_STATE_DIR", &inside)
         .arg("--root")
         .arg(&root)
         .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        .arg(format!("127.0.0.1:{port}"));
+    let (status, stdout, stderr) = process::run_to_exit(c, dir.path());
     let out = std::process::Output {
         status,
-        stdout: std::fs::read(&stdout).unwrap(),
-        stderr: std::fs::read(&stderr).unwrap(),
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
     };
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

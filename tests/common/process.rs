@@ -162,3 +162,22 @@ pub fn start(cwd: &Path, logs: &Path, setup: impl Fn(u16, &mut Command)) -> Runn
     }
     panic!("could not start the server on a free port");
 }
+
+/// Run the binary to completion (at most 10 s): exit status, stdout, stderr.
+pub fn run_to_exit(mut c: Command, logs: &Path) -> (ExitStatus, String, String) {
+    let (out, err) = log_to(&mut c, logs);
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 10 s: {}", read_text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, read_text(&out), read_text(&err))
+}
