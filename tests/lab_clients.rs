@@ -82,16 +82,31 @@ fn curl(exe: &str, args: &[&str]) -> std::process::ExitStatus {
         .unwrap()
 }
 
-#[test]
-fn curl_retry_recovers_from_503s() {
-    let Some(exe) = tool("curl") else { return };
+/// curl, a lab server in a fresh directory, the output file, and the URL of `path` on it.
+fn curl_lab(
+    path: &str,
+) -> Option<(
+    String,
+    tempfile::TempDir,
+    Running,
+    std::path::PathBuf,
+    String,
+)> {
+    let exe = tool("curl")?;
     let dir = tempfile::tempdir().unwrap();
     let run = lab_server(dir.path());
     let out = dir.path().join("f.bin");
-    let url = format!(
-        "http://127.0.0.1:{}/_lab/gen/300KiB?fail=503&fail_times=2&key=r503",
-        run.port
-    );
+    let url = format!("http://127.0.0.1:{}{path}", run.port);
+    Some((exe, dir, run, out, url))
+}
+
+#[test]
+fn curl_retry_recovers_from_503s() {
+    let Some((exe, _dir, run, out, url)) =
+        curl_lab("/_lab/gen/300KiB?fail=503&fail_times=2&key=r503")
+    else {
+        return;
+    };
     // 503 carries Retry-After: 1, which curl honours: two retries, about two seconds.
     let st = curl(&exe, &["--retry", "3", "-o", out.to_str().unwrap(), &url]);
     assert!(st.success(), "curl: {st}");
@@ -102,14 +117,11 @@ fn curl_retry_recovers_from_503s() {
 
 #[test]
 fn curl_retry_recovers_from_truncated_bodies() {
-    let Some(exe) = tool("curl") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let run = lab_server(dir.path());
-    let out = dir.path().join("f.bin");
-    let url = format!(
-        "http://127.0.0.1:{}/_lab/gen/1MiB?fail=truncate&fail_times=2&key=rtrunc",
-        run.port
-    );
+    let Some((exe, _dir, run, out, url)) =
+        curl_lab("/_lab/gen/1MiB?fail=truncate&fail_times=2&key=rtrunc")
+    else {
+        return;
+    };
     let st = curl(
         &exe,
         &[
@@ -130,15 +142,10 @@ fn curl_retry_recovers_from_truncated_bodies() {
 
 #[test]
 fn curl_continue_recovers_from_cuts_one_piece_at_a_time() {
-    let Some(exe) = tool("curl") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let run = lab_server(dir.path());
-    let out = dir.path().join("f.bin");
     // Every response is cut after 300,000 body bytes: each `curl -C -` gets the next piece.
-    let url = format!(
-        "http://127.0.0.1:{}/_lab/gen/1MiB?cut=300000&key=rcut",
-        run.port
-    );
+    let Some((exe, _dir, run, out, url)) = curl_lab("/_lab/gen/1MiB?cut=300000&key=rcut") else {
+        return;
+    };
     let mut attempts = 0;
     loop {
         attempts += 1;
