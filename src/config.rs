@@ -39,6 +39,8 @@ pub struct Config {
     pub prehash: bool,
     /// Watch the root and hash new or changed files before they are asked for.
     pub watch: bool,
+    /// Send long runs of files with `sendfile(2)` on plain HTTP/1.x connections.
+    pub sendfile: bool,
     /// Log lines as text or as JSON objects.
     pub log_format: LogFormat,
     /// Where Prometheus metrics are served (`GET /metrics`); None: nowhere.
@@ -98,6 +100,7 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     prehash: Option<bool>,
     watch: Option<bool>,
+    sendfile: Option<bool>,
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
     lab: Option<LabFileConfig>,
@@ -181,6 +184,12 @@ pub struct Cli {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub prehash: Option<bool>,
+
+    /// Send file bytes with sendfile(2), without copying them through user space (plain HTTP/1.x) [default: true]
+    #[arg(long, env = "RANGESERVE_SENDFILE", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub sendfile: Option<bool>,
 
     /// Watch the root and hash new or changed files before they are asked for [default: false]
     #[arg(long, env = "RANGESERVE_WATCH", value_name = "BOOL",
@@ -279,6 +288,7 @@ impl Cli {
             state_dir,
             prehash,
             watch,
+            sendfile,
             log_format,
             metrics_listen
         );
@@ -401,6 +411,7 @@ impl FileConfig {
             state_dir,
             prehash: self.prehash.unwrap_or(false),
             watch: self.watch.unwrap_or(false),
+            sendfile: self.sendfile.unwrap_or(true),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics_listen,
             lab_enabled: lab.enabled.unwrap_or(false),

@@ -12,6 +12,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod lab;
 pub mod metrics;
+pub mod sendfile;
 pub mod serve;
 pub mod server;
 pub mod source;

@@ -19,6 +19,7 @@ pub struct Metrics {
     if_range_fallbacks: AtomicU64,
     multipart: AtomicU64,
     body_bytes: AtomicU64,
+    sendfile_bytes: AtomicU64,
     handling: AtomicU64,
     digest_hits: AtomicU64,
     digest_misses: AtomicU64,
@@ -31,6 +32,7 @@ pub static METRICS: Metrics = Metrics {
     if_range_fallbacks: AtomicU64::new(0),
     multipart: AtomicU64::new(0),
     body_bytes: AtomicU64::new(0),
+    sendfile_bytes: AtomicU64::new(0),
     handling: AtomicU64::new(0),
     digest_hits: AtomicU64::new(0),
     digest_misses: AtomicU64::new(0),
@@ -54,6 +56,13 @@ impl Metrics {
     }
     pub fn body_bytes(&self, n: u64) {
         self.body_bytes.fetch_add(n, Relaxed);
+    }
+    pub fn sendfile_bytes(&self, n: u64) {
+        self.sendfile_bytes.fetch_add(n, Relaxed);
+    }
+    /// File bytes sent with sendfile so far (tests compare it before and after).
+    pub fn sendfile_bytes_total(&self) -> u64 {
+        self.sendfile_bytes.load(Relaxed)
     }
     /// A request entered the handler; the guard marks it done.
     pub fn handling(&'static self) -> Handling {
@@ -97,7 +106,7 @@ impl Metrics {
             self.responses[STATUSES.len()].load(Relaxed)
         );
         let gauge_in_flight = self.handling.load(Relaxed) + crate::source::streaming() as u64;
-        let rows: [(&str, &str, &str, u64); 7] = [
+        let rows: [(&str, &str, &str, u64); 8] = [
             (
                 "rangeserve_if_range_fallbacks_total",
                 "counter",
@@ -115,6 +124,12 @@ impl Metrics {
                 "counter",
                 "File bytes handed to connections (response bodies).",
                 self.body_bytes.load(Relaxed),
+            ),
+            (
+                "rangeserve_sendfile_bytes_total",
+                "counter",
+                "File bytes written to sockets by sendfile(2), without a copy (part of body bytes).",
+                self.sendfile_bytes.load(Relaxed),
             ),
             (
                 "rangeserve_responses_in_flight",
@@ -200,6 +215,7 @@ mod tests {
             "rangeserve_if_range_fallbacks_total",
             "rangeserve_multipart_responses_total",
             "rangeserve_body_bytes_total",
+            "rangeserve_sendfile_bytes_total",
             "rangeserve_responses_in_flight",
             "rangeserve_digest_cache_hits_total",
             "rangeserve_digest_cache_misses_total",

@@ -21,6 +21,7 @@ use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
 use crate::lab::{self, Lab};
 use crate::metrics::METRICS;
+use crate::sendfile::Sink;
 use crate::source::{self, Piece, Representation};
 
 /// Shared by every request.
@@ -98,12 +99,20 @@ async fn answer(state: &AppState, req: Request) -> Response {
         Ok(rep) => rep,
         Err(resp) => return resp,
     };
+    // Zero-copy bodies only where hyper passes body buffers through as they are (`sendfile`).
+    let sink = match req.version() {
+        http::Version::HTTP_10 | http::Version::HTTP_11 if state.config.sendfile => {
+            req.extensions().get::<Sink>().cloned()
+        }
+        _ => None,
+    };
     respond(
         &method,
         req.headers(),
         &rep,
         &state.config,
         SystemTime::now(),
+        sink,
     )
 }
 
@@ -171,6 +180,7 @@ pub fn respond(
     rep: &Representation,
     config: &Config,
     now: SystemTime,
+    sink: Option<Sink>,
 ) -> Response {
     let (last_modified, last_modified_is_strong) = match rep.modified {
         Some(m) => {
@@ -276,7 +286,7 @@ pub fn respond(
     let body = if method == Method::HEAD || length == 0 {
         Body::empty()
     } else {
-        source::body(rep.source.clone(), pieces)
+        source::body(rep.source.clone(), pieces, sink)
     };
     with_headers(status, h, body)
 }

@@ -12,6 +12,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tower_http::add_extension::AddExtension;
+
+use crate::sendfile::SendfileStream;
 
 /// The most a connection buffers in user space: hyper stops asking the body for more once this
 /// much is queued, so a slow reader costs about this much memory, not a whole file (256
@@ -29,11 +32,13 @@ pub async fn run(
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = TowerToHyperService::new(router);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .max_buf_size(MAX_BUF)
+        // Body buffers go to the socket as they are (no copy into hyper's buffer): required by
+        // the `sendfile` placeholders.
+        .writev(true)
         .timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -52,7 +57,9 @@ pub async fn run(
         };
         // Headers and small bodies go out in one write anyway; don't hold back what remains.
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone());
+        let io = SendfileStream::new(stream);
+        let service = TowerToHyperService::new(AddExtension::new(router.clone(), io.sink()));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {

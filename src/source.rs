@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -22,6 +22,7 @@ use http_body::{Frame, SizeHint};
 
 use crate::http::range::ByteRange;
 use crate::metrics::METRICS;
+use crate::sendfile::{self, Sink};
 
 /// Positional reads of a representation's bytes. Called on the blocking pool.
 pub trait Source: Send + Sync + 'static {
@@ -38,6 +39,11 @@ pub trait Source: Send + Sync + 'static {
         offset: u64,
     ) -> Option<io::Result<usize>> {
         let _ = (buf, offset);
+        None
+    }
+
+    /// The open descriptor the bytes can be sent from with `sendfile`, if there is one.
+    fn raw_fd(&self) -> Option<RawFd> {
         None
     }
 }
@@ -74,6 +80,10 @@ impl Source for File {
             _ => Some(Err(e)),
         }
     }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
 }
 
 /// Everything the engine needs to answer a GET or HEAD.
@@ -103,6 +113,10 @@ pub const READ_BUDGET: usize = 4 << 20;
 /// Bodies up to this size are read before the response starts, when they are in memory, so the
 /// head and body leave in one write.
 pub const INLINE_MAX: u64 = 128 * 1024;
+
+/// Runs of a file at least this long go out with `sendfile` when the connection allows it
+/// (see `sendfile`); shorter ones are cheaper to copy along with the head.
+pub const SENDFILE_MIN: u64 = 16 * 1024;
 
 /// Streaming bodies alive now.
 static STREAMING: AtomicUsize = AtomicUsize::new(0);
@@ -135,9 +149,16 @@ impl Piece {
 
 /// The body made of these pieces. A read error or a source that ends early fails the body,
 /// which makes hyper abort the connection: a client never takes a short body for a whole one.
-pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>) -> Body {
+/// With a `sink` (plain HTTP/1.x), long runs of a file are sent with `sendfile`.
+pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>, sink: Option<Sink>) -> Body {
     let total: u64 = pieces.iter().map(Piece::len).sum();
-    if total <= INLINE_MAX {
+    let sink = sink.filter(|_| {
+        source.raw_fd().is_some()
+            && pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Range(r) if r.len() >= SENDFILE_MIN))
+    });
+    if total <= INLINE_MAX && sink.is_none() {
         if let Some(whole) = read_all_nowait(&*source, &pieces, total) {
             METRICS.body_bytes(total);
             return Body::from(whole);
@@ -149,6 +170,7 @@ pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>) -> Body {
         pieces: VecDeque::from(pieces),
         inflight: None,
         remaining: total,
+        sink,
     })
 }
 
@@ -222,6 +244,7 @@ struct Streamed {
     pieces: VecDeque<Piece>,
     inflight: Option<tokio::task::JoinHandle<io::Result<Bytes>>>,
     remaining: u64,
+    sink: Option<Sink>,
 }
 
 impl Streamed {
@@ -241,6 +264,28 @@ impl Streamed {
                 self.pieces.pop_front();
             }
         }
+    }
+
+    /// A `sendfile` placeholder for the front range (`len` bytes left at `start`), when the
+    /// connection allows it, the run is long enough and its bytes are in the page cache
+    /// (`sendfile` would otherwise block the worker on the disk; the read path brings them in).
+    fn placeholder(&mut self, start: u64, len: u64) -> Option<Bytes> {
+        let sink = self.sink.as_ref()?;
+        if len < SENDFILE_MIN {
+            return None;
+        }
+        let fd = self.source.raw_fd()?;
+        let span = len.min(sendfile::MAX_SPAN as u64);
+        let mut probe = [MaybeUninit::uninit()];
+        if !matches!(
+            self.source.read_at_nowait(&mut probe, start + span - 1),
+            Some(Ok(1))
+        ) {
+            return None;
+        }
+        let p = sink.placeholder(self.source.clone(), fd, start, span as usize);
+        self.advance(span);
+        Some(p)
     }
 
     fn data(&mut self, b: Bytes) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
@@ -280,7 +325,13 @@ impl http_body::Body for Streamed {
                 };
                 return self.data(b);
             }
-            Some(Piece::Range(r)) => (r.start, r.len().min(chunk_size()) as usize),
+            Some(Piece::Range(r)) => {
+                let (start, left) = (r.start, r.len());
+                if let Some(p) = self.placeholder(start, left) {
+                    return self.data(p);
+                }
+                (start, left.min(chunk_size()) as usize)
+            }
         };
         let mut buf = BytesMut::with_capacity(len);
         match read_nowait_into(&*self.source, &mut buf, len, start) {

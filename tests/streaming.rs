@@ -24,7 +24,17 @@ fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
 
 #[test]
 fn a_file_truncated_mid_body_aborts_the_connection() {
-    let s = Server::start();
+    truncated_mid_body(true);
+}
+
+#[test]
+fn a_file_truncated_mid_body_aborts_the_connection_without_sendfile() {
+    truncated_mid_body(false);
+}
+
+/// With `sendfile`, the kernel meets the end of the file; without, a read does.
+fn truncated_mid_body(sendfile: bool) {
+    let s = Server::start_with(|c| c.sendfile = sendfile);
     let len = 64 << 20;
     let path = s.file("big.bin", &pattern(len));
     let mut c = TcpStream::connect(s.addr).unwrap();

@@ -257,7 +257,8 @@ fn respond(state: &AppState, req: &Request, mut rep: Representation, p: &Params)
         headers.remove(header::RANGE);
         headers.remove(header::IF_RANGE);
     }
-    serve::respond(req.method(), &headers, &rep, &state.config, now)
+    // No sendfile: faults act on the body's bytes.
+    serve::respond(req.method(), &headers, &rep, &state.config, now, None)
 }
 
 /// The response header edits and body faults.
