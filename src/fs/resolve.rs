@@ -40,6 +40,9 @@ pub struct Root {
     path: PathBuf,
     dir: File,
     handles: Handles,
+    /// Whether `openat2` works here: kernels before 5.6 lack it, and some container seccomp
+    /// profiles refuse it (ENOSYS or EPERM). Without it every open takes the slow path.
+    openat2: bool,
 }
 
 /// Open files recently served, by their path under the root, so that a request for a file that
@@ -111,11 +114,28 @@ impl Root {
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_PATH)
             .open(path)?;
-        Ok(Root {
+        let mut root = Root {
             path: path.to_path_buf(),
             dir,
             handles: Handles::default(),
-        })
+            openat2: true,
+        };
+        if let Err(e) = openat2_beneath(&root, Path::new("")) {
+            if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+                tracing::info!(
+                    "openat2 is not available ({e}): paths are checked by canonicalizing"
+                );
+                root.openat2 = false;
+            }
+        }
+        Ok(root)
+    }
+
+    /// A root that behaves as if `openat2` were missing (tests of the fallback).
+    #[doc(hidden)]
+    pub fn without_openat2(mut self) -> Root {
+        self.openat2 = false;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -249,7 +269,12 @@ fn open_beneath(
     rel: &Path,
     policy: &Policy,
 ) -> Result<(File, Metadata), ResolveError> {
-    let file = match openat2_beneath(root, rel) {
+    let fast = if root.openat2 {
+        openat2_beneath(root, rel)
+    } else {
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    };
+    let file = match fast {
         Ok(file) => file,
         // A symlink on the way (ELOOP), an escape (EXDEV), or no openat2 here: the slow path.
         Err(e)
@@ -262,7 +287,8 @@ fn open_beneath(
             match real.strip_prefix(&root.path) {
                 // The real path has no symlinks: open it the same way, so a symlink swapped in
                 // since the check is refused rather than followed.
-                Ok(inside) => openat2_beneath(root, inside)?,
+                Ok(inside) if root.openat2 => openat2_beneath(root, inside)?,
+                Ok(_) => open_verified(&root.path, &real, policy)?,
                 Err(_) => open_nonblocking(&real)?,
             }
         }
@@ -309,6 +335,22 @@ fn openat2_beneath(root: &Root, rel: &Path) -> io::Result<File> {
     }
     // SAFETY: a fresh descriptor from the kernel, owned from here on.
     Ok(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+/// Without openat2: open the checked real path, then check again what was opened (a symlink
+/// swapped in between the check and the open must not lead out of the root).
+fn open_verified(root: &Path, real: &Path, policy: &Policy) -> Result<File, ResolveError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(real)?;
+    // Where the descriptor really leads; without /proc (rare) the check above stands alone.
+    if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+        if check(root, &opened, policy)? != opened {
+            return Err(ResolveError::NotFound);
+        }
+    }
+    Ok(file)
 }
 
 fn open_nonblocking(path: &Path) -> io::Result<File> {
@@ -358,7 +400,12 @@ mod tests {
         root: Root,
     }
 
-    fn fixture() -> Fixture {
+    /// The same tree twice: opened with openat2, and as if openat2 were missing.
+    fn fixtures() -> [Fixture; 2] {
+        [fixture(true), fixture(false)]
+    }
+
+    fn fixture(openat2: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().canonicalize().unwrap();
         let root = base.join("root");
@@ -372,9 +419,14 @@ mod tests {
         symlink(base.join("secret.txt"), root.join("out")).unwrap();
         symlink(root.join("sub/b.txt"), root.join("in")).unwrap();
         symlink(root.join(".git/config"), root.join("to-hidden")).unwrap();
+        let root = Root::open(&root).unwrap();
         Fixture {
             _dir: dir,
-            root: Root::open(&root).unwrap(),
+            root: if openat2 {
+                root
+            } else {
+                root.without_openat2()
+            },
         }
     }
 
@@ -399,67 +451,87 @@ mod tests {
 
     #[test]
     fn files_dirs_and_redirects() {
-        let f = fixture();
-        let g = |p| get(&f, p, &["index.html"], &STRICT);
-        assert_eq!(g("/a.txt"), "a (a.txt)");
-        assert_eq!(g("/sub//b.txt"), "b (sub/b.txt)");
-        assert_eq!(g("/./a.txt"), "a (a.txt)");
-        assert_eq!(g("/%73ub/b.txt"), "b (sub/b.txt)");
-        assert_eq!(g("//sub"), "-> /sub/");
-        assert_eq!(g("/sub?"), "404");
-        assert_eq!(g("/sub/"), "404");
-        assert_eq!(g("/"), "404");
+        for f in fixtures() {
+            let g = |p| get(&f, p, &["index.html"], &STRICT);
+            assert_eq!(g("/a.txt"), "a (a.txt)");
+            assert_eq!(g("/sub//b.txt"), "b (sub/b.txt)");
+            assert_eq!(g("/./a.txt"), "a (a.txt)");
+            assert_eq!(g("/%73ub/b.txt"), "b (sub/b.txt)");
+            assert_eq!(g("//sub"), "-> /sub/");
+            assert_eq!(g("/sub?"), "404");
+            assert_eq!(g("/sub/"), "404");
+            assert_eq!(g("/"), "404");
+        }
     }
 
     #[test]
     fn traversal_is_refused() {
-        let f = fixture();
-        for p in [
-            "/../secret.txt",
-            "/sub/../../secret.txt",
-            "/%2e%2e/secret.txt",
-            "/%2E%2E/secret.txt",
-            "/..%2fsecret.txt",
-            "/..%5csecret.txt",
-            "/..\\secret.txt",
-            "/a.txt%00",
-            "/%ff",
-            "relative",
-        ] {
-            assert_eq!(get(&f, p, &[], &OPEN), "400", "{p}");
+        for f in fixtures() {
+            for p in [
+                "/../secret.txt",
+                "/sub/../../secret.txt",
+                "/%2e%2e/secret.txt",
+                "/%2E%2E/secret.txt",
+                "/..%2fsecret.txt",
+                "/..%5csecret.txt",
+                "/..\\secret.txt",
+                "/a.txt%00",
+                "/%ff",
+                "relative",
+            ] {
+                assert_eq!(get(&f, p, &[], &OPEN), "400", "{p}");
+            }
+            // Double encoding decodes once: a literal name, not a traversal.
+            assert_eq!(get(&f, "/%252e%252e", &[], &STRICT), "literal (%2e%2e)");
+            assert_eq!(get(&f, "/%252e%252e/secret.txt", &[], &STRICT), "404");
         }
-        // Double encoding decodes once: a literal name, not a traversal.
-        assert_eq!(get(&f, "/%252e%252e", &[], &STRICT), "literal (%2e%2e)");
-        assert_eq!(get(&f, "/%252e%252e/secret.txt", &[], &STRICT), "404");
     }
 
     #[test]
     fn symlinks_and_hidden() {
-        let f = fixture();
-        let g = |p, pol| get(&f, p, &[], pol);
-        assert_eq!(g("/out", &STRICT), "404");
-        assert_eq!(g("/.git/config", &STRICT), "404");
-        assert_eq!(g("/to-hidden", &STRICT), "404");
-        assert_eq!(g("/missing", &STRICT), "404");
-        assert_eq!(g("/a.txt/x", &STRICT), "404");
-        assert_eq!(g("/in", &STRICT), "b (in)");
-        assert_eq!(g("/out", &OPEN), "outside (out)");
-        assert_eq!(g("/.git/config", &OPEN), "secret (.git/config)");
-        assert_eq!(g("/to-hidden", &OPEN), "secret (to-hidden)");
+        for f in fixtures() {
+            let g = |p, pol| get(&f, p, &[], pol);
+            assert_eq!(g("/out", &STRICT), "404");
+            assert_eq!(g("/.git/config", &STRICT), "404");
+            assert_eq!(g("/to-hidden", &STRICT), "404");
+            assert_eq!(g("/missing", &STRICT), "404");
+            assert_eq!(g("/a.txt/x", &STRICT), "404");
+            assert_eq!(g("/in", &STRICT), "b (in)");
+            assert_eq!(g("/out", &OPEN), "outside (out)");
+            assert_eq!(g("/.git/config", &OPEN), "secret (.git/config)");
+            assert_eq!(g("/to-hidden", &OPEN), "secret (to-hidden)");
+        }
     }
 
     #[test]
     fn index_lookup() {
-        let f = fixture();
-        assert_eq!(
-            get(&f, "/sub/", &["index.htm", "b.txt"], &STRICT),
-            "b (sub/b.txt)"
-        );
-        assert_eq!(
-            get(&f, "/", &["index.htm", "sub", "a.txt"], &STRICT),
-            "a (a.txt)"
-        );
-        assert_eq!(get(&f, "/", &["out"], &STRICT), "404");
+        for f in fixtures() {
+            assert_eq!(
+                get(&f, "/sub/", &["index.htm", "b.txt"], &STRICT),
+                "b (sub/b.txt)"
+            );
+            assert_eq!(
+                get(&f, "/", &["index.htm", "sub", "a.txt"], &STRICT),
+                "a (a.txt)"
+            );
+            assert_eq!(get(&f, "/", &["out"], &STRICT), "404");
+        }
+    }
+
+    #[test]
+    fn the_fallback_checks_what_it_opened() {
+        // As if a directory inside the root was swapped for a link to the outside after the
+        // path was checked: the open follows it, the check of the descriptor refuses it.
+        let f = fixture(false);
+        let base = f.root.path().parent().unwrap().to_path_buf();
+        symlink(&base, f.root.path().join("swapped")).unwrap();
+        let checked = f.root.path().join("swapped/secret.txt");
+        assert!(matches!(
+            open_verified(f.root.path(), &checked, &STRICT),
+            Err(ResolveError::NotFound)
+        ));
+        assert!(open_verified(f.root.path(), &checked, &OPEN).is_ok());
+        assert!(open_verified(f.root.path(), &f.root.path().join("a.txt"), &STRICT).is_ok());
     }
 
     #[test]
