@@ -66,9 +66,25 @@ pub struct SendQueue {
     spans: Mutex<VecDeque<Span>>,
 }
 
-/// A request extension: bodies of this request may yield placeholders (see the module docs).
+/// The connection's queue, for bodies that may yield placeholders (see the module docs).
 #[derive(Clone)]
 pub struct Sink(Arc<SendQueue>);
+
+tokio::task_local! {
+    /// Set for the task that serves one plain HTTP/1.x connection: hyper polls the handler and
+    /// the body inside it. HTTP/2 streams run in tasks of their own, without it.
+    static SINK: Sink;
+}
+
+/// The sink of the connection being served by this task, if it has one.
+pub fn current() -> Option<Sink> {
+    SINK.try_with(Sink::clone).ok()
+}
+
+/// Serve a connection (`conn`) with `sink` as its sink.
+pub async fn scope<F: std::future::Future>(sink: Sink, conn: F) -> F::Output {
+    SINK.scope(sink, conn).await
+}
 
 impl Sink {
     /// A placeholder for `len` bytes (at most [`MAX_SPAN`]) of `source` at `offset`; `fd` is
@@ -107,7 +123,7 @@ impl SendfileStream {
         }
     }
 
-    /// The extension to put on this connection's requests.
+    /// The sink to serve this connection with (see [`scope`]).
     pub fn sink(&self) -> Sink {
         Sink(self.queue.clone())
     }

@@ -21,7 +21,7 @@ use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
 use crate::lab::{self, Lab};
 use crate::metrics::METRICS;
-use crate::sendfile::Sink;
+use crate::sendfile::{self, Sink};
 use crate::source::{self, Piece, Representation};
 
 /// Shared by every request.
@@ -102,7 +102,7 @@ async fn answer(state: &AppState, req: Request) -> Response {
     // Zero-copy bodies only where hyper passes body buffers through as they are (`sendfile`).
     let sink = match req.version() {
         http::Version::HTTP_10 | http::Version::HTTP_11 if state.config.sendfile => {
-            req.extensions().get::<Sink>().cloned()
+            sendfile::current()
         }
         _ => None,
     };
@@ -197,12 +197,12 @@ pub fn respond(
 
     // Headers every file response carries, 304 included (§15.4.5).
     let mut h = HeaderMap::with_capacity(16);
-    h.insert(header::DATE, date_value(now));
+    h.insert(header::DATE, http_date(&DATE, now));
     if let Some(etag) = &rep.etag {
         h.insert(header::ETAG, etag.clone());
     }
     if let Some(lm) = last_modified {
-        h.insert(header::LAST_MODIFIED, value(&httpdate::fmt_http_date(lm)));
+        h.insert(header::LAST_MODIFIED, http_date(&LAST_MODIFIED, lm));
     }
     if !config.cache_control.is_empty() {
         h.insert(header::CACHE_CONTROL, value(&config.cache_control));
@@ -291,19 +291,27 @@ pub fn respond(
     with_headers(status, h, body)
 }
 
-/// The `Date` value for `now`, formatted once per second per thread.
-fn date_value(now: SystemTime) -> HeaderValue {
-    thread_local! {
-        static LAST: std::cell::RefCell<(u64, HeaderValue)> =
-            const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
-    }
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    LAST.with(|last| {
+type DateCache = std::cell::RefCell<(u64, HeaderValue)>;
+
+thread_local! {
+    /// The last `Date` formatted on this thread (it changes once a second).
+    static DATE: DateCache = const { DateCache::new((u64::MAX, HeaderValue::from_static(""))) };
+    /// The last `Last-Modified` (repeated requests for one file format the same one).
+    static LAST_MODIFIED: DateCache =
+        const { DateCache::new((u64::MAX, HeaderValue::from_static(""))) };
+}
+
+/// `t` (whole seconds) as an HTTP-date, formatted only when it differs from the last one
+/// formatted through `cache` on this thread.
+fn http_date(cache: &'static std::thread::LocalKey<DateCache>, t: SystemTime) -> HeaderValue {
+    let Ok(since) = t.duration_since(std::time::UNIX_EPOCH) else {
+        return value(&httpdate::fmt_http_date(t)); // before 1970: not worth caching
+    };
+    let secs = since.as_secs();
+    cache.with(|last| {
         let mut last = last.borrow_mut();
         if last.0 != secs {
-            *last = (secs, value(&httpdate::fmt_http_date(now)));
+            *last = (secs, value(&httpdate::fmt_http_date(t)));
         }
         last.1.clone()
     })

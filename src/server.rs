@@ -12,9 +12,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tower_http::add_extension::AddExtension;
 
-use crate::sendfile::SendfileStream;
+use crate::sendfile::{self, SendfileStream};
 
 /// The most a connection buffers in user space: hyper stops asking the body for more once this
 /// much is queued, so a slow reader costs about this much memory, not a whole file (256
@@ -58,14 +57,15 @@ pub async fn run(
         // Headers and small bodies go out in one write anyway; don't hold back what remains.
         let _ = stream.set_nodelay(true);
         let io = SendfileStream::new(stream);
-        let service = TowerToHyperService::new(AddExtension::new(router.clone(), io.sink()));
+        let sink = io.sink();
+        let service = TowerToHyperService::new(router.clone());
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
+        tokio::spawn(sendfile::scope(sink, async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended with an error: {e}");
             }
-        });
+        }));
     }
     drop(listener);
     tracing::info!("shutting down: no new connections; in-flight responses have {grace:?}");

@@ -1,7 +1,9 @@
 //! Representations: what the range and precondition engine serves, whatever the bytes come from.
 //! A file on disk is one source; other sources (generated files) plug in through [`Source`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;

@@ -8,7 +8,8 @@
 //! versions are kept), rewritten compacted, and every new hash is appended to it as one line. A
 //! file rewritten while the server was down has another ctime, so an old line never matches it.
 
-use std::collections::HashMap;
+// A fast seeded hash for maps on the request path (SipHash showed in the profile).
+use foldhash::{HashMap, HashMapExt};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::MetadataExt;

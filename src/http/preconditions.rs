@@ -1,6 +1,7 @@
 //! Conditional requests: RFC 9110 §13.2.2, as one pure function of the request headers and the
 //! representation's validators.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{
@@ -145,13 +146,14 @@ fn if_range(headers: &HeaderMap, v: &Validators) -> Cond {
 }
 
 /// All field lines of a list header joined with commas (§5.3), or None when absent or not text.
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let mut out: Option<String> = None;
+fn joined<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, str>> {
+    let mut out: Option<Cow<'h, str>> = None;
     for v in headers.get_all(name) {
         let s = v.to_str().ok()?;
         match &mut out {
-            None => out = Some(s.to_string()),
+            None => out = Some(Cow::Borrowed(s)),
             Some(o) => {
+                let o = o.to_mut();
                 o.push(',');
                 o.push_str(s);
             }
@@ -182,7 +184,7 @@ fn parse_tags(list: &str) -> Option<Vec<Tag<'_>>> {
     let mut tags = Vec::new();
     let mut rest = list;
     loop {
-        rest = rest.trim_start_matches([' ', '\t', ',']);
+        rest = skip(rest, b" \t,");
         if rest.is_empty() {
             return Some(tags);
         }
@@ -201,11 +203,18 @@ fn parse_tags(list: &str) -> Option<Vec<Tag<'_>>> {
             return None;
         }
         tags.push(Tag { weak, opaque });
-        rest = body[close + 1..].trim_start_matches([' ', '\t']);
+        rest = skip(&body[close + 1..], b" \t");
         if !(rest.is_empty() || rest.starts_with(',')) {
             return None;
         }
     }
+}
+
+/// `s` without its leading bytes from `set` (ASCII), byte by byte: the generic char-pattern
+/// trim showed in the profile of 304s.
+fn skip<'a>(s: &'a str, set: &[u8]) -> &'a str {
+    let n = s.bytes().take_while(|b| set.contains(b)).count();
+    &s[n..]
 }
 
 /// Our own ETag is always strong and quoted.
