@@ -7,10 +7,14 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
+
+use crate::http::cors::Cors;
+use crate::http::header_rules::{HeaderRules, RuleSpec};
 
 /// The configuration the server runs with, after every layer has been applied and checked.
 #[derive(Debug, Clone)]
@@ -50,6 +54,13 @@ pub struct Config {
     pub lab_enabled: bool,
     /// Where the lab lives (`[lab] prefix`): starts with `/`, no trailing `/`.
     pub lab_prefix: String,
+    /// Send `Repr-Digest` (RFC 9530) with files, unless a client's `Want-Repr-Digest` says
+    /// otherwise (which also turns it on when this is off).
+    pub repr_digest: bool,
+    /// `[[headers]]`: response headers by path, first match wins (config file only).
+    pub header_rules: Arc<HeaderRules>,
+    /// `[cors]`: `None` when no origin is allowed (CORS off).
+    pub cors: Option<Cors>,
 }
 
 /// How log lines are written.
@@ -104,6 +115,34 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
     lab: Option<LabFileConfig>,
+    repr_digest: Option<bool>,
+    headers: Option<Vec<HeaderRuleFile>>,
+    cors: Option<CorsFileConfig>,
+}
+
+/// One `[[headers]]` entry of `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderRuleFile {
+    path: String,
+    #[serde(default)]
+    set: std::collections::BTreeMap<String, String>,
+}
+
+/// The `[cors]` section of `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorsFileConfig {
+    allowed_origins: Option<OneOrMany>,
+    max_age: Option<u64>,
+}
+
+/// `"*"` or `["https://a.example", ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// The `[lab]` section of `config.toml`.
@@ -214,6 +253,25 @@ pub struct Cli {
     /// URL path prefix of the lab [default: /_lab]
     #[arg(long, env = "RANGESERVE_LAB_PREFIX", value_name = "PATH")]
     pub lab_prefix: Option<String>,
+
+    /// Send Repr-Digest (RFC 9530, sha-256) with files; a client's Want-Repr-Digest overrides it [default: true]
+    #[arg(long, env = "RANGESERVE_REPR_DIGEST", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub repr_digest: Option<bool>,
+
+    /// CORS: origins whose web pages may read files, comma-separated, or * for any; empty: off [default: ""]
+    #[arg(
+        long,
+        env = "RANGESERVE_CORS_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_origins: Option<Vec<String>>,
+
+    /// CORS: seconds a browser may reuse a preflight answer [default: 7200]
+    #[arg(long, env = "RANGESERVE_CORS_MAX_AGE", value_name = "SECS")]
+    pub cors_max_age: Option<u64>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -224,6 +282,7 @@ pub const DEFAULT_CACHE_CONTROL: &str = "no-cache";
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 pub const DEFAULT_LAB_PREFIX: &str = "/_lab";
+pub const DEFAULT_CORS_MAX_AGE: u64 = 7200;
 
 /// Subcommands; without one, rangeserve serves.
 #[derive(Debug, clap::Subcommand)]
@@ -290,8 +349,18 @@ impl Cli {
             watch,
             sendfile,
             log_format,
-            metrics_listen
+            metrics_listen,
+            repr_digest
         );
+        if self.cors_allowed_origins.is_some() || self.cors_max_age.is_some() {
+            let cors = file.cors.get_or_insert_with(CorsFileConfig::default);
+            if let Some(origins) = self.cors_allowed_origins {
+                cors.allowed_origins = Some(OneOrMany::Many(origins));
+            }
+            if self.cors_max_age.is_some() {
+                cors.max_age = self.cors_max_age;
+            }
+        }
         if self.lab_enabled.is_some() || self.lab_prefix.is_some() {
             let lab = file.lab.get_or_insert_with(LabFileConfig::default);
             if self.lab_enabled.is_some() {
@@ -394,6 +463,28 @@ impl FileConfig {
         let lab = self.lab.unwrap_or_default();
         let lab_prefix = lab.prefix.unwrap_or_else(|| DEFAULT_LAB_PREFIX.to_string());
         check_lab_prefix(&lab_prefix)?;
+        let specs: Vec<RuleSpec> = self
+            .headers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| RuleSpec {
+                path: r.path,
+                set: r.set.into_iter().collect(),
+            })
+            .collect();
+        let header_rules = HeaderRules::new(&specs).map_err(ConfigError)?;
+        let cors = self.cors.unwrap_or_default();
+        let origins: Vec<String> = match cors.allowed_origins {
+            None => Vec::new(),
+            Some(OneOrMany::One(o)) => vec![o],
+            Some(OneOrMany::Many(v)) => v,
+        }
+        .into_iter()
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+        let cors = Cors::new(&origins, cors.max_age.unwrap_or(DEFAULT_CORS_MAX_AGE))
+            .map_err(|e| ConfigError(format!("cors.allowed_origins: {e}")))?;
         Ok(Config {
             listen: self
                 .listen
@@ -416,6 +507,9 @@ impl FileConfig {
             metrics_listen,
             lab_enabled: lab.enabled.unwrap_or(false),
             lab_prefix,
+            repr_digest: self.repr_digest.unwrap_or(true),
+            header_rules: Arc::new(header_rules),
+            cors,
         })
     }
 }

@@ -16,9 +16,12 @@ use crate::access_log;
 use crate::config::Config;
 use crate::fs::digest::{DigestCache, FileId};
 use crate::fs::resolve::{self, Found, Policy, ResolveError, Root};
+use crate::http::cors::Cors;
+use crate::http::header_rules::PathHeaders;
 use crate::http::multipart::Multipart;
 use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
+use crate::http::repr_digest;
 use crate::lab::{self, Lab};
 use crate::metrics::METRICS;
 use crate::sendfile::{self, Sink};
@@ -63,9 +66,24 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let _handling = METRICS.handling();
     let log = access_log::begin(&req);
-    let resp = answer(&state, req).await;
+    let resp = match &state.config.cors {
+        Some(cors) => answer_cors(&state, cors, req).await,
+        None => answer(&state, req).await,
+    };
     METRICS.response(resp.status());
     access_log::finish(log, resp)
+}
+
+/// `answer` with CORS (`http::cors`): a preflight from an allowed origin is answered here, and
+/// every other response gets the CORS headers for the request's origin, whatever its status.
+async fn answer_cors(state: &AppState, cors: &Cors, req: Request) -> Response {
+    if let Some((status, h)) = cors.preflight(req.method(), req.headers()) {
+        return with_headers(status, h, Body::empty());
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut resp = answer(state, req).await;
+    cors.decorate(origin.as_ref(), resp.headers_mut());
+    resp
 }
 
 async fn answer(state: &AppState, req: Request) -> Response {
@@ -142,8 +160,12 @@ pub(crate) async fn open(
         Err(e) => return Err(error_response(e, path)),
     };
 
+    let path_headers = PathHeaders::new(&state.config.header_rules, &name, query);
     match representation(&state.digests, file, &meta, &name).await {
-        Ok(rep) => Ok(rep),
+        Ok(rep) => Ok(Representation {
+            path_headers,
+            ..rep
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
             // The file changed while it was hashed: the client may simply ask again.
             tracing::warn!(path = %name.display(), "{e}");
@@ -170,6 +192,8 @@ async fn representation(
         modified: meta.modified().ok(),
         content_type: source::content_type_for(name),
         source: file,
+        repr_digest: Some(digest.repr_digest),
+        path_headers: PathHeaders::default(),
     })
 }
 
@@ -204,9 +228,7 @@ pub fn respond(
     if let Some(lm) = last_modified {
         h.insert(header::LAST_MODIFIED, http_date(&LAST_MODIFIED, lm));
     }
-    if !config.cache_control.is_empty() {
-        h.insert(header::CACHE_CONTROL, value(&config.cache_control));
-    }
+    rep.path_headers.apply(&mut h, &config.cache_control);
 
     let use_range = match preconditions::decide(method, req_headers, &validators) {
         Decision::NotModified => return with_headers(StatusCode::NOT_MODIFIED, h, Body::empty()),
@@ -281,6 +303,14 @@ pub fn respond(
             return with_headers(StatusCode::RANGE_NOT_SATISFIABLE, h, Body::empty());
         }
     };
+    // RFC 9530 §3: the digest of the whole selected representation, on a 206 too. Not on a
+    // 304 (RFC 9110 §15.4.5: no representation metadata that does not guide a cache update;
+    // the matching ETag already says the stored digest holds), nor on a 412 or 416.
+    if let Some(d) = &rep.repr_digest {
+        if repr_digest::wanted(req_headers, config.repr_digest) {
+            h.insert(repr_digest::REPR_DIGEST.clone(), d.clone());
+        }
+    }
     h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let body = if method == Method::HEAD || length == 0 {

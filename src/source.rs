@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 
+use crate::http::header_rules::PathHeaders;
 use crate::http::range::ByteRange;
 use crate::metrics::METRICS;
 use crate::sendfile::{self, Sink};
@@ -98,6 +99,10 @@ pub struct Representation {
     /// Full `Content-Type` value (with charset where it applies).
     pub content_type: HeaderValue,
     pub source: Arc<dyn Source>,
+    /// `Repr-Digest` of the whole representation (`sha-256=:...:`), when its hash is known.
+    pub repr_digest: Option<HeaderValue>,
+    /// Headers from the configuration for this path and from the query (`?download`).
+    pub path_headers: PathHeaders,
 }
 
 /// The most bytes one read brings into memory; a streaming response holds one such chunk at a

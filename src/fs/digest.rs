@@ -46,11 +46,13 @@ impl FileId {
 
 pub type Sha256Sum = [u8; 32];
 
-/// A file version's hash and the strong ETag made from it (quoted lowercase hex), built once.
+/// A file version's hash, and the strong ETag (quoted lowercase hex) and `Repr-Digest` value
+/// made from it, built once.
 #[derive(Debug, Clone)]
 pub struct Digest {
     pub sha256: Sha256Sum,
     pub etag: http::HeaderValue,
+    pub repr_digest: http::HeaderValue,
 }
 
 impl Digest {
@@ -59,6 +61,7 @@ impl Digest {
         Digest {
             sha256,
             etag: http::HeaderValue::from_str(&etag).expect("hex is a valid header value"),
+            repr_digest: crate::http::repr_digest::value(&sha256),
         }
     }
 }

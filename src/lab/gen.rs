@@ -111,6 +111,8 @@ pub fn representation(size: u64, seed: u64) -> Representation {
         modified: Some(modified()),
         content_type: HeaderValue::from_static("application/octet-stream"),
         source: Arc::new(Generated { size, seed }),
+        repr_digest: None,
+        path_headers: Default::default(),
     }
 }
 
@@ -154,6 +156,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(size)
 }
 
+/// Generated files up to this size get a `Repr-Digest` even before anyone asked for their
+/// `.sha256`: hashing one takes about a millisecond. Larger ones only once their hash is cached.
+pub const REPR_DIGEST_HASH_MAX: u64 = 1 << 20;
+
+/// The `Repr-Digest` value for a SHA-256 given in hex.
+pub fn repr_digest(sha256_hex: &str) -> Option<HeaderValue> {
+    let sum: [u8; 32] = hex::decode(sha256_hex).ok()?.try_into().ok()?;
+    Some(crate::http::repr_digest::value(&sum))
+}
+
 /// The SHA-256 (lowercase hex) of the whole generated file. Blocking: about 1 s per GiB.
 pub fn sha256_hex(size: u64, seed: u64) -> String {
     use sha2::Digest;
@@ -189,6 +201,16 @@ impl Default for HashCache {
 }
 
 impl HashCache {
+    /// The hash of the file (size, seed) if it has been computed; never waits.
+    pub fn known(&self, size: u64, seed: u64) -> Option<String> {
+        self.entries
+            .lock()
+            .unwrap()
+            .get(&(size, seed))?
+            .get()
+            .cloned()
+    }
+
     /// The hash of the file (size, seed), computed on the blocking pool the first time.
     pub async fn get(&self, size: u64, seed: u64) -> io::Result<String> {
         let cell = {

@@ -63,6 +63,20 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// The `Repr-Digest` of a generated file when it is cheap: its hash is cached (a `.sha256`
+    /// or an earlier request computed it), or the file is small enough to hash now. `None`
+    /// otherwise: a request never waits about a second per GiB for a header.
+    async fn repr_digest(&self, size: u64, seed: u64) -> Option<HeaderValue> {
+        let hex = match self.hashes.known(size, seed) {
+            Some(hex) => hex,
+            None if size <= gen::REPR_DIGEST_HASH_MAX => self.hashes.get(size, seed).await.ok()?,
+            None => return None,
+        };
+        gen::repr_digest(&hex)
+    }
+}
+
 /// The rest of `path` after the lab `prefix` (`""` or starting with `/`), if it is under it.
 pub fn under<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?;
@@ -209,7 +223,8 @@ async fn answer_with(
                 Ok(s) => s,
                 Err(e) => return bad_request(e),
             };
-            let rep = gen::representation(size, params.seed);
+            let mut rep = gen::representation(size, params.seed);
+            rep.repr_digest = lab.repr_digest(size, params.seed).await;
             respond(state, &req, rep, params)
         }
     } else if let Some(path) = rest.strip_prefix("/files") {

@@ -193,3 +193,31 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+impl Server {
+    /// A server over an empty root, configured by `toml` (a config.toml's text) through the real
+    /// loader (`Cli::load`: file, then `RANGESERVE_*` variables, then no flags).
+    pub fn start_toml(toml: &str) -> Server {
+        use clap::Parser as _;
+        Self::start_with(|c| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, toml).unwrap();
+            let root = c.root.clone();
+            let os = std::ffi::OsStr::new;
+            let cli = rangeserve::config::Cli::try_parse_from([
+                os("rangeserve"),
+                os("--config"),
+                path.as_os_str(),
+                os("--root"),
+                root.as_os_str(),
+            ])
+            .unwrap();
+            let listen = c.listen;
+            *c = cli
+                .load()
+                .unwrap_or_else(|e| panic!("config {toml:?}: {e}"));
+            c.listen = listen;
+        })
+    }
+}
