@@ -39,6 +39,8 @@ pub struct Config {
     pub prehash: bool,
     /// Watch the root and hash new or changed files before they are asked for.
     pub watch: bool,
+    /// Serve `name.br`/`name.zst`/`name.gz` beside `name` to clients that accept the coding.
+    pub precompressed: bool,
     /// Log lines as text or as JSON objects.
     pub log_format: LogFormat,
     /// Where Prometheus metrics are served (`GET /metrics`); None: nowhere.
@@ -98,6 +100,7 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     prehash: Option<bool>,
     watch: Option<bool>,
+    precompressed: Option<bool>,
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
     lab: Option<LabFileConfig>,
@@ -187,6 +190,12 @@ pub struct Cli {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub watch: Option<bool>,
+
+    /// Serve name.br, name.zst or name.gz beside a file to clients whose Accept-Encoding allows it [default: false]
+    #[arg(long, env = "RANGESERVE_PRECOMPRESSED", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub precompressed: Option<bool>,
 
     /// Log format: text, or json (one object per line) [default: text]
     #[arg(long, env = "RANGESERVE_LOG_FORMAT", value_name = "FORMAT", value_enum)]
@@ -279,6 +288,7 @@ impl Cli {
             state_dir,
             prehash,
             watch,
+            precompressed,
             log_format,
             metrics_listen
         );
@@ -401,6 +411,7 @@ impl FileConfig {
             state_dir,
             prehash: self.prehash.unwrap_or(false),
             watch: self.watch.unwrap_or(false),
+            precompressed: self.precompressed.unwrap_or(false),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics_listen,
             lab_enabled: lab.enabled.unwrap_or(false),
