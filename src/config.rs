@@ -45,6 +45,8 @@ pub struct Config {
     pub watch: bool,
     /// Send long runs of files with `sendfile(2)` on plain HTTP/1.x connections.
     pub sendfile: bool,
+    /// Serve `name.br`/`name.zst`/`name.gz` beside `name` to clients that accept the coding.
+    pub precompressed: bool,
     /// Log lines as text or as JSON objects.
     pub log_format: LogFormat,
     /// Where Prometheus metrics are served (`GET /metrics`); None: nowhere.
@@ -112,6 +114,7 @@ struct FileConfig {
     prehash: Option<bool>,
     watch: Option<bool>,
     sendfile: Option<bool>,
+    precompressed: Option<bool>,
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
     lab: Option<LabFileConfig>,
@@ -236,6 +239,12 @@ pub struct Cli {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub watch: Option<bool>,
 
+    /// Serve name.br, name.zst or name.gz beside a file to clients whose Accept-Encoding allows it [default: false]
+    #[arg(long, env = "RANGESERVE_PRECOMPRESSED", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub precompressed: Option<bool>,
+
     /// Log format: text, or json (one object per line) [default: text]
     #[arg(long, env = "RANGESERVE_LOG_FORMAT", value_name = "FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -348,6 +357,7 @@ impl Cli {
             prehash,
             watch,
             sendfile,
+            precompressed,
             log_format,
             metrics_listen,
             repr_digest
@@ -503,6 +513,7 @@ impl FileConfig {
             prehash: self.prehash.unwrap_or(false),
             watch: self.watch.unwrap_or(false),
             sendfile: self.sendfile.unwrap_or(true),
+            precompressed: self.precompressed.unwrap_or(false),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics_listen,
             lab_enabled: lab.enabled.unwrap_or(false),

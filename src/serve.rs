@@ -18,6 +18,8 @@ use crate::fs::digest::{DigestCache, FileId};
 use crate::fs::resolve::{self, Found, Policy, ResolveError, Root};
 use crate::http::cors::Cors;
 use crate::http::header_rules::PathHeaders;
+use crate::fs::sidecar;
+use crate::http::encoding::{self, Negotiated};
 use crate::http::multipart::Multipart;
 use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
@@ -113,8 +115,13 @@ async fn answer(state: &AppState, req: Request) -> Response {
             return lab::answer(state, req, rest).await;
         }
     }
-    let rep = match open(state, uri.path(), "", uri.query()).await {
-        Ok(rep) => rep,
+    // With `precompressed`, every file is checked for sidecars (its responses vary on them).
+    let accept = state
+        .config
+        .precompressed
+        .then(|| encoding::Accept::parse(req.headers()));
+    let (rep, negotiated) = match open_as(state, uri.path(), "", uri.query(), accept).await {
+        Ok(found) => found,
         Err(resp) => return resp,
     };
     // Zero-copy bodies only where hyper passes body buffers through as they are (`sendfile`).
@@ -124,14 +131,17 @@ async fn answer(state: &AppState, req: Request) -> Response {
         }
         _ => None,
     };
-    respond(
+    let headers = negotiated.request_headers(req.headers());
+    let mut resp = respond(
         &method,
-        req.headers(),
+        &headers,
         &rep,
         &state.config,
         SystemTime::now(),
         sink,
-    )
+    );
+    negotiated.apply(resp.status(), resp.headers_mut());
+    resp
 }
 
 /// The representation of the file at `path` (a URL path under the root), or the response that
@@ -142,6 +152,18 @@ pub(crate) async fn open(
     redirect_base: &str,
     query: Option<&str>,
 ) -> Result<Representation, Response> {
+    Ok(open_as(state, path, redirect_base, query, None).await?.0)
+}
+
+/// [`open`], and with `accept` the representation in the best acceptable precompressed coding
+/// (`fs::sidecar`): its own bytes and ETag, the original name's Content-Type.
+async fn open_as(
+    state: &AppState,
+    path: &str,
+    redirect_base: &str,
+    query: Option<&str>,
+    accept: Option<encoding::Accept>,
+) -> Result<(Representation, Negotiated), Response> {
     // File system metadata work (path lookup, open, fstat) runs inline: on a warm dentry cache
     // it costs a few microseconds, far less than a round trip through the blocking pool, which
     // dominated the profile of small-file requests. Reads of page-cached bytes run inline too;
@@ -159,13 +181,20 @@ pub(crate) async fn open(
         }
         Err(e) => return Err(error_response(e, path)),
     };
+    let (file, meta, negotiated) = match accept {
+        Some(accept) => sidecar::select(&state.root, &state.policy, &name, &accept, file, meta),
+        None => (file, meta, Negotiated::default()),
+    };
 
     let path_headers = PathHeaders::new(&state.config.header_rules, &name, query);
     match representation(&state.digests, file, &meta, &name).await {
-        Ok(rep) => Ok(Representation {
-            path_headers,
-            ..rep
-        }),
+        Ok(rep) => Ok((
+            Representation {
+                path_headers,
+                ..rep
+            },
+            negotiated,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
             // The file changed while it was hashed: the client may simply ask again.
             tracing::warn!(path = %name.display(), "{e}");

@@ -79,6 +79,7 @@ fn help_mentions_every_flag_and_variable() {
         "state_dir",
         "prehash",
         "watch",
+        "precompressed",
     ] {
         let flag = format!("--{}", key.replace('_', "-"));
         let var = format!("RANGESERVE_{}", key.to_uppercase());

@@ -4,4 +4,5 @@
 pub mod digest;
 pub mod prehash;
 pub mod resolve;
+pub mod sidecar;
 pub mod watch;

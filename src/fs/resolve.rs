@@ -263,6 +263,26 @@ pub fn find(
     Err(ResolveError::NotFound)
 }
 
+/// The regular file at `rel`, a name built from one that [`find`] returned (e.g. a sidecar
+/// `name.gz` beside it): the same containment, symlink and open-handle rules; anything that is
+/// not a regular file is `NotFound`.
+pub fn open_file(
+    root: &Root,
+    rel: &Path,
+    policy: &Policy,
+) -> Result<(Arc<File>, Metadata), ResolveError> {
+    if let Some(hit) = root.handles.get(&root.path, rel) {
+        return Ok(hit);
+    }
+    let (file, meta) = open_beneath(root, rel, policy)?;
+    if !meta.is_file() {
+        return Err(ResolveError::NotFound);
+    }
+    let file = Arc::new(file);
+    root.handles.put(rel, &file, &meta);
+    Ok((file, meta))
+}
+
 /// Open `rel` (already free of `..` and hidden segments) under the root.
 fn open_beneath(
     root: &Root,

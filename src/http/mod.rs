@@ -2,6 +2,7 @@
 
 pub mod cors;
 pub mod disposition;
+pub mod encoding;
 pub mod header_rules;
 pub mod multipart;
 pub mod preconditions;
