@@ -2,7 +2,7 @@
 //! `crate::http`; this module is glue between them, the file system and axum.
 
 use std::fs::{File, Metadata};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,6 +20,7 @@ use crate::http::multipart::Multipart;
 use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
 use crate::lab::{self, Lab};
+use crate::listing;
 use crate::metrics::METRICS;
 use crate::source::{self, Piece, Representation};
 
@@ -28,7 +29,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Shared with the background hashers (`fs::prehash`).
     pub digests: Arc<DigestCache>,
-    root: Root,
+    root: Arc<Root>,
     policy: Policy,
     /// Counters and caches of the download-client lab (idle when it is off).
     pub(crate) lab: Lab,
@@ -42,7 +43,7 @@ impl AppState {
             show_hidden: config.show_hidden,
             follow_symlinks: config.follow_symlinks,
         };
-        let root = Root::open(&config.root)?;
+        let root = Arc::new(Root::open(&config.root)?);
         let digests = DigestCache::with_state(DIGEST_CACHE_ENTRIES, config.state_dir.as_deref());
         Ok(AppState {
             root,
@@ -94,8 +95,18 @@ async fn answer(state: &AppState, req: Request) -> Response {
             return lab::answer(state, req, rest).await;
         }
     }
-    let rep = match open(state, uri.path(), "", uri.query()).await {
-        Ok(rep) => rep,
+    let rep = match open_target(state, uri.path(), "", uri.query()).await {
+        Ok(Target::File(rep)) => rep,
+        Ok(Target::Dir { dir, name }) if state.config.listing => {
+            let dir = listing::Dir {
+                root: state.root.clone(),
+                policy: state.policy.clone(),
+                dir,
+                name,
+            };
+            return listing::answer(&method, req.headers(), uri.query(), dir).await;
+        }
+        Ok(Target::Dir { .. }) => return error_response(ResolveError::NotFound, uri.path()),
         Err(resp) => return resp,
     };
     respond(
@@ -109,12 +120,32 @@ async fn answer(state: &AppState, req: Request) -> Response {
 
 /// The representation of the file at `path` (a URL path under the root), or the response that
 /// says why there is none (a redirect to `redirect_base` + the path with a slash, 403, 404, ...).
+/// A directory without an index file is a 404 here (listings are only at the directory's own URL).
 pub(crate) async fn open(
     state: &AppState,
     path: &str,
     redirect_base: &str,
     query: Option<&str>,
 ) -> Result<Representation, Response> {
+    match open_target(state, path, redirect_base, query).await? {
+        Target::File(rep) => Ok(rep),
+        Target::Dir { .. } => Err(error_response(ResolveError::NotFound, path)),
+    }
+}
+
+/// What a URL path leads to: a file, or a directory that has no index file.
+enum Target {
+    File(Representation),
+    Dir { dir: File, name: PathBuf },
+}
+
+/// [`open`], but a directory without an index file is returned for listing.
+async fn open_target(
+    state: &AppState,
+    path: &str,
+    redirect_base: &str,
+    query: Option<&str>,
+) -> Result<Target, Response> {
     // File system metadata work (path lookup, open, fstat) runs inline: on a warm dentry cache
     // it costs a few microseconds, far less than a round trip through the blocking pool, which
     // dominated the profile of small-file requests. Reads of page-cached bytes run inline too;
@@ -130,11 +161,12 @@ pub(crate) async fn open(
             }
             return Err(redirect(&to));
         }
+        Ok(Found::Dir { dir, name }) => return Ok(Target::Dir { dir, name }),
         Err(e) => return Err(error_response(e, path)),
     };
 
     match representation(&state.digests, file, &meta, &name).await {
-        Ok(rep) => Ok(rep),
+        Ok(rep) => Ok(Target::File(rep)),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
             // The file changed while it was hashed: the client may simply ask again.
             tracing::warn!(path = %name.display(), "{e}");
