@@ -366,6 +366,24 @@ fn symlinks_are_listed_only_when_they_would_be_served() {
 }
 
 #[test]
+fn unservable_names_and_special_files_are_left_out() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = listing_server();
+    s.file("d/ok.txt", b"ok");
+    let d = s.root.join("d");
+    // Names the resolver answers 400 for: not UTF-8, or holding a backslash.
+    std::fs::write(d.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")), b"x").unwrap();
+    std::fs::write(d.join("back\\slash.txt"), b"x").unwrap();
+    // A socket and a FIFO: neither a file nor a directory.
+    let _sock = std::os::unix::net::UnixListener::bind(d.join("sock")).unwrap();
+    let fifo = std::ffi::CString::new(d.join("fifo").as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    assert_eq!(names(&json_of(&s.get("/d/?format=json", &[]))), ["ok.txt"]);
+    assert_eq!(rows(&html(&s.get("/d/", &[]))).len(), 2);
+}
+
+#[test]
 fn parent_link_everywhere_but_the_root() {
     let s = listing_server();
     s.file("a/b/c.txt", b"c");
