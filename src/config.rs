@@ -29,6 +29,8 @@ pub struct Config {
     pub show_hidden: bool,
     /// Follow symlinks whose target lies outside the root.
     pub follow_symlinks: bool,
+    /// List a directory asked for with a trailing slash that has no index file (`crate::listing`).
+    pub listing: bool,
     /// More ranges than this in one request: the whole file is sent as a 200.
     pub max_ranges: usize,
     /// `Cache-Control` sent with files; empty means none.
@@ -106,6 +108,7 @@ struct FileConfig {
     index_files: Option<Vec<String>>,
     show_hidden: Option<bool>,
     follow_symlinks: Option<bool>,
+    listing: Option<bool>,
     max_ranges: Option<usize>,
     cache_control: Option<String>,
     log_level: Option<String>,
@@ -198,6 +201,12 @@ pub struct Cli {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub follow_symlinks: Option<bool>,
+
+    /// List directories that have no index file (HTML, or JSON on Accept: application/json) [default: false]
+    #[arg(long, env = "RANGESERVE_LISTING", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub listing: Option<bool>,
 
     /// Most ranges honoured in one request; more get the whole file as 200 [default: 100]
     #[arg(long, env = "RANGESERVE_MAX_RANGES", value_name = "N")]
@@ -349,6 +358,7 @@ impl Cli {
             index_files,
             show_hidden,
             follow_symlinks,
+            listing,
             max_ranges,
             cache_control,
             log_level,
@@ -503,6 +513,7 @@ impl FileConfig {
             index_files,
             show_hidden: self.show_hidden.unwrap_or(false),
             follow_symlinks: self.follow_symlinks.unwrap_or(false),
+            listing: self.listing.unwrap_or(false),
             max_ranges,
             cache_control,
             log_level,

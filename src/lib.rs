@@ -11,6 +11,7 @@ pub mod fs;
 pub mod healthcheck;
 pub mod http;
 pub mod lab;
+pub mod listing;
 pub mod metrics;
 pub mod sendfile;
 pub mod serve;

@@ -2,7 +2,7 @@
 //! `crate::http`; this module is glue between them, the file system and axum.
 
 use std::fs::{File, Metadata};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -25,6 +25,7 @@ use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
 use crate::http::repr_digest;
 use crate::lab::{self, Lab};
+use crate::listing;
 use crate::metrics::METRICS;
 use crate::sendfile::{self, Sink};
 use crate::source::{self, Piece, Representation};
@@ -34,7 +35,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Shared with the background hashers (`fs::prehash`).
     pub digests: Arc<DigestCache>,
-    root: Root,
+    root: Arc<Root>,
     policy: Policy,
     /// Counters and caches of the download-client lab (idle when it is off).
     pub(crate) lab: Lab,
@@ -48,7 +49,7 @@ impl AppState {
             show_hidden: config.show_hidden,
             follow_symlinks: config.follow_symlinks,
         };
-        let root = Root::open(&config.root)?;
+        let root = Arc::new(Root::open(&config.root)?);
         let digests = DigestCache::with_state(DIGEST_CACHE_ENTRIES, config.state_dir.as_deref());
         Ok(AppState {
             root,
@@ -120,8 +121,18 @@ async fn answer(state: &AppState, req: Request) -> Response {
         .config
         .precompressed
         .then(|| encoding::Accept::parse(req.headers()));
-    let (rep, negotiated) = match open_as(state, uri.path(), "", uri.query(), accept).await {
-        Ok(found) => found,
+    let (rep, negotiated) = match open_target(state, uri.path(), "", uri.query(), accept).await {
+        Ok(Target::File(rep, negotiated)) => (rep, negotiated),
+        Ok(Target::Dir { dir, name }) if state.config.listing => {
+            let dir = listing::Dir {
+                root: state.root.clone(),
+                policy: state.policy.clone(),
+                dir,
+                name,
+            };
+            return listing::answer(&method, req.headers(), uri.query(), dir).await;
+        }
+        Ok(Target::Dir { .. }) => return error_response(ResolveError::NotFound, uri.path()),
         Err(resp) => return resp,
     };
     // Zero-copy bodies only where hyper passes body buffers through as they are (`sendfile`).
@@ -146,24 +157,36 @@ async fn answer(state: &AppState, req: Request) -> Response {
 
 /// The representation of the file at `path` (a URL path under the root), or the response that
 /// says why there is none (a redirect to `redirect_base` + the path with a slash, 403, 404, ...).
+/// A directory without an index file is a 404 here (listings are only at the directory's own URL).
 pub(crate) async fn open(
     state: &AppState,
     path: &str,
     redirect_base: &str,
     query: Option<&str>,
 ) -> Result<Representation, Response> {
-    Ok(open_as(state, path, redirect_base, query, None).await?.0)
+    match open_target(state, path, redirect_base, query, None).await? {
+        Target::File(rep, _) => Ok(rep),
+        Target::Dir { .. } => Err(error_response(ResolveError::NotFound, path)),
+    }
 }
 
-/// [`open`], and with `accept` the representation in the best acceptable precompressed coding
-/// (`fs::sidecar`): its own bytes and ETag, the original name's Content-Type.
-async fn open_as(
+/// What a URL path leads to: a file (in the negotiated coding), or a directory that has no
+/// index file.
+enum Target {
+    File(Representation, Negotiated),
+    Dir { dir: File, name: PathBuf },
+}
+
+/// [`open`], but a directory without an index file is returned for listing; with `accept`, the
+/// file in the best acceptable precompressed coding (`fs::sidecar`): its own bytes and ETag, the
+/// original name's Content-Type.
+async fn open_target(
     state: &AppState,
     path: &str,
     redirect_base: &str,
     query: Option<&str>,
     accept: Option<encoding::Accept>,
-) -> Result<(Representation, Negotiated), Response> {
+) -> Result<Target, Response> {
     // File system metadata work (path lookup, open, fstat) runs inline: on a warm dentry cache
     // it costs a few microseconds, far less than a round trip through the blocking pool, which
     // dominated the profile of small-file requests. Reads of page-cached bytes run inline too;
@@ -179,6 +202,7 @@ async fn open_as(
             }
             return Err(redirect(&to));
         }
+        Ok(Found::Dir { dir, name }) => return Ok(Target::Dir { dir, name }),
         Err(e) => return Err(error_response(e, path)),
     };
     let (file, meta, negotiated) = match accept {
@@ -188,7 +212,7 @@ async fn open_as(
 
     let path_headers = PathHeaders::new(&state.config.header_rules, &name, query);
     match representation(&state.digests, file, &meta, &name).await {
-        Ok(rep) => Ok((
+        Ok(rep) => Ok(Target::File(
             Representation {
                 path_headers,
                 ..rep

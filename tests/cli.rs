@@ -72,6 +72,7 @@ fn help_mentions_every_flag_and_variable() {
         "index_files",
         "show_hidden",
         "follow_symlinks",
+        "listing",
         "max_ranges",
         "cache_control",
         "log_level",

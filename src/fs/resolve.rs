@@ -156,6 +156,9 @@ pub enum Found {
     /// A directory asked for without the trailing slash: redirect to this path (still
     /// percent-encoded as received, empty segments dropped, ending in `/`).
     AddSlash(String),
+    /// A directory asked for with the trailing slash that has none of the index files: open,
+    /// with its name relative to the root (empty for the root). Listed or 404 (`crate::listing`).
+    Dir { dir: File, name: PathBuf },
 }
 
 #[derive(Debug)]
@@ -187,7 +190,7 @@ impl From<io::Error> for ResolveError {
 }
 
 /// Resolve `raw_path` (the request path as received, percent-encoded) under `root`; a directory
-/// asked for with a trailing slash gives its first index file.
+/// asked for with a trailing slash gives its first index file, or itself when it has none.
 pub fn find(
     root: &Root,
     raw_path: &str,
@@ -260,7 +263,10 @@ pub fn find(
             Err(e) => return Err(e),
         }
     }
-    Err(ResolveError::NotFound)
+    Ok(Found::Dir {
+        dir: file,
+        name: rel,
+    })
 }
 
 /// The regular file at `rel`, a name built from one that [`find`] returned (e.g. a sidecar
@@ -283,8 +289,9 @@ pub fn open_file(
     Ok((file, meta))
 }
 
-/// Open `rel` (already free of `..` and hidden segments) under the root.
-fn open_beneath(
+/// Open `rel` (already free of `..` and hidden segments) under the root, following symlinks
+/// only as the policy allows: what a request for `rel` would reach, or why not.
+pub(crate) fn open_beneath(
     root: &Root,
     rel: &Path,
     policy: &Policy,
@@ -462,6 +469,7 @@ mod tests {
                 format!("{s} ({})", name.display())
             }
             Ok(Found::AddSlash(to)) => format!("-> {to}"),
+            Ok(Found::Dir { name, .. }) => format!("dir ({})", name.display()),
             Err(ResolveError::BadPath(_)) => "400".into(),
             Err(ResolveError::NotFound) => "404".into(),
             Err(ResolveError::Forbidden) => "403".into(),
@@ -479,8 +487,8 @@ mod tests {
             assert_eq!(g("/%73ub/b.txt"), "b (sub/b.txt)");
             assert_eq!(g("//sub"), "-> /sub/");
             assert_eq!(g("/sub?"), "404");
-            assert_eq!(g("/sub/"), "404");
-            assert_eq!(g("/"), "404");
+            assert_eq!(g("/sub/"), "dir (sub)");
+            assert_eq!(g("/"), "dir ()");
         }
     }
 
@@ -534,7 +542,7 @@ mod tests {
                 get(&f, "/", &["index.htm", "sub", "a.txt"], &STRICT),
                 "a (a.txt)"
             );
-            assert_eq!(get(&f, "/", &["out"], &STRICT), "404");
+            assert_eq!(get(&f, "/", &["out"], &STRICT), "dir ()");
         }
     }
 

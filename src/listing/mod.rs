@@ -1,0 +1,265 @@
+//! Directory listings (`listing = true`): a directory asked for with a trailing slash that has
+//! none of the index files is answered with one page of its entries, as HTML or, for
+//! `Accept: application/json` or `?format=json`, as JSON.
+//!
+//! - What is listed is what a request would serve (`read`): no hidden names unless
+//!   `show_hidden`, no symlink that the resolver would refuse (out of the root without
+//!   `follow_symlinks`, dangling, to a hidden name); a symlink that is kept shows its target.
+//! - `?sort=name|size|mtime&order=asc|desc` (Caddy's names), directories first; a page is
+//!   `?limit=` entries (default 1000, at most 10,000) from `?offset=`, with prev/next links.
+//! - Reading the directory is blocking I/O: it runs on the blocking pool, [`READERS`] directories
+//!   at a time, [`read::MAX_ENTRIES`] entries at most.
+//! - A listing is not a file: it has a weak ETag (of the body; `If-None-Match` gives 304s),
+//!   `Cache-Control: no-cache`, `Vary: Accept`, `Accept-Ranges: none`, and a `Range` is ignored
+//!   (200 with the whole page), as RFC 9110 §14.2 allows.
+
+mod query;
+mod read;
+mod render;
+
+use std::fs::File;
+use std::path::{Component, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+use sha2::Digest;
+use tokio::sync::Semaphore;
+
+use crate::fs::resolve::{Policy, Root};
+use crate::http::preconditions::{self, Decision, Validators};
+use query::{Format, Params};
+
+/// A directory to list, as the resolver found it.
+pub struct Dir {
+    pub root: Arc<Root>,
+    pub policy: Policy,
+    /// The directory, open.
+    pub dir: File,
+    /// Its path under the root (UTF-8 segments, checked by the resolver); empty for the root.
+    pub name: PathBuf,
+}
+
+/// Directories read at once: each read holds a blocking-pool thread and its entries in memory.
+pub const READERS: usize = 2;
+static READING: Semaphore = Semaphore::const_new(READERS);
+
+/// HTML has no script and loads nothing; the inline style is all it needs.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+
+/// The listing of `dir` for this request (GET or HEAD).
+pub async fn answer(
+    method: &Method,
+    req_headers: &HeaderMap,
+    query: Option<&str>,
+    dir: Dir,
+) -> Response {
+    let params = match Params::parse(query) {
+        Ok(p) => p,
+        Err(why) => return plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n")),
+    };
+    let json = match params.format {
+        Some(Format::Json) => true,
+        Some(Format::Html) => false,
+        None => query::wants_json(req_headers),
+    };
+
+    let (body, etag) = {
+        let _permit = READING.acquire().await.expect("never closed");
+        let name = dir.name.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            let page = read::page(&dir, params.sort, params.order, params.offset, params.limit)?;
+            let (path, url, parent) = locations(&dir.name);
+            let view = render::View {
+                path: &path,
+                url: &url,
+                parent: parent.as_deref(),
+                params: &params,
+            };
+            let body = if json {
+                render::json(&page, &view)
+            } else {
+                render::html(&page, &view).into_bytes()
+            };
+            // Weak (RFC 9110 §8.8.1): the same listing, not the same bytes of a file.
+            let hash = sha2::Sha256::digest(&body);
+            let etag = format!("W/\"{}\"", hex::encode(&hash[..16]));
+            Ok::<_, std::io::Error>((body, etag))
+        });
+        match work.await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return plain(StatusCode::FORBIDDEN, "403 Forbidden\n".into())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(path = %name.display(), "listing: {e}");
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error\n".into(),
+                );
+            }
+            Err(e) => {
+                tracing::error!(path = %name.display(), "listing: {e}");
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error\n".into(),
+                );
+            }
+        }
+    };
+
+    let mut h = HeaderMap::with_capacity(12);
+    h.insert(
+        header::DATE,
+        value(&httpdate::fmt_http_date(SystemTime::now())),
+    );
+    h.insert(header::ETAG, value(&etag));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    add_vary(&mut h, "Accept");
+    let validators = Validators {
+        etag: Some(&etag),
+        last_modified: None,
+        last_modified_is_strong: false,
+    };
+    match preconditions::decide(method, req_headers, &validators) {
+        Decision::NotModified => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            *r.headers_mut() = h;
+            return r;
+        }
+        Decision::PreconditionFailed => {
+            let mut r = plain(
+                StatusCode::PRECONDITION_FAILED,
+                "412 Precondition Failed\n".into(),
+            );
+            r.headers_mut().extend(h);
+            return r;
+        }
+        // §14.2: a server may ignore Range; a page of names is not something one resumes.
+        Decision::Proceed { .. } => {}
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if json {
+            "application/json"
+        } else {
+            "text/html; charset=utf-8"
+        }),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !json {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
+    let mut r = Response::new(body);
+    *r.headers_mut() = h;
+    r
+}
+
+/// The directory's path (decoded), its URL (each segment percent-encoded), and its parent's URL
+/// (none for the root), all ending in `/`.
+fn locations(name: &std::path::Path) -> (String, String, Option<String>) {
+    let segments: Vec<&str> = name
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => s.to_str(),
+            _ => None,
+        })
+        .collect();
+    let join = |segs: &[&str], encode: bool| {
+        let mut s = String::from("/");
+        for seg in segs {
+            if encode {
+                s.push_str(&render::segment(seg));
+            } else {
+                s.push_str(seg);
+            }
+            s.push('/');
+        }
+        s
+    };
+    let parent = segments.split_last().map(|(_, up)| join(up, true));
+    (join(&segments, false), join(&segments, true), parent)
+}
+
+/// Add `token` to `Vary` unless it is there already (another feature may vary on it too).
+fn add_vary(h: &mut HeaderMap, token: &'static str) {
+    let present = h.get_all(header::VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case(token))
+        })
+    });
+    if !present {
+        h.append(header::VARY, HeaderValue::from_static(token));
+    }
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body.clone()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r
+}
+
+fn value(s: &str) -> HeaderValue {
+    // Built from hex digits and an HTTP date: always visible ASCII.
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_encode_each_segment() {
+        let (p, u, up) = locations(std::path::Path::new(""));
+        assert_eq!((p.as_str(), u.as_str(), up), ("/", "/", None));
+        let (p, u, up) = locations(std::path::Path::new("a b/é#"));
+        assert_eq!(p, "/a b/é#/");
+        assert_eq!(u, "/a%20b/%C3%A9%23/");
+        assert_eq!(up.as_deref(), Some("/a%20b/"));
+        let (_, _, up) = locations(std::path::Path::new("x"));
+        assert_eq!(up.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn vary_is_added_once() {
+        let mut h = HeaderMap::new();
+        h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        add_vary(&mut h, "Accept");
+        add_vary(&mut h, "Accept");
+        let all: Vec<_> = h.get_all(header::VARY).iter().collect();
+        assert_eq!(all, ["Accept-Encoding", "Accept"]);
+        let mut h = HeaderMap::new();
+        h.append(header::VARY, HeaderValue::from_static("accept, origin"));
+        add_vary(&mut h, "Accept");
+        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
+    }
+}
