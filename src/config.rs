@@ -48,6 +48,11 @@ pub struct Config {
     pub lab_enabled: bool,
     /// Where the lab lives (`[lab] prefix`): starts with `/`, no trailing `/`.
     pub lab_prefix: String,
+    /// Serve `listen` over TLS with this certificate and key (`[tls] cert`, `key`); `None`:
+    /// plain HTTP.
+    pub tls: Option<crate::tls::Tls>,
+    /// A plain-HTTP listener that redirects every request to https (`[tls] redirect_listen`).
+    pub tls_redirect_listen: Option<SocketAddr>,
 }
 
 /// How log lines are written.
@@ -101,6 +106,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
     lab: Option<LabFileConfig>,
+    tls: Option<TlsFileConfig>,
 }
 
 /// The `[lab]` section of `config.toml`.
@@ -109,6 +115,15 @@ struct FileConfig {
 struct LabFileConfig {
     enabled: Option<bool>,
     prefix: Option<String>,
+}
+
+/// The `[tls]` section of `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFileConfig {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    redirect_listen: Option<String>,
 }
 
 /// rangeserve: a static file server that gets HTTP ranges and conditional requests right.
@@ -205,6 +220,18 @@ pub struct Cli {
     /// URL path prefix of the lab [default: /_lab]
     #[arg(long, env = "RANGESERVE_LAB_PREFIX", value_name = "PATH")]
     pub lab_prefix: Option<String>,
+
+    /// TLS certificate chain (PEM, leaf first); with --tls-key, serve https with HTTP/2 [default: none]
+    #[arg(long, env = "RANGESERVE_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert [default: none]
+    #[arg(long, env = "RANGESERVE_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Address of a plain-HTTP listener that redirects every request to https; empty for none [default: ""]
+    #[arg(long, env = "RANGESERVE_TLS_REDIRECT_LISTEN", value_name = "ADDR")]
+    pub tls_redirect_listen: Option<String>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -289,6 +316,18 @@ impl Cli {
             }
             if self.lab_prefix.is_some() {
                 lab.prefix = self.lab_prefix;
+            }
+        }
+        if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_redirect_listen.is_some() {
+            let tls = file.tls.get_or_insert_with(TlsFileConfig::default);
+            if self.tls_cert.is_some() {
+                tls.cert = self.tls_cert;
+            }
+            if self.tls_key.is_some() {
+                tls.key = self.tls_key;
+            }
+            if self.tls_redirect_listen.is_some() {
+                tls.redirect_listen = self.tls_redirect_listen;
             }
         }
         let root = file
@@ -384,6 +423,22 @@ impl FileConfig {
         let lab = self.lab.unwrap_or_default();
         let lab_prefix = lab.prefix.unwrap_or_else(|| DEFAULT_LAB_PREFIX.to_string());
         check_lab_prefix(&lab_prefix)?;
+        let tls_file = self.tls.unwrap_or_default();
+        let tls = crate::tls::Tls::from_settings(tls_file.cert, tls_file.key)?;
+        let tls_redirect_listen = match tls_file.redirect_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(_) if tls.is_none() => {
+                return Err(ConfigError(
+                    "tls.redirect_listen: redirects to https, which needs tls.cert and tls.key"
+                        .into(),
+                ))
+            }
+            Some(addr) => Some(addr.parse().map_err(|e| {
+                ConfigError(format!(
+                    "tls.redirect_listen: {addr:?} is not an address:port ({e})"
+                ))
+            })?),
+        };
         Ok(Config {
             listen: self
                 .listen
@@ -405,6 +460,8 @@ impl FileConfig {
             metrics_listen,
             lab_enabled: lab.enabled.unwrap_or(false),
             lab_prefix,
+            tls,
+            tls_redirect_listen,
         })
     }
 }
