@@ -160,8 +160,10 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .max_buf_size(MAX_BUF)
         .timer(TokioTimer::new());
     // The same bounds for HTTP/2: a stream queues at most MAX_BUF of response before hyper
-    // stops polling its body (hyper's default is 400 KiB, times every open stream), and a
-    // request's header list is capped like an HTTP/1.1 head.
+    // stops polling its body (hyper's default is 400 KiB, times every open stream: with 4
+    // connections of 100 streams whose client stopped reading, 198 MB RSS instead of 39 MB;
+    // 1 GiB over h2c or h2 on loopback is as fast with either), and a request's header list is
+    // capped like an HTTP/1.1 head.
     builder
         .http2()
         .max_concurrent_streams(H2_MAX_STREAMS)
