@@ -65,6 +65,11 @@ pub struct Config {
     pub header_rules: Arc<HeaderRules>,
     /// `[cors]`: `None` when no origin is allowed (CORS off).
     pub cors: Option<Cors>,
+    /// Serve `listen` over TLS with this certificate and key (`[tls] cert`, `key`); `None`:
+    /// plain HTTP.
+    pub tls: Option<crate::tls::Tls>,
+    /// A plain-HTTP listener that redirects every request to https (`[tls] redirect_listen`).
+    pub tls_redirect_listen: Option<SocketAddr>,
 }
 
 /// How log lines are written.
@@ -124,6 +129,7 @@ struct FileConfig {
     repr_digest: Option<bool>,
     headers: Option<Vec<HeaderRuleFile>>,
     cors: Option<CorsFileConfig>,
+    tls: Option<TlsFileConfig>,
 }
 
 /// One `[[headers]]` entry of `config.toml`.
@@ -157,6 +163,15 @@ enum OneOrMany {
 struct LabFileConfig {
     enabled: Option<bool>,
     prefix: Option<String>,
+}
+
+/// The `[tls]` section of `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFileConfig {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    redirect_listen: Option<String>,
 }
 
 /// rangeserve: a static file server that gets HTTP ranges and conditional requests right.
@@ -290,6 +305,17 @@ pub struct Cli {
     /// CORS: seconds a browser may reuse a preflight answer [default: 7200]
     #[arg(long, env = "RANGESERVE_CORS_MAX_AGE", value_name = "SECS")]
     pub cors_max_age: Option<u64>,
+    /// TLS certificate chain (PEM, leaf first); with --tls-key, serve https with HTTP/2 [default: none]
+    #[arg(long, env = "RANGESERVE_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert [default: none]
+    #[arg(long, env = "RANGESERVE_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Address of a plain-HTTP listener that redirects every request to https; empty for none [default: ""]
+    #[arg(long, env = "RANGESERVE_TLS_REDIRECT_LISTEN", value_name = "ADDR")]
+    pub tls_redirect_listen: Option<String>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -388,6 +414,18 @@ impl Cli {
             }
             if self.lab_prefix.is_some() {
                 lab.prefix = self.lab_prefix;
+            }
+        }
+        if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_redirect_listen.is_some() {
+            let tls = file.tls.get_or_insert_with(TlsFileConfig::default);
+            if self.tls_cert.is_some() {
+                tls.cert = self.tls_cert;
+            }
+            if self.tls_key.is_some() {
+                tls.key = self.tls_key;
+            }
+            if self.tls_redirect_listen.is_some() {
+                tls.redirect_listen = self.tls_redirect_listen;
             }
         }
         let root = file
@@ -505,6 +543,22 @@ impl FileConfig {
         .collect();
         let cors = Cors::new(&origins, cors.max_age.unwrap_or(DEFAULT_CORS_MAX_AGE))
             .map_err(|e| ConfigError(format!("cors.allowed_origins: {e}")))?;
+        let tls_file = self.tls.unwrap_or_default();
+        let tls = crate::tls::Tls::from_settings(tls_file.cert, tls_file.key)?;
+        let tls_redirect_listen = match tls_file.redirect_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(_) if tls.is_none() => {
+                return Err(ConfigError(
+                    "tls.redirect_listen: redirects to https, which needs tls.cert and tls.key"
+                        .into(),
+                ))
+            }
+            Some(addr) => Some(addr.parse().map_err(|e| {
+                ConfigError(format!(
+                    "tls.redirect_listen: {addr:?} is not an address:port ({e})"
+                ))
+            })?),
+        };
         Ok(Config {
             listen: self
                 .listen
@@ -532,6 +586,8 @@ impl FileConfig {
             repr_digest: self.repr_digest.unwrap_or(true),
             header_rules: Arc::new(header_rules),
             cors,
+            tls,
+            tls_redirect_listen,
         })
     }
 }

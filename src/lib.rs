@@ -13,10 +13,12 @@ pub mod http;
 pub mod lab;
 pub mod listing;
 pub mod metrics;
+pub mod redirect;
 pub mod sendfile;
 pub mod serve;
 pub mod server;
 pub mod source;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,8 +100,23 @@ pub async fn serve_state(
         }
         None => None,
     };
-    let grace = config.shutdown_grace;
-    server::run(listener, router(state), grace, shutdown).await
+    let redirect = match config.tls_redirect_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("tls.redirect_listen {addr}: {e}"))
+            })?;
+            let https_port = listener.local_addr()?.port();
+            tracing::info!("redirecting http://{}/ to https", l.local_addr()?);
+            Some((l, redirect::router(https_port)))
+        }
+        None => None,
+    };
+    let opts = server::Options {
+        grace: config.shutdown_grace,
+        tls: config.tls.as_ref().map(tls::Tls::acceptor),
+        redirect,
+    };
+    server::run_with(listener, router(state), opts, shutdown).await
 }
 
 /// Stops a background task when serving ends.

@@ -70,7 +70,12 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().map_or(config.listen, |a| a);
-        tracing::info!(root = %config.root.display(), "listening on http://{addr}/");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(root = %config.root.display(), "listening on {scheme}://{addr}/");
         match rangeserve::serve(listener, config, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

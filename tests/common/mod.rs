@@ -12,7 +12,9 @@ use std::time::Duration;
 use rangeserve::serve::AppState;
 use rangeserve::Config;
 
+pub mod multipart;
 pub mod process;
+pub mod tls;
 
 pub struct Server {
     pub addr: SocketAddr,
