@@ -22,7 +22,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -64,6 +64,8 @@ struct Span {
 #[derive(Default)]
 pub struct SendQueue {
     spans: Mutex<VecDeque<Span>>,
+    /// A body waiting for every queued span to be sent (see [`Sink::poll_drained`]).
+    drained: Mutex<Option<Waker>>,
 }
 
 /// The connection's queue, for bodies that may yield placeholders (see the module docs).
@@ -106,6 +108,18 @@ impl Sink {
             sent: 0,
         });
         Bytes::from_static(&placeholder()[..len])
+    }
+
+    /// Ready once every span queued so far has been sent: the kernel has read those bytes of
+    /// the file. (hyper keeps flushing while the body waits, which sends them and wakes it.)
+    pub fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let spans = self.0.spans.lock().unwrap();
+        if spans.is_empty() {
+            return Poll::Ready(());
+        }
+        // Registered under the spans lock: the sender empties the queue under it, then wakes.
+        *self.0.drained.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -182,6 +196,11 @@ impl SendfileStream {
         METRICS.sendfile_bytes(n as u64);
         if span.sent == span.len {
             spans.pop_front();
+            if spans.is_empty() {
+                if let Some(waker) = self.queue.drained.lock().unwrap().take() {
+                    waker.wake();
+                }
+            }
         }
         Poll::Ready(Ok(n))
     }

@@ -244,7 +244,11 @@ async fn representation(
         etag: Some(digest.etag),
         modified: meta.modified().ok(),
         content_type: source::content_type_for(name),
-        source: file,
+        source: Arc::new(source::FileVersion {
+            file,
+            id: FileId::of(meta),
+            links: std::os::unix::fs::MetadataExt::nlink(meta),
+        }),
         repr_digest: Some(digest.repr_digest),
         path_headers: PathHeaders::default(),
     })

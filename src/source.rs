@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 
+use crate::fs::digest::FileId;
 use crate::http::header_rules::PathHeaders;
 use crate::http::range::ByteRange;
 use crate::metrics::METRICS;
@@ -48,6 +49,50 @@ pub trait Source: Send + Sync + 'static {
     /// The open descriptor the bytes can be sent from with `sendfile`, if there is one.
     fn raw_fd(&self) -> Option<RawFd> {
         None
+    }
+
+    /// Whether the bytes are still the version the response describes (its ETag, length and
+    /// Last-Modified). Checked after the last byte of a response was read and before it goes
+    /// out; `false` aborts the response. Sources that never change need not override it.
+    fn unchanged(&self) -> io::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// A file as it was when its response was decided: the open file and its identity then.
+pub struct FileVersion {
+    pub file: Arc<File>,
+    pub id: FileId,
+    /// Its link count then: a name removed since (deleted, renamed over) changes the ctime too.
+    pub links: u64,
+}
+
+impl Source for FileVersion {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        Source::read_at(&*self.file, buf, offset)
+    }
+
+    fn read_at_nowait(
+        &self,
+        buf: &mut [MaybeUninit<u8>],
+        offset: u64,
+    ) -> Option<io::Result<usize>> {
+        self.file.read_at_nowait(buf, offset)
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.file.as_raw_fd())
+    }
+
+    /// A write, truncation or `touch` changes the ctime (and usually mtime and size), which
+    /// the identity includes. Removing a name (a delete, a rename over it) changes the ctime
+    /// too but not the bytes: with fewer links than at the start, the ctime is not compared.
+    /// (A write within the same clock tick as the previous change can escape the check on
+    /// kernels with coarse timestamps.)
+    fn unchanged(&self) -> io::Result<bool> {
+        let meta = self.file.metadata()?;
+        let now = FileId::of(&meta);
+        Ok(now == self.id || (meta.nlink() < self.links && now.same_but_ctime(&self.id)))
     }
 }
 
@@ -125,6 +170,9 @@ pub const INLINE_MAX: u64 = 128 * 1024;
 /// (see `sendfile`); shorter ones are cheaper to copy along with the head.
 pub const SENDFILE_MIN: u64 = 16 * 1024;
 
+/// How much of the end of a response is copied rather than sent by sendfile (see `placeholder`).
+const TAIL: u64 = 4096;
+
 /// Streaming bodies alive now.
 static STREAMING: AtomicUsize = AtomicUsize::new(0);
 
@@ -167,8 +215,12 @@ pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>, sink: Option<Sink>) -> 
     });
     if total <= INLINE_MAX && sink.is_none() {
         if let Some(whole) = read_all_nowait(&*source, &pieces, total) {
-            METRICS.body_bytes(total);
-            return Body::from(whole);
+            // Changed since the response was decided: the streaming path meets the same check
+            // at its end and aborts the connection (and logs it).
+            if matches!(source.unchanged(), Ok(true)) {
+                METRICS.body_bytes(total);
+                return Body::from(whole);
+            }
         }
     }
     STREAMING.fetch_add(1, Ordering::Relaxed);
@@ -178,6 +230,7 @@ pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>, sink: Option<Sink>) -> 
         inflight: None,
         remaining: total,
         sink,
+        last: None,
     })
 }
 
@@ -252,6 +305,8 @@ struct Streamed {
     inflight: Option<tokio::task::JoinHandle<io::Result<Bytes>>>,
     remaining: u64,
     sink: Option<Sink>,
+    /// The final frame, held until the file is known to be unchanged (see `release_last`).
+    last: Option<Bytes>,
 }
 
 impl Streamed {
@@ -259,6 +314,7 @@ impl Streamed {
         tracing::warn!("aborting response body: {e}");
         self.pieces.clear();
         self.inflight = None;
+        self.last = None;
         self.remaining = 0;
         Poll::Ready(Some(Err(e)))
     }
@@ -282,7 +338,15 @@ impl Streamed {
             return None;
         }
         let fd = self.source.raw_fd()?;
-        let span = len.min(sendfile::MAX_SPAN as u64);
+        let mut span = len.min(sendfile::MAX_SPAN as u64);
+        if span == self.remaining {
+            // The last bytes of the response are copied, never sent by sendfile: the check
+            // that the file did not change must come after they were read (`release_last`).
+            span -= TAIL;
+            if span < SENDFILE_MIN {
+                return None;
+            }
+        }
         let mut probe = [MaybeUninit::uninit()];
         if !matches!(
             self.source.read_at_nowait(&mut probe, start + span - 1),
@@ -295,10 +359,46 @@ impl Streamed {
         Some(p)
     }
 
-    fn data(&mut self, b: Bytes) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn data(
+        &mut self,
+        cx: &mut Context<'_>,
+        b: Bytes,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if b.len() as u64 == self.remaining {
+            self.last = Some(b);
+            return self.release_last(cx);
+        }
         self.remaining -= b.len() as u64;
         METRICS.body_bytes(b.len() as u64);
         Poll::Ready(Some(Ok(Frame::data(b))))
+    }
+}
+
+impl Streamed {
+    /// Send the final frame only if every byte of the response came from the version of the
+    /// file that its headers describe: once the file bytes already handed to sendfile are sent
+    /// (read by the kernel), compare the file's identity with the one the response started
+    /// with. A file rewritten in place or truncated mid-response aborts the connection, so the
+    /// client never takes a mix of old and new bytes for the ETag it was given.
+    fn release_last(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if let Some(sink) = &self.sink {
+            std::task::ready!(sink.poll_drained(cx));
+        }
+        match self.source.unchanged() {
+            Ok(true) => {
+                let b = self.last.take().unwrap_or_default();
+                self.remaining -= b.len() as u64;
+                METRICS.body_bytes(b.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            Ok(false) => self.fail(io::Error::other(
+                "the file changed while it was being sent (its identity differs from the start)",
+            )),
+            Err(e) => self.fail(e),
+        }
     }
 }
 
@@ -316,11 +416,14 @@ impl http_body::Body for Streamed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.last.is_some() {
+            return self.release_last(cx);
+        }
         if let Some(read) = &mut self.inflight {
             let result = std::task::ready!(Pin::new(read).poll(cx));
             self.inflight = None;
             return match result.map_err(io::Error::other).and_then(|r| r) {
-                Ok(bytes) => self.data(bytes),
+                Ok(bytes) => self.data(cx, bytes),
                 Err(e) => self.fail(e),
             };
         }
@@ -330,12 +433,12 @@ impl http_body::Body for Streamed {
                 let Some(Piece::Literal(b)) = self.pieces.pop_front() else {
                     unreachable!()
                 };
-                return self.data(b);
+                return self.data(cx, b);
             }
             Some(Piece::Range(r)) => {
                 let (start, left) = (r.start, r.len());
                 if let Some(p) = self.placeholder(start, left) {
-                    return self.data(p);
+                    return self.data(cx, p);
                 }
                 (start, left.min(chunk_size()) as usize)
             }
@@ -345,7 +448,7 @@ impl http_body::Body for Streamed {
             Some(Ok(0)) => self.fail(ended_early()),
             Some(Ok(n)) => {
                 self.advance(n as u64);
-                self.data(buf.freeze())
+                self.data(cx, buf.freeze())
             }
             Some(Err(e)) => self.fail(e),
             None => {

@@ -42,6 +42,14 @@ impl FileId {
             ctime: (meta.ctime(), meta.ctime_nsec()),
         }
     }
+
+    /// Equal in everything but the ctime (which unlinking a name also changes).
+    pub fn same_but_ctime(&self, other: &FileId) -> bool {
+        FileId {
+            ctime: other.ctime,
+            ..*self
+        } == *other
+    }
 }
 
 pub type Sha256Sum = [u8; 32];
