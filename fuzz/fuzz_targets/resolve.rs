@@ -21,8 +21,16 @@ use percent_encoding::percent_decode_str;
 use rangeserve::fs::resolve::{find, Found, Policy, ResolveError, Root};
 
 struct Tree {
-    _dir: tempfile::TempDir,
     roots: Vec<(Root, Policy)>,
+}
+
+/// The fixture's directory, removed when libFuzzer exits (statics are never dropped).
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_fixture() {
+    if let Some(dir) = DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 const INDEX: [&str; 3] = ["index.html", "link-out", "hidden-link"];
@@ -30,8 +38,10 @@ const INDEX: [&str; 3] = ["index.html", "link-out", "hidden-link"];
 fn tree() -> &'static Tree {
     static TREE: OnceLock<Tree> = OnceLock::new();
     TREE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().canonicalize().unwrap();
+        let base = tempfile::tempdir().unwrap().keep().canonicalize().unwrap();
+        DIR.set(base.clone()).unwrap();
+        // SAFETY: registers a plain function with no arguments.
+        unsafe { libc::atexit(remove_fixture) };
         let root = base.join("root");
         let w = |p: &str, s: &str| std::fs::write(root.join(p), s).unwrap();
         for d in ["sub", "sub/deeper", ".git", "docs", "sub/.cache"] {
@@ -79,7 +89,7 @@ fn tree() -> &'static Tree {
             roots.push((Root::open(&root).unwrap(), policy.clone()));
             roots.push((Root::open(&root).unwrap().without_openat2(), policy));
         }
-        Tree { _dir: dir, roots }
+        Tree { roots }
     })
 }
 
