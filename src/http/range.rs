@@ -80,10 +80,9 @@ pub fn plan(header: Option<&HeaderValue>, len: u64, max_ranges: usize) -> RangeP
     }
     // Overlapping ranges asking for more than the whole file are an attack or a confused
     // client (Go, nginx and Apache agree): send the whole file once.
-    let total = ranges
-        .iter()
-        .fold(0u64, |acc, r| acc.saturating_add(r.len()));
-    if total > len {
+    // Summed in u128: a saturating u64 sum could equal a length of u64::MAX (found by fuzzing).
+    let total: u128 = ranges.iter().map(|r| u128::from(r.len())).sum();
+    if total > u128::from(len) {
         return RangePlan::Full;
     }
     let mut merged = coalesce(ranges);
@@ -295,6 +294,18 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert!(matches!(p(&format!("bytes={ok}"), 1000), RangePlan::Multi(v) if v.len() == 100));
+    }
+
+    #[test]
+    fn overlap_guard_does_not_saturate_at_the_largest_length() {
+        // Found by fuzz/fuzz_targets/range.rs: 255 + 255 + u64::MAX bytes saturated to
+        // u64::MAX, which is not more than the length, so the overlap was planned as a 206.
+        assert_eq!(p("bytes=-255,-255,0-", u64::MAX), RangePlan::Full);
+        assert_eq!(p("bytes=0-,0-", u64::MAX), RangePlan::Full);
+        assert_eq!(
+            p("bytes=0-0,2-", u64::MAX),
+            RangePlan::Multi(vec![r(0, 1), r(2, u64::MAX)])
+        );
     }
 
     #[test]
