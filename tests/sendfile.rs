@@ -93,7 +93,7 @@ fn pipelined_responses_mix_sendfile_and_copied_bodies_in_order() {
         format!("GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: {multi}\r\n\r\n"),
         "HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
         format!("GET /small.bin HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"),
-        "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-20000\r\nConnection: close\r\n\r\n"
+        "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-40000\r\nConnection: close\r\n\r\n"
             .to_string(),
     ];
     let mut c = TcpStream::connect(s.addr).unwrap();
@@ -121,17 +121,17 @@ fn pipelined_responses_mix_sendfile_and_copied_bodies_in_order() {
     assert_eq!(r[4].header("content-length"), Some(&*len.to_string()));
     assert_eq!(r[5].status, 304);
     assert_eq!(r[6].status, 206);
-    assert_eq!(r[6].body, &big[len - 20000..]);
+    assert_eq!(r[6].body, &big[len - 40000..]);
 
     // The long runs went out by sendfile (freshly written files are in the page cache): the
-    // whole file, the 64 KiB range, the 200000-byte part and the 20000-byte suffix, except the
+    // whole file, the 64 KiB range, the 200000-byte part and the 40000-byte suffix, except the
     // last 4 KiB of each response that ends with file bytes (copied after the file's identity
     // is checked again; the multipart part is followed by its closing boundary).
     let sent = METRICS.sendfile_bytes_total() - before;
     let tail = 4096;
     assert_eq!(
         sent as usize,
-        (len - tail) + (65536 - tail) + 200000 + (20000 - tail)
+        (len - tail) + (65536 - tail) + 200000 + (40000 - tail)
     );
 }
 
