@@ -70,6 +70,16 @@ pub struct Config {
     pub tls: Option<crate::tls::Tls>,
     /// A plain-HTTP listener that redirects every request to https (`[tls] redirect_listen`).
     pub tls_redirect_listen: Option<SocketAddr>,
+    /// Time for a whole request head, from the connection's start or its first byte (`crate::limits`).
+    pub header_read_timeout: Duration,
+    /// Idle time allowed between requests on a connection; zero turns keep-alive off.
+    pub keepalive_timeout: Duration,
+    /// Time a response's socket may accept no bytes before the connection is dropped.
+    pub send_timeout: Duration,
+    /// Connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Header fields allowed in one HTTP/1 request head; more are answered 431.
+    pub max_headers: usize,
 }
 
 /// How log lines are written.
@@ -130,6 +140,11 @@ struct FileConfig {
     headers: Option<Vec<HeaderRuleFile>>,
     cors: Option<CorsFileConfig>,
     tls: Option<TlsFileConfig>,
+    header_read_timeout: Option<u64>,
+    keepalive_timeout: Option<u64>,
+    send_timeout: Option<u64>,
+    max_connections: Option<usize>,
+    max_headers: Option<usize>,
 }
 
 /// One `[[headers]]` entry of `config.toml`.
@@ -316,6 +331,26 @@ pub struct Cli {
     /// Address of a plain-HTTP listener that redirects every request to https; empty for none [default: ""]
     #[arg(long, env = "RANGESERVE_TLS_REDIRECT_LISTEN", value_name = "ADDR")]
     pub tls_redirect_listen: Option<String>,
+
+    /// Seconds a client has to send a whole request head, from connecting or from its first byte [default: 10]
+    #[arg(long, env = "RANGESERVE_HEADER_READ_TIMEOUT", value_name = "SECS")]
+    pub header_read_timeout: Option<u64>,
+
+    /// Seconds an idle connection is kept open for another request; 0 turns keep-alive off [default: 75]
+    #[arg(long, env = "RANGESERVE_KEEPALIVE_TIMEOUT", value_name = "SECS")]
+    pub keepalive_timeout: Option<u64>,
+
+    /// Seconds a response may wait for a client that reads nothing before it is dropped [default: 60]
+    #[arg(long, env = "RANGESERVE_SEND_TIMEOUT", value_name = "SECS")]
+    pub send_timeout: Option<u64>,
+
+    /// Connections served at once; more are closed as soon as they are accepted [default: 10000]
+    #[arg(long, env = "RANGESERVE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Header fields allowed in one request; more are answered 431 [default: 100]
+    #[arg(long, env = "RANGESERVE_MAX_HEADERS", value_name = "N")]
+    pub max_headers: Option<usize>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -327,6 +362,13 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 pub const DEFAULT_LAB_PREFIX: &str = "/_lab";
 pub const DEFAULT_CORS_MAX_AGE: u64 = 7200;
+pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 10;
+pub const DEFAULT_KEEPALIVE_TIMEOUT: u64 = 75;
+pub const DEFAULT_SEND_TIMEOUT: u64 = 60;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Above this, hyper's per-request header array alone would cost megabytes.
+pub const MAX_MAX_HEADERS: usize = 10_000;
 
 /// Subcommands; without one, rangeserve serves.
 #[derive(Debug, clap::Subcommand)]
@@ -396,7 +438,12 @@ impl Cli {
             precompressed,
             log_format,
             metrics_listen,
-            repr_digest
+            repr_digest,
+            header_read_timeout,
+            keepalive_timeout,
+            send_timeout,
+            max_connections,
+            max_headers
         );
         if self.cors_allowed_origins.is_some() || self.cors_max_age.is_some() {
             let cors = file.cors.get_or_insert_with(CorsFileConfig::default);
@@ -559,6 +606,13 @@ impl FileConfig {
                 ))
             })?),
         };
+        let limits = crate::limits::check(
+            self.header_read_timeout,
+            self.keepalive_timeout,
+            self.send_timeout,
+            self.max_connections,
+            self.max_headers,
+        )?;
         Ok(Config {
             listen: self
                 .listen
@@ -588,6 +642,11 @@ impl FileConfig {
             cors,
             tls,
             tls_redirect_listen,
+            header_read_timeout: limits.header_read_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
+            send_timeout: limits.send_timeout,
+            max_connections: limits.max_connections,
+            max_headers: limits.max_headers,
         })
     }
 }

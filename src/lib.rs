@@ -11,6 +11,7 @@ pub mod fs;
 pub mod healthcheck;
 pub mod http;
 pub mod lab;
+pub mod limits;
 pub mod listing;
 pub mod metrics;
 pub mod redirect;
@@ -115,6 +116,7 @@ pub async fn serve_state(
         grace: config.shutdown_grace,
         tls: config.tls.as_ref().map(tls::Tls::acceptor),
         redirect,
+        limits: limits::Limits::from(&*config),
     };
     server::run_with(listener, router(state), opts, shutdown).await
 }

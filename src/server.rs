@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::limits::{self, Activity, Deadline, Gate, Limits};
 use crate::sendfile::{self, SendfileStream};
 
 /// The most a connection buffers in user space: hyper stops asking the body for more once this
@@ -50,6 +51,8 @@ pub struct Options {
     pub tls: Option<TlsAcceptor>,
     /// A plain-HTTP listener whose connections are served `redirect` (`[tls] redirect_listen`).
     pub redirect: Option<(TcpListener, Router)>,
+    /// Timeouts, header count and connection cap (`crate::limits`).
+    pub limits: Limits,
 }
 
 /// Serve `router` on `listener` over plain HTTP until `shutdown` completes; see [`run_with`].
@@ -80,13 +83,16 @@ pub async fn run_with(
         grace,
         tls,
         redirect,
+        limits,
     } = opts;
     let service = TowerToHyperService::new(router);
     let (redirect, redirect_service) = match redirect {
         Some((l, r)) => (Some(l), Some(TowerToHyperService::new(r))),
         None => (None, None),
     };
-    let builder = Arc::new(builder());
+    let builder = Arc::new(builder(&limits));
+    // Both listeners count against one cap.
+    let mut gate = Gate::new(limits.max_connections);
     let graceful = GracefulShutdown::new();
     // Tells connections still in their TLS handshake to give up: they have no response in
     // flight, and must not hold shutdown for the handshake timeout.
@@ -110,6 +116,13 @@ pub async fn run_with(
             },
             () = &mut shutdown => break,
         };
+        // At the cap: close at once (the client sees the connection end; nginx does the same
+        // when worker_connections run out), rather than leave it unanswered in the backlog.
+        let Some(permit) = gate.admit() else {
+            drop(stream);
+            continue;
+        };
+        let conn = Conn { limits, permit };
         // Headers and small bodies go out in one write anyway; don't hold back what remains.
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
@@ -118,7 +131,7 @@ pub async fn run_with(
             let service = redirect_service
                 .clone()
                 .expect("a redirect listener has a service");
-            tokio::spawn(serve_io(builder, stream, service, watcher));
+            tokio::spawn(serve_io(builder, stream, service, watcher, conn));
             continue;
         }
         let service = service.clone();
@@ -129,7 +142,7 @@ pub async fn run_with(
                 let sink = io.sink();
                 tokio::spawn(sendfile::scope(
                     sink,
-                    serve_io(builder, io, service, watcher),
+                    serve_io(builder, io, service, watcher, conn),
                 ));
             }
             Some(acceptor) => {
@@ -141,7 +154,7 @@ pub async fn run_with(
                         _ = stop.wait_for(|stopping| *stopping) => None,
                     };
                     if let Some(stream) = stream {
-                        serve_io(builder, stream, service, watcher).await;
+                        serve_io(builder, stream, service, watcher, conn).await;
                     }
                 });
             }
@@ -161,11 +174,17 @@ pub async fn run_with(
 }
 
 /// The connection settings every listener shares.
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .max_buf_size(MAX_BUF)
+        // More header fields than this: 431 (the count; MAX_BUF bounds their size).
+        .max_headers(limits.max_headers)
+        .keep_alive(!limits.keepalive_timeout.is_zero())
+        // The head and keep-alive deadlines are `limits::Deadline`'s (hyper's timer would also
+        // cap the idle time between requests at the header timeout).
+        .header_read_timeout(None)
         // Body buffers go to the socket as they are (no copy into hyper's buffer): required by
         // the `sendfile` placeholders.
         .writev(true)
@@ -186,6 +205,13 @@ fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What an admitted connection carries: its limits, and its place under the cap (given back
+/// when the connection ends).
+struct Conn {
+    limits: Limits,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Serve HTTP/1.1 or HTTP/2 on one accepted connection (plain TCP or TLS) until it ends, or
 /// until graceful shutdown has let its current response finish.
 async fn serve_io<IO>(
@@ -193,9 +219,15 @@ async fn serve_io<IO>(
     io: IO,
     service: TowerToHyperService<Router>,
     watcher: Watcher,
+    conn: Conn,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Conn { limits, permit } = conn;
+    let _permit = permit;
+    let activity = Activity::new();
+    let io = Deadline::new(io, limits, activity.clone());
+    let service = limits::track(service, activity);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!("connection ended with an error: {e}");

@@ -1,0 +1,445 @@
+//! Limits against slow, greedy and broken clients: per-connection deadlines and the
+//! connection cap.
+//!
+//! Every accepted connection's I/O is wrapped in a [`Deadline`], and its requests are counted in
+//! an [`Activity`] shared by the wrapper and the service (a request is in flight from the
+//! moment hyper hands it to the router until its response body has ended or been dropped):
+//!
+//! - **Reading a request head** (`header_read_timeout`): from the connection's start, or from
+//!   the first byte after an idle keep-alive gap, the whole head must have arrived within the
+//!   timeout (slowloris). Like nginx's `client_header_timeout`, it is a deadline, not an
+//!   inactivity timer: one byte every few seconds does not extend it.
+//! - **Idle keep-alive** (`keepalive_timeout`): a connection with no request in flight that has
+//!   sent nothing since its last response is closed after the timeout.
+//! - **Write stall** (`send_timeout`): a write that makes no progress for the timeout (the
+//!   client stopped reading and the socket buffer is full) fails, which ends the connection and
+//!   drops its response body, and with it the file handle and buffers (nginx's `send_timeout`).
+//!
+//! hyper's own HTTP/1 `header_read_timeout` is not used: in hyper 1.x its timer starts when
+//! hyper begins waiting for the next head, right after the previous response, so it would
+//! also cap the idle keep-alive time at the (shorter) header timeout.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::config::Config;
+
+/// The limits one listener enforces on its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time for a whole request head, from the connection's start or from its first byte.
+    pub header_read_timeout: Duration,
+    /// Idle time allowed between requests; zero turns keep-alive off.
+    pub keepalive_timeout: Duration,
+    /// Time a write may make no progress before the connection is dropped.
+    pub send_timeout: Duration,
+    /// Connections served at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Header fields in one HTTP/1 request head; more are answered 431.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        use crate::config::*;
+        Limits {
+            header_read_timeout: Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT),
+            keepalive_timeout: Duration::from_secs(DEFAULT_KEEPALIVE_TIMEOUT),
+            send_timeout: Duration::from_secs(DEFAULT_SEND_TIMEOUT),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_headers: DEFAULT_MAX_HEADERS,
+        }
+    }
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Limits {
+        Limits {
+            header_read_timeout: c.header_read_timeout,
+            keepalive_timeout: c.keepalive_timeout,
+            send_timeout: c.send_timeout,
+            max_connections: c.max_connections,
+            max_headers: c.max_headers,
+        }
+    }
+}
+
+/// What one connection is doing, as far as its deadlines care.
+pub struct Activity {
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Requests handed to the service whose response body has not ended yet.
+    in_flight: usize,
+    /// When the last request in flight ended (or the connection started).
+    idle_since: Instant,
+    /// No request has been started on this connection yet.
+    fresh: bool,
+    /// When the first byte arrived after going idle.
+    first_byte: Option<Instant>,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            state: Mutex::new(State {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                fresh: true,
+                first_byte: None,
+            }),
+        })
+    }
+
+    /// A request starts; it ends when the returned guard drops.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        let mut s = self.state.lock().unwrap();
+        s.in_flight += 1;
+        s.fresh = false;
+        s.first_byte = None;
+        InFlight(self.clone())
+    }
+
+    /// When reading must have made the connection busy again, if it is idle now.
+    fn read_deadline(&self, limits: &Limits) -> Option<Instant> {
+        let s = self.state.lock().unwrap();
+        if s.in_flight > 0 {
+            return None;
+        }
+        Some(match s.first_byte {
+            Some(t) => t + limits.header_read_timeout,
+            None if s.fresh || limits.keepalive_timeout.is_zero() => {
+                s.idle_since + limits.header_read_timeout
+            }
+            None => s.idle_since + limits.keepalive_timeout,
+        })
+    }
+
+    fn bytes_read(&self) {
+        let mut s = self.state.lock().unwrap();
+        if s.in_flight == 0 && s.first_byte.is_none() {
+            s.first_byte = Some(Instant::now());
+        }
+    }
+}
+
+/// One request in flight (see [`Activity::begin`]).
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock().unwrap();
+        s.in_flight -= 1;
+        if s.in_flight == 0 {
+            s.idle_since = Instant::now();
+            s.first_byte = None;
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until it ends or is dropped.
+pub struct TrackedBody<B> {
+    inner: B,
+    guard: Option<InFlight>,
+}
+
+impl<B> TrackedBody<B> {
+    pub fn new(inner: B, guard: InFlight) -> TrackedBody<B> {
+        TrackedBody {
+            inner,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A service whose requests are counted in flight on an [`Activity`] until their response
+/// body ends.
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+/// Wrap `service` so that each request is counted in flight on `activity`.
+pub fn track<S>(service: S, activity: Arc<Activity>) -> Tracked<S> {
+    Tracked {
+        inner: service,
+        activity,
+    }
+}
+
+impl<S, ReqBody, B> hyper::service::Service<http::Request<ReqBody>> for Tracked<S>
+where
+    S: hyper::service::Service<http::Request<ReqBody>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: http::Request<ReqBody>) -> Self::Future {
+        let guard = self.activity.begin();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            Ok(resp.map(|b| TrackedBody::new(b, guard)))
+        })
+    }
+}
+
+/// A connection's I/O with the read deadlines and the write-stall timeout (see the module
+/// docs). Applied alike to plain TCP (around the sendfile stream) and TLS.
+pub struct Deadline<IO> {
+    io: IO,
+    limits: Limits,
+    activity: Arc<Activity>,
+    read_timer: Pin<Box<Sleep>>,
+    read_at: Option<Instant>,
+    write_timer: Pin<Box<Sleep>>,
+    write_armed: bool,
+}
+
+impl<IO> Deadline<IO> {
+    pub fn new(io: IO, limits: Limits, activity: Arc<Activity>) -> Deadline<IO> {
+        let now = Instant::now();
+        Deadline {
+            io,
+            limits,
+            activity,
+            read_timer: Box::pin(tokio::time::sleep_until(now)),
+            read_at: None,
+            write_timer: Box::pin(tokio::time::sleep_until(now)),
+            write_armed: false,
+        }
+    }
+
+    /// Turn a write's `Pending` into an error once the socket has accepted nothing for
+    /// `send_timeout`.
+    fn stall<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(r) => {
+                self.write_armed = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if !self.write_armed {
+                    self.write_armed = true;
+                    let at = Instant::now() + self.limits.send_timeout;
+                    self.write_timer.as_mut().reset(at);
+                }
+                if self.write_timer.as_mut().poll(cx).is_ready() {
+                    tracing::debug!(
+                        "client accepted no bytes for send_timeout ({:?}): closing the connection",
+                        self.limits.send_timeout
+                    );
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "send_timeout: the client stopped reading",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Deadline<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.activity.read_deadline(&this.limits) {
+            Some(at) => {
+                if this.read_at != Some(at) {
+                    this.read_at = Some(at);
+                    this.read_timer.as_mut().reset(at);
+                }
+                if this.read_timer.as_mut().poll(cx).is_ready() {
+                    tracing::debug!("no request within the header or keep-alive timeout: closing");
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "header_read_timeout or keepalive_timeout",
+                    )));
+                }
+            }
+            None => this.read_at = None,
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadline<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.stall(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.stall(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.stall(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.stall(cx, polled)
+    }
+}
+
+/// The connection cap: a permit per connection, and log lines when the cap is hit and left.
+pub struct Gate {
+    permits: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    /// Connections closed since the cap was hit; `None` while under it.
+    refused: Option<u64>,
+}
+
+impl Gate {
+    pub fn new(max: usize) -> Gate {
+        Gate {
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            refused: None,
+        }
+    }
+
+    /// A permit for a connection just accepted, or `None` when `max_connections` are open (the
+    /// caller closes it). One WARN when the cap is first hit, one INFO when a connection is
+    /// admitted again: not a line per refused connection.
+    pub fn admit(&mut self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                if let Some(n) = self.refused.take() {
+                    tracing::info!(
+                        "back under max_connections ({}): accepting again ({n} connections were closed at the cap)",
+                        self.max
+                    );
+                }
+                Some(permit)
+            }
+            Err(_) => {
+                match &mut self.refused {
+                    Some(n) => *n += 1,
+                    None => {
+                        tracing::warn!(
+                            "max_connections ({}) reached: closing new connections at once until some end",
+                            self.max
+                        );
+                        self.refused = Some(1);
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The limits from their config values (missing: the default), each checked with a one-line
+/// error naming its key.
+pub fn check(
+    header_read_timeout: Option<u64>,
+    keepalive_timeout: Option<u64>,
+    send_timeout: Option<u64>,
+    max_connections: Option<usize>,
+    max_headers: Option<usize>,
+) -> Result<Limits, crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    let d = Limits::default();
+    let at_least_one = |key: &str, v: Option<u64>, default: Duration| match v {
+        Some(0) => Err(ConfigError(format!("{key}: must be at least 1 (seconds)"))),
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => Ok(default),
+    };
+    let max_headers = max_headers.unwrap_or(d.max_headers);
+    if !(1..=crate::config::MAX_MAX_HEADERS).contains(&max_headers) {
+        return Err(ConfigError(format!(
+            "max_headers: {max_headers} is not between 1 and {}",
+            crate::config::MAX_MAX_HEADERS
+        )));
+    }
+    let max_connections = max_connections.unwrap_or(d.max_connections);
+    if max_connections == 0 || max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+        return Err(ConfigError(format!(
+            "max_connections: {max_connections} is not between 1 and {}",
+            tokio::sync::Semaphore::MAX_PERMITS
+        )));
+    }
+    Ok(Limits {
+        header_read_timeout: at_least_one(
+            "header_read_timeout",
+            header_read_timeout,
+            d.header_read_timeout,
+        )?,
+        // 0 turns keep-alive off, as in nginx.
+        keepalive_timeout: keepalive_timeout.map_or(d.keepalive_timeout, Duration::from_secs),
+        send_timeout: at_least_one("send_timeout", send_timeout, d.send_timeout)?,
+        max_connections,
+        max_headers,
+    })
+}

@@ -1,0 +1,335 @@
+//! Slow, greedy and broken clients, over real sockets: the header and keep-alive deadlines, the
+//! write-stall timeout, the connection cap, the header count, and bodies sent with GET.
+mod common;
+use common::process::*;
+use common::*;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Wait (at most `limit`) for the server to close `s`: EOF or a reset. Returns the bytes that
+/// came before and how long it took.
+fn wait_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, start.elapsed()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (got, start.elapsed()),
+            Err(e) => panic!("connection still open after {:?}: {e}", start.elapsed()),
+        }
+        assert!(
+            start.elapsed() < limit,
+            "connection still open after {limit:?}"
+        );
+    }
+}
+
+/// Read one response (head and Content-Length body) from a keep-alive connection.
+fn read_response(s: &mut TcpStream) -> Response {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "closed inside a head: {raw:?}"
+        );
+        raw.push(byte[0]);
+    }
+    let head = Response::parse(&raw, true);
+    let len: usize = head.header("content-length").unwrap().parse().unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    raw.extend_from_slice(&body);
+    Response::parse(&raw, false)
+}
+
+/// Open descriptors of this process (the in-process server's included) whose target is
+/// `target` exactly.
+fn fds_to(target: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_str() == Some(target))
+        .count()
+}
+
+/// Poll (bounded) until `f()` holds; the time it took.
+fn eventually(limit: Duration, what: &str, f: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn a_partial_head_is_cut_after_header_read_timeout_while_others_are_served() {
+    let s = Server::start_with(|c| c.header_read_timeout = Duration::from_secs(1));
+    let data = pattern(1000);
+    s.file("f.bin", &data);
+    let mut slow = TcpStream::connect(s.addr).unwrap();
+    let started = Instant::now();
+    slow.write_all(b"GET /f.bin HTTP/1.1\r\nHost: te").unwrap();
+    // Meanwhile another client is served.
+    let r = s.get("/f.bin", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, data);
+    let (got, _) = wait_closed(&mut slow, Duration::from_secs(10));
+    let took = started.elapsed();
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+#[test]
+fn a_connection_that_sends_nothing_is_cut_after_header_read_timeout() {
+    let s = Server::start_with(|c| c.header_read_timeout = Duration::from_secs(1));
+    let mut idle = TcpStream::connect(s.addr).unwrap();
+    let (got, took) = wait_closed(&mut idle, Duration::from_secs(10));
+    assert!(got.is_empty());
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_not_before() {
+    // Keep-alive longer than the header timeout: the idle gap gets the keep-alive time.
+    let s = Server::start_with(|c| {
+        c.header_read_timeout = Duration::from_secs(1);
+        c.keepalive_timeout = Duration::from_secs(3);
+    });
+    let data = pattern(5000);
+    s.file("f.bin", &data);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    for _ in 0..2 {
+        c.write_all(b"GET /f.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut c);
+        assert_eq!(r.status, 200);
+        assert_eq!(sha256_hex(&r.body), sha256_hex(&data));
+    }
+    let (got, took) = wait_closed(&mut c, Duration::from_secs(15));
+    assert!(got.is_empty());
+    assert!(took >= Duration::from_millis(2500), "closed after {took:?}");
+    assert!(took < Duration::from_secs(8), "closed after {took:?}");
+}
+
+#[test]
+fn keepalive_timeout_zero_closes_after_each_response() {
+    let s = Server::start_with(|c| c.keepalive_timeout = Duration::ZERO);
+    s.file("f.bin", b"abc");
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"GET /f.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    let (got, took) = wait_closed(&mut c, Duration::from_secs(5));
+    assert!(got.is_empty());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// Start a download of `path` (a 64 MiB file), read its head and some body, then make the
+/// server's handle the only one left: the file is removed, and a request for it drops the
+/// handle cache's entry. Returns the connection and the path its descriptor now shows.
+fn start_download_and_unlink(s: &Server, path: &Path) -> (TcpStream, String) {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    c.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    std::fs::remove_file(path).unwrap();
+    assert_eq!(s.get("/big.bin", &[]).status, 404);
+    (c, format!("{} (deleted)", path.display()))
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_send_timeout_and_the_file_closed() {
+    let s = Server::start_with(|c| c.send_timeout = Duration::from_secs(1));
+    let data = pattern(64 << 20);
+    let path = s.file("big.bin", &data);
+    let (mut c, deleted) = start_download_and_unlink(&s, &path);
+    assert_eq!(fds_to(&deleted), 1, "the download holds the file");
+    // The client reads nothing more: the server's writes stall, and after send_timeout it
+    // drops the response, and the file with it.
+    eventually(
+        Duration::from_secs(15),
+        "file closed after send_timeout",
+        || fds_to(&deleted) == 0,
+    );
+    // The client got a cut response: the connection ends before the 64 MiB.
+    let (rest, _) = wait_closed(&mut c, Duration::from_secs(15));
+    assert!(rest.len() + 64 * 1024 < data.len(), "{} bytes", rest.len());
+}
+
+#[test]
+fn a_client_that_disconnects_mid_body_frees_the_file_at_once() {
+    // The default send_timeout (60 s) is far beyond the bound polled here.
+    let s = Server::start();
+    let data = pattern(64 << 20);
+    let path = s.file("big.bin", &data);
+    let (c, deleted) = start_download_and_unlink(&s, &path);
+    assert_eq!(fds_to(&deleted), 1, "the download holds the file");
+    drop(c);
+    let took = eventually(
+        Duration::from_secs(5),
+        "file closed after disconnect",
+        || fds_to(&deleted) == 0,
+    );
+    assert!(took < Duration::from_secs(5));
+}
+
+#[test]
+fn too_many_header_fields_get_431() {
+    let s = Server::start_with(|c| c.max_headers = 5);
+    s.file("f.bin", b"abc");
+    // `get` adds Host and Connection: five fields, allowed; then six, refused.
+    let ok = s.get("/f.bin", &[("A", "1"), ("B", "2"), ("C", "3")]);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, b"abc");
+    let too_many = s.get("/f.bin", &[("A", "1"), ("B", "2"), ("C", "3"), ("D", "4")]);
+    assert_eq!(too_many.status, 431);
+}
+
+#[test]
+fn a_get_with_a_small_body_is_served_and_the_body_discarded() {
+    let s = Server::start();
+    let data = pattern(3000);
+    s.file("f.bin", &data);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"GET /f.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, data);
+    // The body was discarded, not taken for the next request: the connection goes on.
+    c.write_all(b"GET /f.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &data[..10]);
+}
+
+#[test]
+fn a_get_whose_body_trickles_is_answered_then_closed() {
+    let s = Server::start();
+    let data = pattern(3000);
+    s.file("f.bin", &data);
+    for framing in [
+        "Content-Length: 1000000\r\n\r\nonly a little",
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ] {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.write_all(format!("GET /f.bin HTTP/1.1\r\nHost: t\r\n{framing}").as_bytes())
+            .unwrap();
+        let r = read_response(&mut c);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, data);
+        // The rest of the body never comes: the server does not wait for it.
+        let (got, took) = wait_closed(&mut c, Duration::from_secs(5));
+        assert!(
+            got.is_empty(),
+            "{framing}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(took < Duration::from_secs(2), "{framing}: {took:?}");
+    }
+}
+
+#[test]
+fn max_connections_closes_the_extra_connection_and_logs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("f.txt"), b"hello").unwrap();
+    let run = start(dir.path(), dir.path(), |port, c| {
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(&root)
+            .arg("--max-connections")
+            .arg("1");
+    });
+    // The harness's readiness probe may hold the one slot a moment: retry until served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = loop {
+        let mut c = TcpStream::connect(addr(run.port)).unwrap();
+        c.write_all(b"GET /f.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut first = [0u8; 1];
+        if matches!(c.read(&mut first), Ok(1)) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "never admitted");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // What the log says from here on (the probe may have made its own lines).
+    let before = run.log().len();
+    // The one slot is held (keep-alive): two more connections are closed unanswered.
+    for _ in 0..2 {
+        let mut extra = TcpStream::connect(addr(run.port)).unwrap();
+        let _ = extra.write_all(b"GET /f.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        let (got, _) = wait_closed(&mut extra, Duration::from_secs(5));
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    }
+    // One line for the cap, not one per connection.
+    let log = run.log()[before..].to_string();
+    assert_eq!(
+        log.matches("max_connections (1) reached").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("WARN"), "{log}");
+    // The held connection ends; the next one is served and the way back is logged.
+    held.write_all(b"GET /f.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    wait_closed(&mut held, Duration::from_secs(5));
+    drop(held);
+    let r = loop {
+        let mut c = TcpStream::connect(addr(run.port)).unwrap();
+        c.write_all(b"GET /f.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let (raw, _) = wait_closed(&mut c, Duration::from_secs(5));
+        if !raw.is_empty() {
+            break Response::parse(&raw, false);
+        }
+        assert!(Instant::now() < deadline, "never admitted again");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello");
+    eventually(Duration::from_secs(5), "back-under line", || {
+        run.log()[before..]
+            .contains("back under max_connections (1): accepting again (2 connections")
+    });
+}
+
+#[test]
+fn bad_limit_values_are_one_line_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, key) in [
+        ("--header-read-timeout", "0", "header_read_timeout"),
+        ("--send-timeout", "0", "send_timeout"),
+        ("--max-connections", "0", "max_connections"),
+        ("--max-headers", "0", "max_headers"),
+        ("--max-headers", "100000", "max_headers"),
+    ] {
+        let mut c = command(dir.path());
+        c.arg("--root").arg(dir.path()).arg(flag).arg(value);
+        let (status, _, err) = run_to_exit(c, dir.path());
+        assert_eq!(status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(key), "{flag} {value}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+}
