@@ -164,8 +164,8 @@ impl Shared {
 
 /// What the body must be.
 enum Body {
-    /// No body (304).
-    Empty,
+    /// No body (304), and this ETag.
+    Empty(String),
     /// File bytes from `offset`, `len` of them.
     Bytes { seed: u64, offset: u64, len: u64 },
     /// multipart/byteranges of these (start, len) parts, in this order.
@@ -522,7 +522,7 @@ fn plan(rng: &mut fastrand::Rng, files: &[File], args: &Args) -> (Req, usize, St
             Expect {
                 status: 304,
                 content_range: None,
-                body: Body::Empty,
+                body: Body::Empty(f.etag.clone()),
             }
         }
     };
@@ -575,10 +575,14 @@ async fn exchange(
         );
     }
     match &expect.body {
-        Body::Empty => {
-            // 304: no body (RFC 9110 §15.4.5); a Content-Length, if any, describes the 200.
-            if head.etag.as_deref().is_none() {
-                return fail(Kind::Header, format!("{path}: 304 without ETag"));
+        Body::Empty(etag) => {
+            // 304: no body (RFC 9110 §15.4.5; a Content-Length, if any, describes the 200), and
+            // the ETag the 200 would have.
+            if head.etag.as_deref() != Some(etag.as_str()) {
+                return fail(
+                    Kind::Header,
+                    format!("{path}: 304 with ETag {:?}", head.etag),
+                );
             }
             Ok(0)
         }
@@ -817,7 +821,7 @@ async fn main() -> std::process::ExitCode {
             let expect = Expect {
                 status: 304,
                 content_range: None,
-                body: Body::Empty,
+                body: Body::Empty(f.etag.clone()),
             };
             let extra = format!("If-None-Match: {}\r\n", f.etag);
             exchange(&mut c, &target.host, &path, &extra, &expect, false)
