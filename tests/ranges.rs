@@ -67,108 +67,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-#[derive(Debug)]
-struct Part {
-    content_type: Option<String>,
-    content_range: Option<String>,
-    body: Vec<u8>,
-}
-
-/// The boundary parameter of a `multipart/byteranges` Content-Type (quotes removed).
-fn boundary_of(content_type: &str) -> String {
-    let mut params = content_type.split(';');
-    let essence = params.next().unwrap().trim();
-    assert!(
-        essence.eq_ignore_ascii_case("multipart/byteranges"),
-        "not multipart/byteranges: {content_type:?}"
-    );
-    for p in params {
-        let (k, v) = p.trim().split_once('=').expect("parameter with =");
-        if k.trim().eq_ignore_ascii_case("boundary") {
-            let b = v.trim().trim_matches('"').to_string();
-            assert!(!b.is_empty() && b.len() <= 70, "bad boundary length: {b:?}");
-            return b;
-        }
-    }
-    panic!("no boundary in {content_type:?}");
-}
-
-/// An independent RFC 2046 §5.1.1 reader: every delimiter is CRLF "--" boundary (the first may
-/// open the body), each part is headers, an empty line, then bytes up to the next delimiter,
-/// and the body ends with the close delimiter "--" boundary "--".
-fn parse_multipart(body: &[u8], boundary: &str) -> Vec<Part> {
-    let delim = format!("\r\n--{boundary}").into_bytes();
-    // Prefix a CRLF so that a delimiter at the very start looks like every other one.
-    let mut buf = b"\r\n".to_vec();
-    buf.extend_from_slice(body);
-    let mut segments: Vec<&[u8]> = Vec::new();
-    let mut rest: &[u8] = &buf;
-    while let Some(at) = find(rest, &delim) {
-        segments.push(&rest[..at]);
-        rest = &rest[at + delim.len()..];
-    }
-    segments.push(rest);
-    assert!(segments.len() >= 2, "no delimiter in the multipart body");
-    // segments[0] is the preamble; this server sends none.
-    assert!(segments[0].is_empty(), "unexpected preamble");
-    let mut parts = Vec::new();
-    let mut closed = false;
-    for (i, seg) in segments[1..].iter().enumerate() {
-        assert!(!closed, "data after the close delimiter");
-        if let Some(epilogue) = seg.strip_prefix(b"--") {
-            assert_eq!(
-                i + 2,
-                segments.len(),
-                "close delimiter is not the last delimiter"
-            );
-            assert!(
-                epilogue.is_empty() || epilogue == b"\r\n",
-                "unexpected epilogue {:?}",
-                String::from_utf8_lossy(epilogue)
-            );
-            closed = true;
-            continue;
-        }
-        // Optional transport padding, then the CRLF that ends the delimiter line.
-        let mut seg: &[u8] = seg;
-        while let [b' ' | b'\t', tail @ ..] = seg {
-            seg = tail;
-        }
-        let seg = seg
-            .strip_prefix(b"\r\n")
-            .expect("delimiter line ends with CRLF");
-        let (head, body) = if let Some(b) = seg.strip_prefix(b"\r\n") {
-            (&b""[..], b)
-        } else {
-            let end = find(seg, b"\r\n\r\n").expect("part headers end with an empty line");
-            (&seg[..end], &seg[end + 4..])
-        };
-        let mut part = Part {
-            content_type: None,
-            content_range: None,
-            body: body.to_vec(),
-        };
-        for line in std::str::from_utf8(head)
-            .expect("ASCII part headers")
-            .split("\r\n")
-            .filter(|l| !l.is_empty())
-        {
-            let (name, value) = line.split_once(':').expect("header line with a colon");
-            let value = value.trim().to_string();
-            if name.eq_ignore_ascii_case("content-type") {
-                assert!(part.content_type.is_none(), "two Content-Type");
-                part.content_type = Some(value);
-            } else if name.eq_ignore_ascii_case("content-range") {
-                assert!(part.content_range.is_none(), "two Content-Range");
-                part.content_range = Some(value);
-            }
-        }
-        parts.push(part);
-    }
-    assert!(closed, "no close delimiter --{boundary}--");
-    parts
-}
-
 /// A 206 multipart/byteranges whose parts are exactly `want` (inclusive first, last), in that
 /// order, each carrying the file's Content-Type and the slice its Content-Range names.
 fn assert_multipart(r: &Response, data: &[u8], ctype: &str, want: &[(u64, u64)]) {
@@ -176,13 +74,13 @@ fn assert_multipart(r: &Response, data: &[u8], ctype: &str, want: &[(u64, u64)])
     // §14.6: no Content-Range in the header section of a multipart response.
     assert_eq!(r.header("content-range"), None);
     let ct = r.header("content-type").expect("Content-Type");
-    let boundary = boundary_of(ct);
+    let boundary = multipart::boundary_of(ct);
     // Content-Length = body length is checked by the harness; it must be there.
     assert_eq!(
         r.header("content-length"),
         Some(r.body.len().to_string().as_str())
     );
-    let parts = parse_multipart(&r.body, &boundary);
+    let parts = multipart::parse(&r.body, &boundary);
     let got: Vec<(u64, u64)> = parts
         .iter()
         .map(|p| {
