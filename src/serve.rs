@@ -425,6 +425,21 @@ fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response 
     r
 }
 
+/// A one-line plain-text response built at run time (a 400 naming the bad parameter, ...).
+pub(crate) fn plain_text(status: StatusCode, body: String) -> Response {
+    let len = body.len();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(NOSNIFF.0.clone(), NOSNIFF.1.clone());
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
 /// A small plain-text response (errors, redirects).
 fn text(status: StatusCode, body: &'static str) -> http::Result<Response> {
     builder(status)

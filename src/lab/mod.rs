@@ -83,25 +83,8 @@ pub fn under<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
-/// A one-line plain-text response.
-fn text(status: StatusCode, body: String) -> Response {
-    let mut r = Response::new(Body::from(body.clone()));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        header::HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    r
-}
-
 fn bad_request(why: String) -> Response {
-    text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n"))
+    serve::plain_text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n"))
 }
 
 /// Answer a GET or HEAD for `rest`, the path after the lab prefix.
@@ -120,7 +103,7 @@ pub async fn answer(state: &AppState, req: Request, rest: &str) -> Response {
         let Some(key) = key else {
             return bad_request("parameter `key`: required (or the X-Lab-Key header)".into());
         };
-        let mut r = text(StatusCode::OK, state.lab.requests.json(&key));
+        let mut r = serve::plain_text(StatusCode::OK, state.lab.requests.json(&key));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -172,7 +155,7 @@ async fn answer_with(
             match fail {
                 Fail::Status(status) => {
                     applied.push(format!("fail={}", status.as_u16()));
-                    let mut r = text(status, format!("{status} (lab fault)\n"));
+                    let mut r = serve::plain_text(status, format!("{status} (lab fault)\n"));
                     if matches!(
                         status,
                         StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
@@ -207,13 +190,13 @@ async fn answer_with(
                 Ok(h) => h,
                 Err(e) => {
                     tracing::error!("lab: hashing a generated file: {e}");
-                    return text(
+                    return serve::plain_text(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "500 Internal Server Error\n".into(),
                     );
                 }
             };
-            let mut r = text(StatusCode::OK, format!("{hex}\n"));
+            let mut r = serve::plain_text(StatusCode::OK, format!("{hex}\n"));
             if method == Method::HEAD {
                 *r.body_mut() = Body::empty();
             }
@@ -229,7 +212,7 @@ async fn answer_with(
         }
     } else if let Some(path) = rest.strip_prefix("/files") {
         if !path.starts_with('/') {
-            return text(StatusCode::NOT_FOUND, "404 Not Found\n".into());
+            return serve::plain_text(StatusCode::NOT_FOUND, "404 Not Found\n".into());
         }
         let base = format!("{}/files", state.config.lab_prefix);
         match serve::open(state, path, &base, req.uri().query()).await {
@@ -237,7 +220,7 @@ async fn answer_with(
             Err(r) => return r,
         }
     } else {
-        return text(StatusCode::NOT_FOUND, "404 Not Found\n".into());
+        return serve::plain_text(StatusCode::NOT_FOUND, "404 Not Found\n".into());
     };
     after(resp, &method, params, truncate)
 }

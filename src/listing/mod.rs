@@ -60,7 +60,12 @@ pub async fn answer(
 ) -> Response {
     let params = match Params::parse(query) {
         Ok(p) => p,
-        Err(why) => return plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n")),
+        Err(why) => {
+            return crate::serve::plain_text(
+                StatusCode::BAD_REQUEST,
+                format!("400 Bad Request: {why}\n"),
+            )
+        }
     };
     let json = match params.format {
         Some(Format::Json) => true,
@@ -93,18 +98,18 @@ pub async fn answer(
         match work.await {
             Ok(Ok(done)) => done,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return plain(StatusCode::FORBIDDEN, "403 Forbidden\n".into())
+                return crate::serve::plain_text(StatusCode::FORBIDDEN, "403 Forbidden\n".into())
             }
             Ok(Err(e)) => {
                 tracing::error!(path = %name.display(), "listing: {e}");
-                return plain(
+                return crate::serve::plain_text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "500 Internal Server Error\n".into(),
                 );
             }
             Err(e) => {
                 tracing::error!(path = %name.display(), "listing: {e}");
-                return plain(
+                return crate::serve::plain_text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "500 Internal Server Error\n".into(),
                 );
@@ -133,7 +138,7 @@ pub async fn answer(
             return r;
         }
         Decision::PreconditionFailed => {
-            let mut r = plain(
+            let mut r = crate::serve::plain_text(
                 StatusCode::PRECONDITION_FAILED,
                 "412 Precondition Failed\n".into(),
             );
@@ -210,22 +215,6 @@ fn add_vary(h: &mut HeaderMap, token: &'static str) {
     if !present {
         h.append(header::VARY, HeaderValue::from_static(token));
     }
-}
-
-fn plain(status: StatusCode, body: String) -> Response {
-    let mut r = Response::new(Body::from(body.clone()));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    r
 }
 
 fn value(s: &str) -> HeaderValue {
