@@ -289,21 +289,25 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Deadline<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match this.activity.read_deadline(&this.limits) {
-            Some(at) => {
-                if this.read_at != Some(at) {
-                    this.read_at = Some(at);
-                    this.read_timer.as_mut().reset(at);
-                }
-                if this.read_timer.as_mut().poll(cx).is_ready() {
+        if let Some(at) = this.activity.read_deadline(&this.limits) {
+            // The timer is only ever moved earlier here. A later deadline (the next keep-alive
+            // wait, after every request) waits for the armed timer to fire, which then re-arms
+            // it: resetting tokio's timer once per request showed in the profile of 304s.
+            if this.read_at.is_none_or(|armed| armed > at) {
+                this.read_at = Some(at);
+                this.read_timer.as_mut().reset(at);
+            }
+            while this.read_timer.as_mut().poll(cx).is_ready() {
+                if Instant::now() >= at {
                     tracing::debug!("no request within the header or keep-alive timeout: closing");
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "header_read_timeout or keepalive_timeout",
                     )));
                 }
+                this.read_at = Some(at);
+                this.read_timer.as_mut().reset(at);
             }
-            None => this.read_at = None,
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);

@@ -7,6 +7,13 @@ use rangeserve::config::{unknown_env_vars, Cli, Command, LogFormat};
 use rangeserve::healthcheck;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: a request makes a few dozen small allocations (hyper's
+/// header map, the response, futures), and glibc's malloc and free were 16% of the instructions of
+/// a 304; mimalloc also hands freed memory back to the system after a load instead of keeping it in
+/// arenas.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { url, timeout }) = &cli.command {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -66,7 +66,7 @@ const DIGEST_CACHE_ENTRIES: usize = 16_384;
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
-pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub async fn handle(state: Arc<AppState>, req: Request) -> Response {
     let _handling = METRICS.handling();
     let log = access_log::begin(&req);
     let resp = match &state.config.cors {
@@ -75,6 +75,18 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     };
     METRICS.response(resp.status());
     access_log::finish(log, resp)
+}
+
+/// The answer when the handler panicked (a bug): a 500 for this request; the connection and the
+/// server carry on.
+pub fn panicked() -> Response {
+    tracing::error!("the handler panicked; answered 500");
+    METRICS.response(StatusCode::INTERNAL_SERVER_ERROR);
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "500 Internal Server Error\n",
+    )
+    .unwrap()
 }
 
 /// `answer` with CORS (`http::cors`): a preflight from an allowed origin is answered here, and

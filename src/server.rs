@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -24,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::limits::{self, Activity, Deadline, Gate, Limits};
 use crate::sendfile::{self, SendfileStream};
+use crate::App;
 
 /// The most a connection buffers in user space: hyper stops asking the body for more once this
 /// much is queued, so a slow reader costs about this much memory, not a whole file (256
@@ -31,6 +33,9 @@ use crate::sendfile::{self, SendfileStream};
 /// default). It also caps the request head: a larger one is answered 431 (nginx allows 8 KiB a
 /// line).
 pub const MAX_BUF: usize = 16 * 1024;
+
+/// hyper's default header-count limit for HTTP/1 (`DEFAULT_MAX_HEADERS` in hyper's h1 parser).
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// HTTP/2 streams a client may have open at once on one connection (RFC 9113 §6.5.2 advises no
 /// fewer than 100). Each stream queues at most [`MAX_BUF`] of its response plus one body chunk.
@@ -55,10 +60,10 @@ pub struct Options {
     pub limits: Limits,
 }
 
-/// Serve `router` on `listener` over plain HTTP until `shutdown` completes; see [`run_with`].
+/// Serve `app` on `listener` over plain HTTP until `shutdown` completes; see [`run_with`].
 pub async fn run(
     listener: TcpListener,
-    router: Router,
+    app: App,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -66,16 +71,16 @@ pub async fn run(
         grace,
         ..Options::default()
     };
-    run_with(listener, router, opts, shutdown).await
+    run_with(listener, app, opts, shutdown).await
 }
 
-/// Serve `router` on `listener` (over TLS when `opts.tls` is set, and the redirect listener
+/// Serve `app` on `listener` (over TLS when `opts.tls` is set, and the redirect listener
 /// beside it) until `shutdown` completes; then close the listeners (new connections are
 /// refused), let open connections finish their current response for up to `opts.grace`, and
 /// return.
 pub async fn run_with(
     listener: TcpListener,
-    router: Router,
+    app: App,
     opts: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -85,7 +90,7 @@ pub async fn run_with(
         redirect,
         limits,
     } = opts;
-    let service = TowerToHyperService::new(router);
+    let service = app;
     let (redirect, redirect_service) = match redirect {
         Some((l, r)) => (Some(l), Some(TowerToHyperService::new(r))),
         None => (None, None),
@@ -179,8 +184,6 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .max_buf_size(MAX_BUF)
-        // More header fields than this: 431 (the count; MAX_BUF bounds their size).
-        .max_headers(limits.max_headers)
         .keep_alive(!limits.keepalive_timeout.is_zero())
         // The head and keep-alive deadlines are `limits::Deadline`'s (hyper's timer would also
         // cap the idle time between requests at the header timeout).
@@ -189,6 +192,12 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         // the `sendfile` placeholders.
         .writev(true)
         .timer(TokioTimer::new());
+    // More header fields than this: 431 (the count; MAX_BUF bounds their size). hyper's own
+    // limit is 100, kept in an array on the stack; any other limit costs a heap array for every
+    // request (two of them: 6% of the instructions of a 304), so it is only set when it differs.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_headers);
+    }
     // The same bounds for HTTP/2: a stream queues at most MAX_BUF of response before hyper
     // stops polling its body (hyper's default is 400 KiB, times every open stream: with 4
     // connections of 100 streams whose client stopped reading, 198 MB RSS instead of 39 MB;
@@ -214,14 +223,19 @@ struct Conn {
 
 /// Serve HTTP/1.1 or HTTP/2 on one accepted connection (plain TCP or TLS) until it ends, or
 /// until graceful shutdown has let its current response finish.
-async fn serve_io<IO>(
+async fn serve_io<IO, S>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     io: IO,
-    service: TowerToHyperService<Router>,
+    service: S,
     watcher: Watcher,
     conn: Conn,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Conn { limits, permit } = conn;
     let _permit = permit;

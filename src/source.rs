@@ -477,16 +477,16 @@ impl http_body::Body for Streamed {
 /// per extension.
 pub fn content_type_for(path: &std::path::Path) -> HeaderValue {
     static BY_EXTENSION: RwLock<Option<HashMap<String, HeaderValue>>> = RwLock::new(None);
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let ext = match ext.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => std::borrow::Cow::Owned(ext.to_ascii_lowercase()),
+        false => std::borrow::Cow::Borrowed(ext),
+    };
     if let Some(v) = BY_EXTENSION
         .read()
         .unwrap()
         .as_ref()
-        .and_then(|m| m.get(&ext))
+        .and_then(|m| m.get(ext.as_ref()))
     {
         return v.clone();
     }
@@ -495,7 +495,7 @@ pub fn content_type_for(path: &std::path::Path) -> HeaderValue {
     let map = map.get_or_insert_with(HashMap::new);
     // Bounded: extensions come from request paths, which anyone can invent.
     if map.len() < 4096 {
-        map.insert(ext, v.clone());
+        map.insert(ext.into_owned(), v.clone());
     }
     v
 }

@@ -51,7 +51,8 @@ pub struct Root {
 /// the identity the content hashes are keyed by; anything else drops it and takes the full path.
 #[derive(Debug, Default)]
 struct Handles {
-    map: Mutex<HashMap<PathBuf, Handle>>,
+    /// Keyed by the path's bytes: hashing a `Path` walks its components.
+    map: Mutex<HashMap<Box<[u8]>, Handle>>,
     clock: AtomicU64,
 }
 
@@ -65,20 +66,24 @@ struct Handle {
 /// Few enough to stay far below the usual 1024 open-file limit.
 const HANDLES: usize = 256;
 
+fn key(rel: &Path) -> &[u8] {
+    std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str())
+}
+
 impl Handles {
     fn get(&self, root: &Path, rel: &Path) -> Option<(Arc<File>, Metadata)> {
-        let hit = self.map.lock().unwrap().get(rel).cloned()?;
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let hit = {
+            let mut map = self.map.lock().unwrap();
+            let h = map.get_mut(key(rel))?;
+            h.used = now;
+            (h.file.clone(), h.id)
+        };
         // Follows symlinks like the open did; a path that now leads elsewhere has another id.
         match std::fs::metadata(root.join(rel)) {
-            Ok(meta) if meta.is_file() && FileId::of(&meta) == hit.id => {
-                let now = self.clock.fetch_add(1, Ordering::Relaxed);
-                if let Some(h) = self.map.lock().unwrap().get_mut(rel) {
-                    h.used = now;
-                }
-                Some((hit.file, meta))
-            }
+            Ok(meta) if meta.is_file() && FileId::of(&meta) == hit.1 => Some((hit.0, meta)),
             _ => {
-                self.map.lock().unwrap().remove(rel);
+                self.map.lock().unwrap().remove(key(rel));
                 None
             }
         }
@@ -87,7 +92,7 @@ impl Handles {
     fn put(&self, rel: &Path, file: &Arc<File>, meta: &Metadata) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.map.lock().unwrap();
-        if map.len() >= HANDLES && !map.contains_key(rel) {
+        if map.len() >= HANDLES && !map.contains_key(key(rel)) {
             if let Some(oldest) = map
                 .iter()
                 .min_by_key(|(_, h)| h.used)
@@ -97,7 +102,7 @@ impl Handles {
             }
         }
         map.insert(
-            rel.to_path_buf(),
+            key(rel).into(),
             Handle {
                 file: file.clone(),
                 id: FileId::of(meta),

@@ -78,8 +78,8 @@ fn if_match(headers: &HeaderMap, v: &Validators) -> Cond {
         return Cond::True;
     }
     // A list we cannot parse matches nothing: failing a write-guard is the safe side.
-    match (v.etag, parse_tags(&list)) {
-        (Some(ours), Some(tags)) if tags.iter().any(|t| strong_eq(t, ours)) => Cond::True,
+    match v.etag {
+        Some(ours) if any_tag(&list, |t| strong_eq(t, ours)) == Some(true) => Cond::True,
         _ => Cond::False,
     }
 }
@@ -93,8 +93,8 @@ fn if_none_match(headers: &HeaderMap, v: &Validators) -> Cond {
         return Cond::False;
     }
     // Unparseable: nothing matches, so the full response is sent (the safe side for a read).
-    match (v.etag, parse_tags(&list)) {
-        (Some(ours), Some(tags)) if tags.iter().any(|t| weak_eq(t, ours)) => Cond::False,
+    match v.etag {
+        Some(ours) if any_tag(&list, |t| weak_eq(t, ours)) == Some(true) => Cond::False,
         _ => Cond::True,
     }
 }
@@ -134,8 +134,13 @@ fn if_range(headers: &HeaderMap, v: &Validators) -> Cond {
     };
     let text = text.trim_matches([' ', '\t']);
     if text.starts_with('"') || text.starts_with("W/") {
-        return match (parse_tags(text).as_deref(), v.etag) {
-            (Some([tag]), Some(ours)) if strong_eq(tag, ours) => Cond::True,
+        // Exactly one entity-tag (a list of them is not an If-Range value).
+        return match (next_tag(text), v.etag) {
+            (Some(Some((tag, rest))), Some(ours))
+                if matches!(next_tag(rest), Some(None)) && strong_eq(&tag, ours) =>
+            {
+                Cond::True
+            }
             _ => Cond::False,
         };
     }
@@ -179,35 +184,64 @@ struct Tag<'a> {
     opaque: &'a str,
 }
 
-/// `#entity-tag` (§8.8.3): a comma list of tags, empty elements allowed; None when malformed.
+#[cfg(test)]
+/// Every entity-tag of a list (§8.8.3, §5.6.1: empty elements and OWS allowed); None when it is
+/// not such a list.
 fn parse_tags(list: &str) -> Option<Vec<Tag<'_>>> {
     let mut tags = Vec::new();
     let mut rest = list;
-    loop {
-        rest = skip(rest, b" \t,");
-        if rest.is_empty() {
-            return Some(tags);
+    while let Some((tag, after)) = next_tag(rest)? {
+        tags.push(tag);
+        rest = after;
+    }
+    Some(tags)
+}
+
+/// Whether any entity-tag of the list satisfies `hit`, without collecting them; None when the
+/// list does not parse (then it matches nothing, whatever came before the bad element).
+fn any_tag(list: &str, mut hit: impl FnMut(&Tag<'_>) -> bool) -> Option<bool> {
+    let mut found = false;
+    let mut rest = list;
+    while let Some((tag, after)) = next_tag(rest)? {
+        found |= hit(&tag);
+        rest = after;
+    }
+    Some(found)
+}
+
+/// The list's next entity-tag and the rest after it; `Some(None)` at the end of the list, None
+/// when the next element is not an entity-tag.
+fn next_tag(list: &str) -> Option<Option<(Tag<'_>, &str)>> {
+    let rest = skip(list, b" \t,");
+    if rest.is_empty() {
+        return Some(None);
+    }
+    let (weak, after) = match rest.strip_prefix("W/") {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let body = after.strip_prefix('"')?;
+    // To the closing quote in one pass, every byte an etagc = %x21 / %x23-7E / obs-text.
+    let mut close = None;
+    for (i, &b) in body.as_bytes().iter().enumerate() {
+        if b == b'"' {
+            close = Some(i);
+            break;
         }
-        let (weak, after) = match rest.strip_prefix("W/") {
-            Some(r) => (true, r),
-            None => (false, rest),
-        };
-        let body = after.strip_prefix('"')?;
-        let close = body.find('"')?;
-        let opaque = &body[..close];
-        // etagc = %x21 / %x23-7E / obs-text
-        if !opaque
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
-        {
-            return None;
-        }
-        tags.push(Tag { weak, opaque });
-        rest = skip(&body[close + 1..], b" \t");
-        if !(rest.is_empty() || rest.starts_with(',')) {
+        if b < 0x21 || b == 0x7f {
             return None;
         }
     }
+    let close = close?;
+    let tag = Tag {
+        weak,
+        opaque: &body[..close],
+    };
+    let rest = skip(&body[close + 1..], b" \t");
+    if !(rest.is_empty() || rest.starts_with(',')) {
+        return None;
+    }
+    Some(Some((tag, rest)))
 }
 
 /// `s` without its leading bytes from `set` (ASCII), byte by byte: the generic char-pattern
@@ -217,17 +251,26 @@ fn skip<'a>(s: &'a str, set: &[u8]) -> &'a str {
     &s[n..]
 }
 
-/// Our own ETag is always strong and quoted.
-fn ours_opaque(ours: &str) -> &str {
-    ours.trim_start_matches("W/").trim_matches('"')
+/// Our own entity-tag, `"…"` or `W/"…"`: whether it is weak, and its opaque part.
+fn ours_opaque(ours: &str) -> (bool, &str) {
+    let (weak, quoted) = match ours.strip_prefix("W/") {
+        Some(r) => (true, r),
+        None => (false, ours),
+    };
+    let opaque = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(quoted);
+    (weak, opaque)
 }
 
 fn strong_eq(t: &Tag<'_>, ours: &str) -> bool {
-    !t.weak && !ours.starts_with("W/") && t.opaque == ours_opaque(ours)
+    let (weak, opaque) = ours_opaque(ours);
+    !t.weak && !weak && t.opaque == opaque
 }
 
 fn weak_eq(t: &Tag<'_>, ours: &str) -> bool {
-    t.opaque == ours_opaque(ours)
+    t.opaque == ours_opaque(ours).1
 }
 
 /// `Last-Modified` to send (§8.8.2.1): whole seconds, never later than the response's Date;
