@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod config;
+pub mod fast_h1;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
@@ -49,6 +50,18 @@ impl App {
     pub fn new(state: Arc<serve::AppState>) -> App {
         App(state)
     }
+
+    /// The response to `req`; a panic in the handler (a bug) becomes a 500.
+    pub fn answer(
+        &self,
+        req: ::http::Request<axum::body::Body>,
+    ) -> impl Future<Output = axum::response::Response> + Send + 'static {
+        let state = self.0.clone();
+        async move {
+            let answer = AssertUnwindSafe(serve::handle(state, req)).catch_unwind();
+            answer.await.unwrap_or_else(|_| serve::panicked())
+        }
+    }
 }
 
 impl hyper::service::Service<::http::Request<hyper::body::Incoming>> for App {
@@ -57,12 +70,8 @@ impl hyper::service::Service<::http::Request<hyper::body::Incoming>> for App {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn call(&self, req: ::http::Request<hyper::body::Incoming>) -> Self::Future {
-        let state = self.0.clone();
-        Box::pin(async move {
-            let req = req.map(axum::body::Body::new);
-            let answer = AssertUnwindSafe(serve::handle(state, req)).catch_unwind();
-            Ok(answer.await.unwrap_or_else(|_| serve::panicked()))
-        })
+        let answer = self.answer(req.map(axum::body::Body::new));
+        Box::pin(async move { Ok(answer.await) })
     }
 }
 

@@ -416,6 +416,11 @@ fn http_date(cache: &'static std::thread::LocalKey<DateCache>, t: SystemTime) ->
     })
 }
 
+/// The current time as a `Date` value (for responses that did not set one).
+pub fn date_now() -> HeaderValue {
+    http_date(&DATE, SystemTime::now())
+}
+
 static NOSNIFF: (HeaderName, HeaderValue) = (
     HeaderName::from_static("x-content-type-options"),
     HeaderValue::from_static("nosniff"),

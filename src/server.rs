@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::limits::{self, Activity, Deadline, Gate, Limits};
 use crate::sendfile::{self, SendfileStream};
-use crate::App;
+use crate::{fast_h1, App};
 
 /// The most a connection buffers in user space: hyper stops asking the body for more once this
 /// much is queued, so a slow reader costs about this much memory, not a whole file (256
@@ -145,9 +145,10 @@ pub async fn run_with(
                 // Plain TCP: long runs of files may go out by sendfile (HTTP/1.x only).
                 let io = SendfileStream::new(stream);
                 let sink = io.sink();
+                let stop = stop.clone();
                 tokio::spawn(sendfile::scope(
                     sink,
-                    serve_io(builder, io, service, watcher, conn),
+                    serve_plain(builder, io, service, watcher, conn, stop),
                 ));
             }
             Some(acceptor) => {
@@ -242,6 +243,38 @@ async fn serve_io<IO, S>(
     let activity = Activity::new();
     let io = Deadline::new(io, limits, activity.clone());
     let service = limits::track(service, activity);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!("connection ended with an error: {e}");
+    }
+}
+
+/// Serve a plain-TCP connection: simple HTTP/1.1 requests on the fast path (`fast_h1`) for as
+/// long as they come, then the rest of the connection with hyper, like every other connection.
+/// The fast path needs keep-alive on and hyper's own header-count limit (it parses with that
+/// many slots); otherwise hyper serves it all.
+async fn serve_plain(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: SendfileStream,
+    app: App,
+    watcher: Watcher,
+    conn: Conn,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let limits = conn.limits;
+    if limits.keepalive_timeout.is_zero() || limits.max_headers != fast_h1::MAX_HEADERS {
+        return serve_io(builder, io, app, watcher, conn).await;
+    }
+    let Conn { limits, permit } = conn;
+    let _permit = permit;
+    let activity = Activity::new();
+    let mut io = Deadline::new(io, limits, activity.clone());
+    let read = match fast_h1::serve(&mut io, &app, &activity, MAX_BUF, stop).await {
+        fast_h1::End::Closed => return,
+        fast_h1::End::Handover(read) => read,
+    };
+    let io = fast_h1::Prefixed::new(read, io);
+    let service = limits::track(app, activity);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!("connection ended with an error: {e}");

@@ -21,40 +21,6 @@ fn assert_date(r: &Response, what: &str) {
     assert!(skew < Duration::from_secs(5), "{what}: Date {d:?} is off");
 }
 
-/// Read from `s` until `buf` holds one complete response (head + Content-Length body); split it
-/// off and return it parsed.
-fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> Response {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut hs = [httparse::EMPTY_HEADER; 64];
-        let mut r = httparse::Response::new(&mut hs);
-        if let httparse::Status::Complete(n) = r.parse(buf).expect("parseable response") {
-            let cl = r
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .map(|h| {
-                    std::str::from_utf8(h.value)
-                        .unwrap()
-                        .parse::<usize>()
-                        .unwrap()
-                })
-                .expect("Content-Length");
-            let total = n + if head { 0 } else { cl };
-            if buf.len() >= total {
-                let resp = Response::parse(&buf[..total], head);
-                buf.drain(..total);
-                return resp;
-            }
-        }
-        assert!(Instant::now() < deadline, "timed out reading a response");
-        let mut chunk = [0u8; 16384];
-        let n = s.read(&mut chunk).expect("read");
-        assert!(n > 0, "connection closed mid-response: {buf:?}");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 fn connect(s: &Server) -> TcpStream {
     let c = TcpStream::connect(s.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -43,6 +43,18 @@ impl FileId {
         }
     }
 
+    /// The same identity from a `stat` made without `std` (`rustix`), for the cheap re-check
+    /// of a cached open file.
+    pub fn of_stat(st: &rustix::fs::Stat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+        }
+    }
+
     /// Equal in everything but the ctime (which unlinking a name also changes).
     pub fn same_but_ctime(&self, other: &FileId) -> bool {
         FileId {
@@ -458,6 +470,25 @@ mod tests {
         let f = File::open(p).unwrap();
         let id = FileId::of(&f.metadata().unwrap());
         (Arc::new(f), id)
+    }
+
+    /// The handle cache compares the two: if they ever disagreed, every cached file would
+    /// silently take the slow path.
+    #[test]
+    fn identity_from_std_and_from_rustix_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let st = rustix::fs::stat(&p).unwrap();
+        assert_eq!(
+            FileId::of(&std::fs::metadata(&p).unwrap()),
+            FileId::of_stat(&st)
+        );
+        std::fs::write(&p, b"abcd").unwrap();
+        assert_ne!(
+            FileId::of(&std::fs::metadata(&p).unwrap()),
+            FileId::of_stat(&st)
+        );
     }
 
     #[tokio::test]

@@ -59,6 +59,8 @@ struct Handles {
 #[derive(Debug, Clone)]
 struct Handle {
     file: Arc<File>,
+    /// The metadata from the open; while the path's identity equals `id`, it still holds.
+    meta: Metadata,
     id: FileId,
     used: u64,
 }
@@ -71,17 +73,19 @@ fn key(rel: &Path) -> &[u8] {
 }
 
 impl Handles {
-    fn get(&self, root: &Path, rel: &Path) -> Option<(Arc<File>, Metadata)> {
+    fn get(&self, root: &File, rel: &Path) -> Option<(Arc<File>, Metadata)> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let hit = {
             let mut map = self.map.lock().unwrap();
             let h = map.get_mut(key(rel))?;
             h.used = now;
-            (h.file.clone(), h.id)
+            h.clone()
         };
         // Follows symlinks like the open did; a path that now leads elsewhere has another id.
-        match std::fs::metadata(root.join(rel)) {
-            Ok(meta) if meta.is_file() && FileId::of(&meta) == hit.1 => Some((hit.0, meta)),
+        // Relative to the root's descriptor: the kernel walks only the path under the root.
+        let st = rustix::fs::statat(root, rel, rustix::fs::AtFlags::empty());
+        match st {
+            Ok(st) if FileId::of_stat(&st) == hit.id => Some((hit.file, hit.meta)),
             _ => {
                 self.map.lock().unwrap().remove(key(rel));
                 None
@@ -105,6 +109,7 @@ impl Handles {
             key(rel).into(),
             Handle {
                 file: file.clone(),
+                meta: meta.clone(),
                 id: FileId::of(meta),
                 used: now,
             },
@@ -227,7 +232,7 @@ pub fn find(
         }
         raw_segments.push(raw);
     }
-    if let Some((file, meta)) = root.handles.get(&root.path, &rel) {
+    if let Some((file, meta)) = root.handles.get(&root.dir, &rel) {
         return Ok(Found::File {
             file,
             meta,
@@ -282,7 +287,7 @@ pub fn open_file(
     rel: &Path,
     policy: &Policy,
 ) -> Result<(Arc<File>, Metadata), ResolveError> {
-    if let Some(hit) = root.handles.get(&root.path, rel) {
+    if let Some(hit) = root.handles.get(&root.dir, rel) {
         return Ok(hit);
     }
     let (file, meta) = open_beneath(root, rel, policy)?;

@@ -221,18 +221,14 @@ fn next_tag(list: &str) -> Option<Option<(Tag<'_>, &str)>> {
         None => (false, rest),
     };
     let body = after.strip_prefix('"')?;
-    // To the closing quote in one pass, every byte an etagc = %x21 / %x23-7E / obs-text.
-    let mut close = None;
-    for (i, &b) in body.as_bytes().iter().enumerate() {
-        if b == b'"' {
-            close = Some(i);
-            break;
-        }
-        if b < 0x21 || b == 0x7f {
-            return None;
-        }
+    // To the closing quote; every byte before it an etagc = %x21 / %x23-7E / obs-text.
+    let close = memchr::memchr(b'"', body.as_bytes())?;
+    let valid = body.as_bytes()[..close]
+        .iter()
+        .fold(true, |ok, &b| ok & (b >= 0x21) & (b != 0x7f));
+    if !valid {
+        return None;
     }
-    let close = close?;
     let tag = Tag {
         weak,
         opaque: &body[..close],

@@ -183,6 +183,48 @@ impl Response {
     }
 }
 
+/// Read from `s` until `buf` holds one complete response (head, and a body of Content-Length
+/// bytes unless `head` or the status says there is none); split it off and return it parsed.
+/// For keep-alive connections and pipelined requests.
+pub fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> Response {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut hs);
+        if let httparse::Status::Complete(n) = r.parse(buf).expect("parseable response") {
+            let no_body = head || matches!(r.code, Some(204 | 304));
+            let cl = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| {
+                    std::str::from_utf8(h.value)
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap()
+                });
+            let total = n + if no_body {
+                0
+            } else {
+                cl.expect("Content-Length")
+            };
+            if buf.len() >= total {
+                let resp = Response::parse(&buf[..total], head);
+                buf.drain(..total);
+                return resp;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out reading a response"
+        );
+        let mut chunk = [0u8; 16384];
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "connection closed mid-response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Deterministic test bytes (not text), so a misplaced slice cannot compare equal.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len)
