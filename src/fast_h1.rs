@@ -27,10 +27,10 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
-use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -102,7 +102,7 @@ where
         let resp = app.answer(req).await;
         // The last response on the connection says so (RFC 9112 §9.6), as hyper's do.
         let last = close || *stop.borrow();
-        let written = write_response(io, resp, is_head, last, &mut head).await;
+        let written = write_response(io, resp, is_head, last, max_buf, &mut head).await;
         drop(in_flight);
         if written.is_err() {
             return End::Closed;
@@ -220,6 +220,7 @@ async fn write_response<IO>(
     resp: Response,
     is_head: bool,
     last: bool,
+    max_buf: usize,
     head: &mut Vec<u8>,
 ) -> io::Result<()>
 where
@@ -291,27 +292,31 @@ where
         return io.write_all(head).await;
     }
 
-    // The head goes out with the first body bytes, in one write where the socket takes both.
-    let mut pending: &[u8] = head;
+    // What is ready goes out together in one write: the head with the first body bytes, and
+    // small frames (multipart framing, short ranges) with their neighbours, up to `max_buf`
+    // bytes or BATCH slices, as hyper's write queue does. A frame that is not ready at once (a
+    // read from disk, the lab's delays) first flushes what is held, so the head goes out on
+    // its own while the body waits, as with hyper; so does a body that fails.
+    let mut held: Vec<Bytes> = Vec::with_capacity(BATCH);
+    let mut held_bytes = 0;
+    let mut head_sent = false;
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => u64::MAX,
     };
     loop {
-        // A body that is not ready at once (a read from disk, the lab's delays) lets the head
-        // go out first, on its own, as hyper does; so does one that fails.
         let next = match body.frame().now_or_never() {
             Some(next) => next,
             None => {
-                write_all(io, &[pending]).await?;
-                pending = &[];
+                flush(io, head, &mut head_sent, &mut held).await?;
+                held_bytes = 0;
                 body.frame().await
             }
         };
         let data = match next {
             None => break,
             Some(Err(e)) => {
-                write_all(io, &[pending]).await?;
+                flush(io, head, &mut head_sent, &mut held).await?;
                 return Err(io::Error::other(e));
             }
             Some(Ok(frame)) => match frame.into_data() {
@@ -322,29 +327,61 @@ where
         if data.is_empty() {
             continue;
         }
-        match framing {
-            Framing::Length(_) => {
-                if data.len() as u64 > left {
-                    write_all(io, &[pending]).await?;
-                    return Err(io::Error::other("body longer than its Content-Length"));
-                }
-                left -= data.len() as u64;
-                write_all(io, &[pending, &data]).await?;
-            }
-            _ => {
-                let size = format!("{:x}\r\n", data.len());
-                write_all(io, &[pending, size.as_bytes(), &data, b"\r\n"]).await?;
-            }
+        held_bytes += data.len();
+        if framing == Framing::Chunked {
+            held.push(Bytes::from(format!("{:x}\r\n", data.len())));
+            held.push(data);
+            held.push(Bytes::from_static(b"\r\n"));
+        } else if data.len() as u64 > left {
+            flush(io, head, &mut head_sent, &mut held).await?;
+            return Err(io::Error::other("body longer than its Content-Length"));
+        } else {
+            left -= data.len() as u64;
+            held.push(data);
         }
-        pending = &[];
-    }
-    match framing {
-        Framing::Length(_) if left > 0 => {
-            Err(io::Error::other("body shorter than its Content-Length"))
+        // Room must stay for the head and a chunk's three pieces.
+        if held_bytes >= max_buf || held.len() + 4 > BATCH {
+            flush(io, head, &mut head_sent, &mut held).await?;
+            held_bytes = 0;
         }
-        Framing::Chunked => write_all(io, &[pending, b"0\r\n\r\n"]).await,
-        _ => write_all(io, &[pending]).await,
     }
+    if framing == Framing::Chunked {
+        held.push(Bytes::from_static(b"0\r\n\r\n"));
+    }
+    flush(io, head, &mut head_sent, &mut held).await?;
+    if left > 0 && framing != Framing::Chunked {
+        return Err(io::Error::other("body shorter than its Content-Length"));
+    }
+    Ok(())
+}
+
+/// The most slices one write carries (the head included).
+const BATCH: usize = 16;
+
+/// Write the head (unless sent already) and the held body pieces, and forget them.
+async fn flush<IO>(
+    io: &mut IO,
+    head: &[u8],
+    head_sent: &mut bool,
+    held: &mut Vec<Bytes>,
+) -> io::Result<()>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let mut bufs: [&[u8]; BATCH] = [&[]; BATCH];
+    let mut count = 0;
+    if !*head_sent {
+        bufs[0] = head;
+        count = 1;
+        *head_sent = true;
+    }
+    for b in held.iter() {
+        bufs[count] = b;
+        count += 1;
+    }
+    write_all(io, &mut bufs[..count]).await?;
+    held.clear();
+    Ok(())
 }
 
 fn parse_length(v: &HeaderValue) -> io::Result<u64> {
@@ -354,27 +391,28 @@ fn parse_length(v: &HeaderValue) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("the response's Content-Length is not a number"))
 }
 
-/// Write every byte of `bufs`, in order, with vectored writes (so that `sendfile` placeholders
-/// reach the socket wrapper as the slices they are).
-async fn write_all<IO>(io: &mut IO, bufs: &[&[u8]]) -> io::Result<()>
+/// Write every byte of `bufs` (at most BATCH), in order, with vectored writes (so that
+/// `sendfile` placeholders reach the socket wrapper as the slices they are).
+async fn write_all<IO>(io: &mut IO, bufs: &mut [&[u8]]) -> io::Result<()>
 where
     IO: AsyncWrite + Unpin,
 {
-    let mut left: [&[u8]; 4] = [&[]; 4];
-    let mut count = 0;
-    for b in bufs.iter().filter(|b| !b.is_empty()) {
-        left[count] = b;
-        count += 1;
-    }
     let mut first = 0;
-    while first < count {
-        let slices = io_slices(&left[first..count]);
-        let mut n = io.write_vectored(&slices[..count - first]).await?;
+    while first < bufs.len() {
+        if bufs[first].is_empty() {
+            first += 1;
+            continue;
+        }
+        let mut slices = [IoSlice::new(&[]); BATCH];
+        for (s, b) in slices.iter_mut().zip(&bufs[first..]) {
+            *s = IoSlice::new(b);
+        }
+        let mut n = io.write_vectored(&slices[..bufs.len() - first]).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         while n > 0 {
-            let b = &mut left[first];
+            let b = &mut bufs[first];
             if n >= b.len() {
                 n -= b.len();
                 first += 1;
@@ -385,15 +423,6 @@ where
         }
     }
     Ok(())
-}
-
-/// Up to four slices as `IoSlice`s (the rest empty).
-fn io_slices<'a>(bufs: &[&'a [u8]]) -> [IoSlice<'a>; 4] {
-    let mut out = [IoSlice::new(&[]); 4];
-    for (o, b) in out.iter_mut().zip(bufs) {
-        *o = IoSlice::new(b);
-    }
-    out
 }
 
 /// A connection's I/O with bytes already read from it put back in front (the hand-over to
@@ -467,7 +496,7 @@ mod tests {
     /// The bytes `write_response` puts on the wire for `resp`, and whether it succeeded.
     async fn wire(resp: Response, is_head: bool, last: bool) -> (String, bool) {
         let (mut a, mut b) = tokio::io::duplex(1 << 20);
-        let ok = write_response(&mut a, resp, is_head, last, &mut Vec::new())
+        let ok = write_response(&mut a, resp, is_head, last, 16384, &mut Vec::new())
             .await
             .is_ok();
         drop(a);

@@ -7,10 +7,11 @@ use rangeserve::config::{unknown_env_vars, Cli, Command, LogFormat};
 use rangeserve::healthcheck;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc's malloc: a request makes a few dozen small allocations (hyper's
-/// header map, the response, futures), and glibc's malloc and free were 16% of the instructions of
-/// a 304; mimalloc also hands freed memory back to the system after a load instead of keeping it in
-/// arenas.
+/// mimalloc instead of glibc's malloc: a request makes a few dozen small allocations (the
+/// header maps, the response, futures). Before the HTTP/1.1 fast path, glibc's malloc and free
+/// were 16% of the instructions of a 304; now mimalloc saves about 5% of them (callgrind: 14,764
+/// against 15,578). It costs memory: 13.5 against 7.3 MiB RSS idle, 63 against 50 MiB at the peak
+/// of 2000 connections fetching random ranges (neither gives it back within seconds).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
