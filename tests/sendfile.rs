@@ -20,36 +20,17 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Responses read off one connection, in order: (status, headers, body).
+/// Responses read off one connection, in order; nothing may follow the last one.
 fn read_responses(raw: &[u8], heads: &[bool]) -> Vec<Response> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    for &head in heads {
-        let mut hs = [httparse::EMPTY_HEADER; 64];
-        let mut r = httparse::Response::new(&mut hs);
-        let n = match r.parse(&raw[at..]).expect("parseable response") {
-            httparse::Status::Complete(n) => n,
-            httparse::Status::Partial => panic!("response {} incomplete", out.len() + 1),
-        };
-        let status = r.code.unwrap();
-        let len = r
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .map(|h| {
-                std::str::from_utf8(h.value)
-                    .unwrap()
-                    .parse::<usize>()
-                    .unwrap()
-            })
-            .unwrap_or(0);
-        let body_len = if head || status == 304 { 0 } else { len };
-        let end = at + n + body_len;
-        assert!(end <= raw.len(), "response {} cut short", out.len() + 1);
-        out.push(Response::parse(&raw[at..end], head));
-        at = end;
-    }
-    assert_eq!(at, raw.len(), "bytes after the last response");
+    let mut rest = raw.to_vec();
+    let out: Vec<Response> = heads
+        .iter()
+        .enumerate()
+        .map(|(i, &head)| {
+            split_one(&mut rest, head).unwrap_or_else(|| panic!("response {} cut short", i + 1))
+        })
+        .collect();
+    assert!(rest.is_empty(), "bytes after the last response");
     out
 }
 

@@ -183,36 +183,46 @@ impl Response {
     }
 }
 
-/// Read from `s` until `buf` holds one complete response (head, and a body of Content-Length
-/// bytes unless `head` or the status says there is none); split it off and return it parsed.
-/// For keep-alive connections and pipelined requests.
+/// Split one complete response (head, and a body of Content-Length bytes unless `head` or the
+/// status says there is none) off the front of `buf` and return it parsed; None while `buf` holds
+/// less than that.
+pub fn split_one(buf: &mut Vec<u8>, head: bool) -> Option<Response> {
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut hs);
+    let httparse::Status::Complete(n) = r.parse(buf).expect("parseable response") else {
+        return None;
+    };
+    let no_body = head || matches!(r.code, Some(204 | 304));
+    let cl = r
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| {
+            std::str::from_utf8(h.value)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        });
+    let total = n + if no_body {
+        0
+    } else {
+        cl.expect("Content-Length")
+    };
+    if buf.len() < total {
+        return None;
+    }
+    let resp = Response::parse(&buf[..total], head);
+    buf.drain(..total);
+    Some(resp)
+}
+
+/// Read from `s` until `buf` holds one complete response ([`split_one`]) and return it. For
+/// keep-alive connections and pipelined requests.
 pub fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> Response {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let mut hs = [httparse::EMPTY_HEADER; 64];
-        let mut r = httparse::Response::new(&mut hs);
-        if let httparse::Status::Complete(n) = r.parse(buf).expect("parseable response") {
-            let no_body = head || matches!(r.code, Some(204 | 304));
-            let cl = r
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .map(|h| {
-                    std::str::from_utf8(h.value)
-                        .unwrap()
-                        .parse::<usize>()
-                        .unwrap()
-                });
-            let total = n + if no_body {
-                0
-            } else {
-                cl.expect("Content-Length")
-            };
-            if buf.len() >= total {
-                let resp = Response::parse(&buf[..total], head);
-                buf.drain(..total);
-                return resp;
-            }
+        if let Some(resp) = split_one(buf, head) {
+            return resp;
         }
         assert!(
             std::time::Instant::now() < deadline,
