@@ -59,11 +59,17 @@ pub async fn serve<IO>(
     app: &App,
     activity: &Arc<Activity>,
     max_buf: usize,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> End
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    // One future for the whole connection: made anew before every read, it registered and
+    // deregistered a waiter on the channel per request.
+    let mut stopping = stop.clone();
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    });
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut head = Vec::with_capacity(512);
     loop {
@@ -90,7 +96,7 @@ where
             let n = tokio::select! {
                 biased;
                 n = io.read_buf(&mut buf) => n,
-                _ = stop.wait_for(|s| *s), if buf.is_empty() => return End::Closed,
+                _ = &mut stopped, if buf.is_empty() => return End::Closed,
             };
             match n {
                 Ok(0) | Err(_) => return End::Closed,

@@ -157,3 +157,37 @@ fn stalled_client_cannot_hold_the_server_past_the_grace_period() {
     assert!(body.len() < len, "got the whole body");
     assert!(body[..] == data[..body.len()], "received bytes differ");
 }
+
+#[test]
+fn idle_keep_alive_connections_are_closed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.txt"), b"hello").unwrap();
+    // A long grace period: only closing the idle connection lets the server exit early.
+    let mut run = start_server(dir.path(), &root, 30);
+
+    let (mut s, len, mut body) = start_download(run.port, "/a.txt");
+    assert_eq!(len, 5);
+    while body.len() < len {
+        let mut chunk = [0u8; 64];
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        body.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(body, b"hello");
+
+    // The connection is idle (keep-alive, nothing in flight) when the signal comes.
+    run.sigterm();
+    let signalled = Instant::now();
+    let mut after = Vec::new();
+    s.read_to_end(&mut after).unwrap();
+    assert!(after.is_empty(), "{} bytes after the response", after.len());
+    let st = run.wait_exit(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(0), "{st}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "the idle connection held shutdown for {:?}",
+        signalled.elapsed()
+    );
+}
