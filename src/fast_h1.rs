@@ -42,8 +42,8 @@ pub const MAX_HEADERS: usize = 100;
 
 /// How a connection's fast path ended.
 pub enum End {
-    /// The connection is done: the client closed it, an I/O error or timeout, a broken response
-    /// body, or shutdown.
+    /// The connection is done (the caller shuts it down): the client closed it or asked to, an
+    /// I/O error or timeout, a broken response body, or shutdown.
     Closed,
     /// A request this path does not serve: hyper serves the connection from here on, starting
     /// with these bytes (already read from the socket).
@@ -114,7 +114,6 @@ where
             return End::Closed;
         }
         if last {
-            let _ = io.shutdown().await;
             return End::Closed;
         }
     }

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -266,13 +266,19 @@ async fn serve_plain(
         return serve_io(builder, io, app, watcher, conn).await;
     }
     let Conn { limits, permit } = conn;
-    let _permit = permit;
     let activity = Activity::new();
     let mut io = Deadline::new(io, limits, activity.clone());
     let read = match fast_h1::serve(&mut io, &app, &activity, MAX_BUF, stop).await {
-        fast_h1::End::Closed => return,
+        fast_h1::End::Closed => {
+            // The slot is free before the client sees the connection end, so a client that
+            // reconnects at once under `max_connections` is admitted.
+            drop(permit);
+            let _ = io.shutdown().await;
+            return;
+        }
         fast_h1::End::Handover(read) => read,
     };
+    let _permit = permit;
     let io = fast_h1::Prefixed::new(read, io);
     let service = limits::track(app, activity);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
