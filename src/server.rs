@@ -242,6 +242,24 @@ async fn serve_io<IO, S>(
     let _permit = permit;
     let activity = Activity::new();
     let io = Deadline::new(io, limits, activity.clone());
+    hyper_conn(&builder, io, service, activity, watcher).await;
+}
+
+/// hyper serves `io` (already under its deadlines) to its end, requests counted on `activity`.
+async fn hyper_conn<IO, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: IO,
+    service: S,
+    activity: Arc<Activity>,
+    watcher: Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let service = limits::track(service, activity);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -280,11 +298,7 @@ async fn serve_plain(
     };
     let _permit = permit;
     let io = fast_h1::Prefixed::new(read, io);
-    let service = limits::track(app, activity);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!("connection ended with an error: {e}");
-    }
+    hyper_conn(&builder, io, app, activity, watcher).await;
 }
 
 /// Accept on `listener`, or wait forever when there is none.
