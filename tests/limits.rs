@@ -91,6 +91,47 @@ fn a_partial_head_is_cut_after_header_read_timeout_while_others_are_served() {
 }
 
 #[test]
+fn a_head_that_keeps_trickling_is_cut_at_header_read_timeout_from_its_first_byte() {
+    // Slowloris: bytes keep arriving (one every 100 ms), but the head never ends. The deadline
+    // runs from the head's first byte, so the server closes after ~1 s however busy the
+    // connection looks.
+    let s = Server::start_with(|c| c.header_read_timeout = Duration::from_secs(1));
+    s.file("f.bin", b"abc");
+    let mut slow = TcpStream::connect(s.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    let head = b"GET /f.bin HTTP/1.1\r\nX-Long: ";
+    let mut sent = 0usize;
+    let closed_after = loop {
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "still open after {took:?}");
+        let byte = head.get(sent).copied().unwrap_or(b'a');
+        if slow.write_all(&[byte]).is_err() {
+            break took;
+        }
+        sent += 1;
+        // Waiting for the reply (at most 100 ms) paces the bytes.
+        let mut buf = [0u8; 1024];
+        match slow.read(&mut buf) {
+            Ok(0) => break started.elapsed(),
+            Ok(n) => panic!("a reply to an unfinished head: {:?}", &buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break started.elapsed(),
+            Err(_) => {} // timed out: still open
+        }
+    };
+    assert!(sent >= 5, "only {sent} bytes went out");
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed after {closed_after:?}"
+    );
+    assert!(
+        closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+}
+
+#[test]
 fn a_connection_that_sends_nothing_is_cut_after_header_read_timeout() {
     let s = Server::start_with(|c| c.header_read_timeout = Duration::from_secs(1));
     let mut idle = TcpStream::connect(s.addr).unwrap();
