@@ -33,8 +33,8 @@ pub struct Config {
     pub listing: bool,
     /// More ranges than this in one request: the whole file is sent as a 200.
     pub max_ranges: usize,
-    /// `Cache-Control` sent with files; empty means none.
-    pub cache_control: String,
+    /// `Cache-Control` sent with files (checked, and parsed once here); `None`: none.
+    pub cache_control: Option<::http::HeaderValue>,
     /// Default tracing filter when `RUST_LOG` is not set.
     pub log_level: String,
     /// How long in-flight responses may run after SIGTERM/SIGINT.
@@ -540,11 +540,15 @@ impl FileConfig {
         let cache_control = self
             .cache_control
             .unwrap_or_else(|| DEFAULT_CACHE_CONTROL.to_string());
-        if ::http::HeaderValue::from_str(&cache_control).is_err() {
-            return Err(ConfigError(format!(
-                "cache_control: {cache_control:?} is not a valid header value"
-            )));
-        }
+        let cache_control = match ::http::HeaderValue::from_str(&cache_control) {
+            Ok(_) if cache_control.is_empty() => None,
+            Ok(v) => Some(v),
+            Err(_) => {
+                return Err(ConfigError(format!(
+                    "cache_control: {cache_control:?} is not a valid header value"
+                )))
+            }
+        };
         let log_level = self
             .log_level
             .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());

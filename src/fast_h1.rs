@@ -161,7 +161,8 @@ fn parse(buf: &mut BytesMut, max_buf: usize) -> Parsed {
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let target = at(path.as_bytes());
-    let fields: Vec<_> = parsed
+    // On the stack for the usual handful of fields (a Vec was an allocation per request).
+    let fields: smallvec::SmallVec<[_; 16]> = parsed
         .headers
         .iter()
         .map(|h| (at(h.name.as_bytes()), at(h.value)))

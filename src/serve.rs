@@ -297,7 +297,8 @@ pub fn respond(
     if let Some(lm) = last_modified {
         h.insert(header::LAST_MODIFIED, http_date(&LAST_MODIFIED, lm));
     }
-    rep.path_headers.apply(&mut h, &config.cache_control);
+    rep.path_headers
+        .apply(&mut h, config.cache_control.as_ref());
 
     let use_range = match preconditions::decide(method, req_headers, &validators) {
         Decision::NotModified => return with_headers(StatusCode::NOT_MODIFIED, h, Body::empty()),

@@ -314,7 +314,9 @@ fn if_none_match_gives_304_with_validators() {
 
 #[test]
 fn cache_control_is_configurable_and_sent_with_304() {
-    let s = Server::start_with(|c| c.cache_control = "public, max-age=60".into());
+    let s = Server::start_with(|c| {
+        c.cache_control = Some(http::HeaderValue::from_static("public, max-age=60"))
+    });
     let data = pattern(100);
     fixed_file(&s, "a.bin", &data);
     let r = s.get("/a.bin", &[]);
@@ -327,7 +329,7 @@ fn cache_control_is_configurable_and_sent_with_304() {
         Some("public, max-age=60"),
     );
 
-    let s = Server::start_with(|c| c.cache_control = String::new());
+    let s = Server::start_with(|c| c.cache_control = None);
     fixed_file(&s, "a.bin", &data);
     assert_eq!(s.get("/a.bin", &[]).header("cache-control"), None);
     assert_304(

@@ -12,6 +12,7 @@
 //! the path and checking that the real path stays inside the root (unless `follow_symlinks`) and
 //! has no hidden component.
 
+use std::borrow::Cow;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -210,28 +211,18 @@ pub fn find(
     let rest = raw_path
         .strip_prefix('/')
         .ok_or(ResolveError::BadPath("path must start with /"))?;
-    let mut rel = PathBuf::new();
-    let mut raw_segments = Vec::new();
-    for raw in rest.split('/') {
-        if raw.is_empty() {
-            continue;
+    let mut rel = String::with_capacity(rest.len());
+    for segment in segments(rest) {
+        let (_, name) = segment?;
+        if name.starts_with('.') && !policy.show_hidden {
+            return Err(ResolveError::NotFound);
         }
-        let decoded: Vec<u8> = percent_decode(raw.as_bytes()).collect();
-        if decoded.iter().any(|&b| b == b'/' || b == b'\\' || b == 0) {
-            return Err(ResolveError::BadPath(
-                "slash, backslash or NUL in a path segment",
-            ));
+        if !rel.is_empty() {
+            rel.push('/');
         }
-        let name =
-            String::from_utf8(decoded).map_err(|_| ResolveError::BadPath("path is not UTF-8"))?;
-        match name.as_str() {
-            "." => continue,
-            ".." => return Err(ResolveError::BadPath("`..` in path")),
-            n if n.starts_with('.') && !policy.show_hidden => return Err(ResolveError::NotFound),
-            n => rel.push(n),
-        }
-        raw_segments.push(raw);
+        rel.push_str(&name);
     }
+    let rel = PathBuf::from(rel);
     if let Some((file, meta)) = root.handles.get(&root.dir, &rel) {
         return Ok(Found::File {
             file,
@@ -256,8 +247,8 @@ pub fn find(
         // Built from the kept segments, so `//evil.example` can never become a
         // protocol-relative Location.
         let mut to = String::from("/");
-        for s in raw_segments {
-            to.push_str(s);
+        for (raw, _) in segments(rest).flatten() {
+            to.push_str(raw);
             to.push('/');
         }
         return Ok(Found::AddSlash(to));
@@ -277,6 +268,30 @@ pub fn find(
         dir: file,
         name: rel,
     })
+}
+
+/// The segments of a request path (without its leading `/`) that name something: each as
+/// received and percent-decoded once; empty and `.` segments are skipped, and a segment that
+/// decodes to `..`, holds a slash, backslash or NUL, or is not UTF-8 is an error.
+fn segments(rest: &str) -> impl Iterator<Item = Result<(&str, Cow<'_, str>), ResolveError>> {
+    rest.split('/')
+        .filter(|raw| !raw.is_empty())
+        .filter_map(|raw| {
+            // Borrowed unless the segment has escapes: no allocation for a plain name.
+            let Ok(name) = percent_decode(raw.as_bytes()).decode_utf8() else {
+                return Some(Err(ResolveError::BadPath("path is not UTF-8")));
+            };
+            if name.bytes().any(|b| b == b'/' || b == b'\\' || b == 0) {
+                return Some(Err(ResolveError::BadPath(
+                    "slash, backslash or NUL in a path segment",
+                )));
+            }
+            match &*name {
+                "." => None,
+                ".." => Some(Err(ResolveError::BadPath("`..` in path"))),
+                _ => Some(Ok((raw, name))),
+            }
+        })
 }
 
 /// The regular file at `rel`, a name built from one that [`find`] returned (e.g. a sidecar

@@ -203,11 +203,13 @@ impl Negotiated {
     /// representation: the date is replaced by a tag that never matches. Entity-tags differ
     /// per representation and need nothing.
     pub fn request_headers<'h>(&self, headers: &'h HeaderMap) -> Cow<'h, HeaderMap> {
-        let date = headers.get_all(IF_RANGE).iter().any(|v| {
-            let v = v.as_bytes().trim_ascii_start();
-            !(v.starts_with(b"\"") || v.starts_with(b"W/"))
-        });
-        if !(self.vary && date) {
+        let date = || {
+            headers.get_all(IF_RANGE).iter().any(|v| {
+                let v = v.as_bytes().trim_ascii_start();
+                !(v.starts_with(b"\"") || v.starts_with(b"W/"))
+            })
+        };
+        if !(self.vary && date()) {
             return Cow::Borrowed(headers);
         }
         let mut h = headers.clone();

@@ -157,14 +157,12 @@ impl PathHeaders {
         PathHeaders { rule, disposition }
     }
 
-    /// Set `Cache-Control` (the rule's, else `default_cache_control` unless empty), the rule's
+    /// Set `Cache-Control` (the rule's, else `default_cache_control` if any), the rule's
     /// headers, and `Content-Disposition` (`?download` wins over a rule's).
-    pub fn apply(&self, h: &mut HeaderMap, default_cache_control: &str) {
+    pub fn apply(&self, h: &mut HeaderMap, default_cache_control: Option<&HeaderValue>) {
         let rule = self.rule.as_deref();
-        if !rule.is_some_and(|r| r.cache_control) && !default_cache_control.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(default_cache_control) {
-                h.insert(header::CACHE_CONTROL, v);
-            }
+        if let Some(v) = default_cache_control.filter(|_| !rule.is_some_and(|r| r.cache_control)) {
+            h.insert(header::CACHE_CONTROL, v.clone());
         }
         for (name, value) in rule.map_or(&[][..], |r| &r.set[..]) {
             if let Some(v) = value {
@@ -197,7 +195,7 @@ mod tests {
             rule: rules.find(path),
             disposition: None,
         }
-        .apply(&mut h, "no-cache");
+        .apply(&mut h, Some(&HeaderValue::from_static("no-cache")));
         h
     }
 
