@@ -244,22 +244,24 @@ where
     head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
     let mut declared = None;
+    let (mut has_connection, mut has_date) = (false, false);
     for (name, value) in parts.headers.iter() {
-        if name == header::CONTENT_LENGTH {
-            if no_content {
-                continue;
-            }
-            declared = Some(parse_length(value)?);
+        match *name {
+            header::CONTENT_LENGTH if no_content => continue,
+            header::CONTENT_LENGTH => declared = Some(parse_length(value)?),
+            header::CONNECTION => has_connection = true,
+            header::DATE => has_date = true,
+            _ => {}
         }
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if last && !parts.headers.contains_key(header::CONNECTION) {
+    if last && !has_connection {
         head.extend_from_slice(b"connection: close\r\n");
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !has_date {
         head.extend_from_slice(b"date: ");
         head.extend_from_slice(crate::serve::date_now().as_bytes());
         head.extend_from_slice(b"\r\n");
@@ -294,6 +296,7 @@ where
         },
     };
     head.extend_from_slice(b"\r\n");
+    crate::serve::recycle_header_map(parts.headers);
     if framing == Framing::None {
         return io.write_all(head).await;
     }

@@ -25,7 +25,10 @@ use std::sync::{Arc, Mutex};
 
 use percent_encoding::percent_decode;
 
+use http::HeaderValue;
+
 use crate::fs::digest::FileId;
+use crate::source::content_type_for;
 
 /// What the resolver may serve.
 #[derive(Debug, Clone)]
@@ -63,6 +66,8 @@ struct Handle {
     /// The metadata from the open; while the path's identity equals `id`, it still holds.
     meta: Metadata,
     id: FileId,
+    /// The path's `Content-Type` (it depends on the name only: looked up once per entry).
+    content_type: HeaderValue,
     used: u64,
 }
 
@@ -74,7 +79,7 @@ fn key(rel: &Path) -> &[u8] {
 }
 
 impl Handles {
-    fn get(&self, root: &File, rel: &Path) -> Option<(Arc<File>, Metadata)> {
+    fn get(&self, root: &File, rel: &Path) -> Option<Handle> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let hit = {
             let mut map = self.map.lock().unwrap();
@@ -86,7 +91,7 @@ impl Handles {
         // Relative to the root's descriptor: the kernel walks only the path under the root.
         let st = rustix::fs::statat(root, rel, rustix::fs::AtFlags::empty());
         match st {
-            Ok(st) if FileId::of_stat(&st) == hit.id => Some((hit.file, hit.meta)),
+            Ok(st) if FileId::of_stat(&st) == hit.id => Some(hit),
             _ => {
                 self.map.lock().unwrap().remove(key(rel));
                 None
@@ -94,7 +99,7 @@ impl Handles {
         }
     }
 
-    fn put(&self, rel: &Path, file: &Arc<File>, meta: &Metadata) {
+    fn put(&self, rel: &Path, file: &Arc<File>, meta: &Metadata, content_type: &HeaderValue) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.map.lock().unwrap();
         if map.len() >= HANDLES && !map.contains_key(key(rel)) {
@@ -112,6 +117,7 @@ impl Handles {
                 file: file.clone(),
                 meta: meta.clone(),
                 id: FileId::of(meta),
+                content_type: content_type.clone(),
                 used: now,
             },
         );
@@ -155,6 +161,8 @@ impl Root {
 }
 
 /// What a request path leads to.
+// A file is the common case: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Found {
     /// A regular file, open, with its metadata (from the open handle) and the name it was
@@ -163,6 +171,8 @@ pub enum Found {
         file: Arc<File>,
         meta: Metadata,
         name: PathBuf,
+        /// From the name's extension (`source::content_type_for`).
+        content_type: HeaderValue,
     },
     /// A directory asked for without the trailing slash: redirect to this path (still
     /// percent-encoded as received, empty segments dropped, ending in `/`).
@@ -223,21 +233,24 @@ pub fn find(
         rel.push_str(&name);
     }
     let rel = PathBuf::from(rel);
-    if let Some((file, meta)) = root.handles.get(&root.dir, &rel) {
+    if let Some(hit) = root.handles.get(&root.dir, &rel) {
         return Ok(Found::File {
-            file,
-            meta,
+            file: hit.file,
+            meta: hit.meta,
             name: rel,
+            content_type: hit.content_type,
         });
     }
     let (file, meta) = open_beneath(root, &rel, policy)?;
     if meta.is_file() {
         let file = Arc::new(file);
-        root.handles.put(&rel, &file, &meta);
+        let content_type = content_type_for(&rel);
+        root.handles.put(&rel, &file, &meta, &content_type);
         return Ok(Found::File {
             file,
             meta,
             name: rel,
+            content_type,
         });
     }
     if !meta.is_dir() {
@@ -258,7 +271,13 @@ pub fn find(
         match open_beneath(root, &name, policy) {
             Ok((file, meta)) if meta.is_file() => {
                 let file = Arc::new(file);
-                return Ok(Found::File { file, meta, name });
+                let content_type = content_type_for(&name);
+                return Ok(Found::File {
+                    file,
+                    meta,
+                    name,
+                    content_type,
+                });
             }
             Ok(_) | Err(ResolveError::NotFound) => continue,
             Err(e) => return Err(e),
@@ -277,9 +296,15 @@ fn segments(rest: &str) -> impl Iterator<Item = Result<(&str, Cow<'_, str>), Res
     rest.split('/')
         .filter(|raw| !raw.is_empty())
         .filter_map(|raw| {
-            // Borrowed unless the segment has escapes: no allocation for a plain name.
-            let Ok(name) = percent_decode(raw.as_bytes()).decode_utf8() else {
-                return Some(Err(ResolveError::BadPath("path is not UTF-8")));
+            // Borrowed unless the segment has escapes: no allocation (nor UTF-8 check) for a
+            // plain name.
+            let name = if raw.bytes().any(|b| b == b'%') {
+                let Ok(name) = percent_decode(raw.as_bytes()).decode_utf8() else {
+                    return Some(Err(ResolveError::BadPath("path is not UTF-8")));
+                };
+                name
+            } else {
+                Cow::Borrowed(raw)
             };
             if name.bytes().any(|b| b == b'/' || b == b'\\' || b == 0) {
                 return Some(Err(ResolveError::BadPath(
@@ -303,14 +328,14 @@ pub fn open_file(
     policy: &Policy,
 ) -> Result<(Arc<File>, Metadata), ResolveError> {
     if let Some(hit) = root.handles.get(&root.dir, rel) {
-        return Ok(hit);
+        return Ok((hit.file, hit.meta));
     }
     let (file, meta) = open_beneath(root, rel, policy)?;
     if !meta.is_file() {
         return Err(ResolveError::NotFound);
     }
     let file = Arc::new(file);
-    root.handles.put(rel, &file, &meta);
+    root.handles.put(rel, &file, &meta, &content_type_for(rel));
     Ok((file, meta))
 }
 
