@@ -173,3 +173,43 @@ fn requests_the_fast_path_leaves_to_hyper_are_still_answered() {
         String::from_utf8_lossy(&raw)
     );
 }
+
+#[test]
+fn a_304_after_richer_responses_carries_only_its_own_headers() {
+    // Response header maps are reused from one response to the next on a thread: nothing of a
+    // 206, a multipart 206 or an attachment 200 may show up on the 304 that follows them.
+    let s = Server::start();
+    let data = pattern(10_000);
+    s.file("f.bin", &data);
+    let etag = etag_of(&data);
+    let mut c = connect(&s);
+    let mut buf = Vec::new();
+    for _ in 0..3 {
+        let reqs = format!(
+            "GET /f.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n\
+             GET /f.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,5-6\r\n\r\n\
+             GET /f.bin?download HTTP/1.1\r\nHost: t\r\n\r\n\
+             GET /f.bin HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"
+        );
+        c.write_all(reqs.as_bytes()).unwrap();
+        let single = read_one(&mut c, &mut buf, false);
+        assert_eq!(single.status, 206);
+        assert_eq!(single.body, &data[..10]);
+        let multi = read_one(&mut c, &mut buf, false);
+        assert_eq!(multi.status, 206);
+        let download = read_one(&mut c, &mut buf, false);
+        assert_eq!(download.status, 200);
+        assert!(download.header("content-disposition").is_some());
+        let not_modified = read_one(&mut c, &mut buf, true);
+        assert_eq!(not_modified.status, 304);
+        let mut names: Vec<&str> = not_modified.headers.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        // RFC 9110 §15.4.5: what a 200 would carry of Date, ETag, Last-Modified, Cache-Control.
+        assert_eq!(
+            names,
+            ["cache-control", "date", "etag", "last-modified"],
+            "{:?}",
+            not_modified.headers
+        );
+    }
+}
