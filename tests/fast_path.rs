@@ -213,3 +213,32 @@ fn a_304_after_richer_responses_carries_only_its_own_headers() {
         );
     }
 }
+
+#[test]
+fn field_values_are_taken_as_httparse_checked_them() {
+    // The fast path builds header values from the head without checking them again: httparse
+    // accepts HTAB, visible ASCII and obs-text (RFC 9110 §5.5), exactly what a HeaderValue may
+    // hold; a control character is refused before that (hyper then answers 400).
+    let s = Server::start();
+    let data = pattern(1000);
+    s.file("f.bin", &data);
+    let mut buf = Vec::new();
+
+    let mut c = connect(&s);
+    c.write_all(b"GET /f.bin HTTP/1.1\r\nHost: t\r\nX-Odd: a\tb \xe9\xff~\r\n\r\n")
+        .unwrap();
+    let r = read_one(&mut c, &mut buf, false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, data);
+
+    for bad in [&b"\x01"[..], b"\x7f", b"\x00"] {
+        let mut c = connect(&s);
+        let mut req = b"GET /f.bin HTTP/1.1\r\nHost: t\r\nX-Bad: a".to_vec();
+        req.extend_from_slice(bad);
+        req.extend_from_slice(b"b\r\n\r\n");
+        c.write_all(&req).unwrap();
+        buf.clear();
+        let r = read_one(&mut c, &mut buf, false);
+        assert_eq!(r.status, 400, "{bad:?}");
+    }
+}
