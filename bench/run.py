@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import re
 import selectors
 import shutil
@@ -327,6 +328,28 @@ def vm_rss_kib(pid):
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pids):
+    """User + system CPU time the processes (all their threads) have used so far; None when one
+    of them is gone."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # After the command name (in parentheses): field 3 onwards; utime and stime are
+                # fields 14 and 15.
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    """CPU time of the child processes waited for so far (the load generator's, here)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def tail(path, n=20):
@@ -941,11 +964,23 @@ class Bench:
         log(f"    {row:<4} {srv.name:<10} {vs:>12} {detail}  {status}")
 
     def wrk_row(self, row, srv, path, conns, duration, body_len, **kw):
+        # The server's CPU per request, and how busy the load generator's core was: when wrk
+        # nears 100% of its core, throughput stops telling the servers apart and CPU per
+        # request is the measure that does.
+        pids = srv.rss_pids()
+        cpu0, client0, t0 = cpu_seconds(pids), children_cpu_seconds(), time.monotonic()
         r = run_wrk(srv.url(path), duration, conns, body_len=body_len, **kw)
+        cpu1, client1, t1 = cpu_seconds(pids), children_cpu_seconds(), time.monotonic()
+        if cpu0 is not None and cpu1 is not None and r.get("requests"):
+            r["cpu_us"] = (cpu1 - cpu0) * 1e6 / r["requests"]
+            r["client_busy"] = (client1 - client0) / (t1 - t0)
         r["value"] = r.get("rps")
         lat = ""
         if "p50_ms" in r:
             lat = f"p50 {r['p50_ms']:.2f} ms, p99 {r.get('p99_ms', 0):.2f} ms"
+        if "cpu_us" in r:
+            lat += (f", server {r['cpu_us']:.2f} us CPU/request, "
+                    f"wrk {100 * r['client_busy']:.0f}% busy")
         self.record(row, srv, r, f"req/s  {lat}")
         return r
 
@@ -1094,6 +1129,40 @@ def build_table(bench, scenarios):
     sep = "|" + "|".join(("-" * (widths[i] + 1) + ":") if i in right else "-" * (widths[i] + 2)
                          for i in range(len(header))) + "|"
     return "\n".join([line(header), sep] + [line(r) for r in rows]), verdicts
+
+
+def build_cpu_table(bench, scenarios):
+    """Server CPU per request in the wrk scenarios (medians over valid runs), and how busy the
+    load generator was; None when no wrk scenario ran."""
+    header = ["id", "nginx µs/req", "rangeserve µs/req", "ratio nginx/rs", "wrk busy (nginx, rs)"]
+    rows = []
+    for rid in ("S1", "S2", "S3", "S4"):
+        if rid not in scenarios:
+            continue
+        cpu, busy = {}, {}
+        for name in ("nginx", "rangeserve"):
+            runs = [r for r in bench.results[rid][name] if r["valid"] and "cpu_us" in r]
+            cpu[name] = statistics.median([r["cpu_us"] for r in runs]) if runs else None
+            busy[name] = statistics.median([r["client_busy"] for r in runs]) if runs else None
+        n, s = cpu["nginx"], cpu["rangeserve"]
+        ratio = f"{n / s:.2f}x" if n and s else "-"
+        rows.append([rid, "-" if n is None else f"{n:.2f}", "-" if s is None else f"{s:.2f}",
+                     ratio, ", ".join("-" if b is None else f"{100 * b:.0f}%"
+                                      for b in (busy["nginx"], busy["rangeserve"]))])
+    if not rows:
+        return None
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda cells: "| " + " | ".join(  # noqa: E731
+        str(c).rjust(widths[i]) if i else str(c).ljust(widths[i]) for i, c in enumerate(cells)) + " |"
+    sep = "|" + "|".join(("-" * (widths[i] + 1) + ":") if i else "-" * (widths[i] + 2)
+                         for i in range(len(header))) + "|"
+    return "\n".join([line(header), sep] + [line(r) for r in rows])
+
+
+CPU_NOTE = ("Server CPU per request (user + system, /proc/PID/stat around each wrk run; nginx: "
+            "master + worker), lower is better, so the ratio is nginx/rs; and the share of its "
+            "core the load generator used. Near 100% the client, not the server, sets the "
+            "throughput and the req/s ratio drifts toward 1.")
 
 
 def cmd_output(cmd):
@@ -1249,6 +1318,10 @@ def main():
         log("\nMedians over rounds; ratio = rangeserve relative to nginx, oriented so that higher is "
             "better for rangeserve (throughput: rs/nginx; seconds and MiB: nginx/rs).")
         log(table)
+        cpu_table = build_cpu_table(bench, args.scenarios)
+        if cpu_table:
+            log("\n" + CPU_NOTE)
+            log(cpu_table)
         log(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         log(f"{sum(v == 'pass' for v in verdicts.values())} pass, "
             f"{sum(v == 'FAIL' for v in verdicts.values())} fail, "
@@ -1271,6 +1344,8 @@ def main():
                    f"{args.repeats}x per server and round; total time {elapsed / 60:.1f} min", ""]
             md += ["Medians; ratio = rangeserve relative to nginx, higher is better for "
                    "rangeserve.", "", table, ""]
+            if cpu_table:
+                md += [CPU_NOTE, "", cpu_table, ""]
             with open(args.out, "w") as f:
                 f.write("\n".join(md))
             log(f"\ntable written to {args.out}")
