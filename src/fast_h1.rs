@@ -18,6 +18,7 @@
 //! body that ends short of its Content-Length, or fails, closes the connection (the client sees
 //! a cut response, never a wrong one); so does a response the server cannot write.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -65,11 +66,14 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     // One future for the whole connection: made anew before every read, it registered and
-    // deregistered a waiter on the channel per request.
+    // deregistered a waiter on the channel per request. Polled once, it stays registered and
+    // wakes this task when shutdown starts; after that a version check says whether it has
+    // (polling the future again on every idle read cost ~240 instructions per request).
     let mut stopping = stop.clone();
     let mut stopped = std::pin::pin!(async move {
         let _ = stopping.wait_for(|s| *s).await;
     });
+    let mut watching = false;
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut head = Vec::with_capacity(512);
     loop {
@@ -85,7 +89,7 @@ where
                 Parsed::Partial if buf.len() >= max_buf => return End::Handover(buf.freeze()),
                 Parsed::Partial => {}
             }
-            if *stop.borrow() && buf.is_empty() {
+            if buf.is_empty() && shutting_down(&stop) {
                 return End::Closed;
             }
             if buf.capacity() - buf.len() < 1024 {
@@ -96,7 +100,16 @@ where
             let n = tokio::select! {
                 biased;
                 n = io.read_buf(&mut buf) => n,
-                _ = &mut stopped, if buf.is_empty() => return End::Closed,
+                _ = std::future::poll_fn(|cx| {
+                    if !watching {
+                        watching = true;
+                        return stopped.as_mut().poll(cx);
+                    }
+                    match shutting_down(&stop) {
+                        true => Poll::Ready(()),
+                        false => Poll::Pending,
+                    }
+                }), if buf.is_empty() => return End::Closed,
             };
             match n {
                 Ok(0) | Err(_) => return End::Closed,
@@ -107,7 +120,7 @@ where
         let is_head = req.method() == Method::HEAD;
         let resp = app.answer(req).await;
         // The last response on the connection says so (RFC 9112 §9.6), as hyper's do.
-        let last = close || *stop.borrow();
+        let last = close || shutting_down(&stop);
         let written = write_response(io, resp, is_head, last, max_buf, &mut head).await;
         drop(in_flight);
         if written.is_err() {
@@ -117,6 +130,12 @@ where
             return End::Closed;
         }
     }
+}
+
+/// Whether the server has begun to shut down: an atomic version check first, the value's lock
+/// only once something was sent.
+fn shutting_down(stop: &tokio::sync::watch::Receiver<bool>) -> bool {
+    stop.has_changed().unwrap_or(true) && *stop.borrow()
 }
 
 // The request is the common case: boxing it would cost an allocation per request.

@@ -176,6 +176,18 @@ fn idle_keep_alive_connections_are_closed_at_once() {
         body.extend_from_slice(&chunk[..n]);
     }
     assert_eq!(body, b"hello");
+    // A second request on the connection: its wait for shutdown, armed on the first idle read,
+    // has to outlive the requests that follow.
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut second = Vec::new();
+    while !(second.ends_with(b"\r\n\r\nhello")) {
+        let mut chunk = [0u8; 256];
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&second));
+        second.extend_from_slice(&chunk[..n]);
+    }
+    assert!(second.starts_with(b"HTTP/1.1 200"));
 
     // The connection is idle (keep-alive, nothing in flight) when the signal comes.
     run.sigterm();
