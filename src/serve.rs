@@ -409,8 +409,11 @@ const RESPONSE_HEADERS: usize = 16;
 
 /// An empty header map for a file response: a recycled one when there is one.
 fn spare_header_map() -> HeaderMap {
+    // `try_with`: a thread being torn down just allocates (or drops) maps.
     SPARE_HEADER_MAPS
-        .with(|spare| spare.borrow_mut().pop())
+        .try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten()
         .unwrap_or_else(|| HeaderMap::with_capacity(RESPONSE_HEADERS))
 }
 
@@ -421,7 +424,7 @@ pub fn recycle_header_map(mut h: HeaderMap) {
         return;
     }
     h.clear();
-    SPARE_HEADER_MAPS.with(|spare| {
+    let _ = SPARE_HEADER_MAPS.try_with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < 8 {
             spare.push(h);
