@@ -1118,8 +1118,12 @@ def build_table(bench, scenarios):
                      "-" if ratio is None else (f"{ratio:.2f}x" if ratio >= 0.1 else
                                                 f"{ratio:.2g}x"), target, verdict,
                      ", ".join(counts)])
+    return markdown_table(header, rows, right={3, 4, 5}), verdicts
+
+
+def markdown_table(header, rows, right):
+    """A Markdown table with aligned columns; the columns in `right` are right-aligned."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    right = {3, 4, 5}
 
     def line(cells):
         return "| " + " | ".join(
@@ -1128,7 +1132,7 @@ def build_table(bench, scenarios):
 
     sep = "|" + "|".join(("-" * (widths[i] + 1) + ":") if i in right else "-" * (widths[i] + 2)
                          for i in range(len(header))) + "|"
-    return "\n".join([line(header), sep] + [line(r) for r in rows]), verdicts
+    return "\n".join([line(header), sep] + [line(r) for r in rows])
 
 
 def build_cpu_table(bench, scenarios):
@@ -1151,12 +1155,7 @@ def build_cpu_table(bench, scenarios):
                                       for b in (busy["nginx"], busy["rangeserve"]))])
     if not rows:
         return None
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = lambda cells: "| " + " | ".join(  # noqa: E731
-        str(c).rjust(widths[i]) if i else str(c).ljust(widths[i]) for i, c in enumerate(cells)) + " |"
-    sep = "|" + "|".join(("-" * (widths[i] + 1) + ":") if i else "-" * (widths[i] + 2)
-                         for i in range(len(header))) + "|"
-    return "\n".join([line(header), sep] + [line(r) for r in rows])
+    return markdown_table(header, rows, right={1, 2, 3, 4})
 
 
 CPU_NOTE = ("Server CPU per request (user + system, /proc/PID/stat around each wrk run; nginx: "
