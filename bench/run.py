@@ -570,6 +570,21 @@ def http_request(port, method, path, headers=None, timeout=120):
         conn.close()
 
 
+def raw_head(port, request, timeout=30):
+    """Send `request` as it is and return the response head, up to and including its blank
+    line (for responses without a body, such as a 304)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request.encode("latin-1"))
+        got = b""
+        while b"\r\n\r\n" not in got and len(got) < 65536:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        end = got.find(b"\r\n\r\n")
+        return got if end < 0 else got[:end + 4]
+
+
 def parse_multipart(ctype, body):
     """Parts of a multipart/byteranges body as [(first, last, total, data)]."""
     m = re.search(r'boundary="?([^";]+)"?', ctype)
@@ -668,6 +683,12 @@ def _gate(srv, docroot, sums):
     st, h, body = http_request(port, "GET", "/1m.bin", {"If-None-Match": etag})
     if st != 304 or body:
         fail(f"GET /1m.bin If-None-Match {etag}: status {st}, {len(body)} bytes (expected 304)")
+    # ... and its exact length on the wire (the Date is fixed-width), which S4 checks every
+    # response of its wrk runs against
+    head = raw_head(port, f"GET /1m.bin HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                          f"If-None-Match: {etag}\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 304 "):
+        fail(f"raw GET /1m.bin If-None-Match {etag}: {head[:40]!r}")
     # 7. the 2 GiB file's headers (for rangeserve this also computes and caches its hash, so the
     #    hashing is not timed in S5/S6/S7)
     st, h, body = http_request(port, "HEAD", "/2g.bin", timeout=300)
@@ -678,7 +699,7 @@ def _gate(srv, docroot, sums):
     st, h, body = http_request(port, "HEAD", "/100m.bin", timeout=300)
     if st != 200:
         fail(f"HEAD /100m.bin: status {st}")
-    return etag
+    return etag, len(head)
 
 
 # --------------------------------------------------------------------------------------------
@@ -708,15 +729,16 @@ def parse_wrk(out):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
         if m:
             r[f"p{pct}_ms"] = float(m.group(1)) * TIME_UNITS[m.group(2)] * 1e3
-    m = re.search(r"EXPECT_STATUS seen=(\d+) bad=(\d+)", out)
+    m = re.search(r"EXACT_BYTES responses=(\d+) bytes=(\d+) status_errors=(\d+)", out)
     if m:
-        r["status_seen"], r["status_bad"] = int(m.group(1)), int(m.group(2))
+        r["exact_responses"], r["exact_bytes"], r["status_errors"] = map(int, m.groups())
     return r
 
 
 def run_wrk(url, duration, conns, script=None, script_args=(), headers=(), timeout_s=None,
-            body_len=None):
-    """One wrk run; returns the parsed result with 'valid' and 'problems'."""
+            body_len=None, response_len=None):
+    """One wrk run; returns the parsed result with 'valid' and 'problems'. `response_len`: every
+    response must be exactly this many bytes (head and body; needs script exact_bytes.lua)."""
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"]
     if timeout_s:
         cmd += ["--timeout", f"{timeout_s}s"]
@@ -742,8 +764,21 @@ def run_wrk(url, duration, conns, script=None, script_args=(), headers=(), timeo
         problems.append(r["socket_errors_text"])
     if r.get("non2xx3xx"):
         problems.append(f"{r['non2xx3xx']} non-2xx/3xx responses")
-    if r.get("status_bad"):
-        problems.append(f"{r['status_bad']} of {r['status_seen']} responses with another status")
+    if response_len is not None:
+        n, got = r.get("exact_responses"), r.get("exact_bytes")
+        if n is None:
+            problems.append("no EXACT_BYTES line from exact_bytes.lua")
+        else:
+            # wrk counts the bytes of the responses still arriving when it stops, and a
+            # connection's last response may say `Connection: close` instead of `keep-alive`:
+            # so up to one short or partial response per connection. One 200 of the whole file
+            # instead of a 304, or a body on a 304 (>= conns bytes), is past either margin.
+            extra = got - n * response_len
+            if not -conns * 16 <= extra < conns * response_len:
+                problems.append(f"{got} bytes in {n} responses, expected {response_len} each "
+                                f"(off by {extra})")
+            if r.get("status_errors"):
+                problems.append(f"{r['status_errors']} responses with a status >= 400")
     if body_len is not None and r.get("requests"):
         # wrk's byte count is rounded to 2 decimals and includes responses still in flight at the
         # end, so the check is loose; it still catches a 200 of the whole file instead of a 206
@@ -1002,9 +1037,10 @@ class Bench:
                      headers=[f"Range: {MULTI_RANGE}"])
 
     def s4(self, srv, rnd):
+        etag, length = self.etags[srv.name]
         self.wrk_row("S4", srv, "/1m.bin", 64, self.args.duration, 0,
-                     headers=[f"If-None-Match: {self.etags[srv.name]}"],
-                     script="expect_status.lua", script_args=(304,))
+                     headers=[f"If-None-Match: {etag}"], script="exact_bytes.lua",
+                     response_len=length)
 
     def s5(self, srv, rnd):
         for _ in range(self.args.repeats):
@@ -1060,13 +1096,19 @@ class Bench:
                 t0 = time.monotonic()
                 self.etags[srv.name] = gate(srv, self.docroot, self.sums)
                 log(f"  correctness gate ok: {srv.name} on port {srv.port} "
-                    f"({time.monotonic() - t0:.1f} s, ETag of /1m.bin {self.etags[srv.name]})")
+                    f"({time.monotonic() - t0:.1f} s, ETag of /1m.bin "
+                    f"{self.etags[srv.name][0]}, its 304 {self.etags[srv.name][1]} bytes)")
             for sc in scenarios:
                 fn = getattr(self, sc.lower())
-                for srv in order:
-                    fn(srv, rnd)
-                    srv.check_alive()
-                    time.sleep(0.3)
+                # S4 runs `repeats` times per server and round, the order turned each time
+                # (A B B A): the two servers are within a few percent of each other there, less
+                # than the machine drifts from one run to the next, so its medians need more runs.
+                passes = self.args.repeats if sc == "S4" else 1
+                for p in range(passes):
+                    for srv in (order if p % 2 == 0 else order[::-1]):
+                        fn(srv, rnd)
+                        srv.check_alive()
+                        time.sleep(0.3)
         finally:
             for srv in self.servers:
                 srv.stop()
@@ -1221,7 +1263,7 @@ def parse_args():
     ap.add_argument("--rounds", type=int, help="rounds (default 7, quick 2)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, quick 5)")
     ap.add_argument("--repeats", type=int,
-                    help="S5/S6 downloads per server and round (default 2, quick 1)")
+                    help="S4 runs and S5/S6 downloads per server and round (default 2, quick 1)")
     ap.add_argument("--data-dir", default=os.path.join(REPO, "target", "bench-data"),
                     help="where the generated files are cached (default: target/bench-data)")
     a = ap.parse_args()
@@ -1285,8 +1327,8 @@ def main():
         log("rangeserve vs nginx" + (" (quick mode)" if args.quick else " (full mode)"))
         for k, v in info:
             log(f"  {k}: {v}")
-        log(f"  rounds {args.rounds}, wrk runs of {args.duration} s, S5/S6 {args.repeats}x per "
-            f"server and round, scenarios {','.join(args.scenarios)}")
+        log(f"  rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6 {args.repeats}x "
+            f"per server and round, scenarios {','.join(args.scenarios)}")
         log(f"  servers on CPU {SERVER_CPU}, wrk/curl/aria2c on CPU {CLIENT_CPU}")
         if os.getloadavg()[0] > 0.5:
             log(f"  warning: load average {os.getloadavg()[0]:.2f} before the start: other "
@@ -1339,7 +1381,7 @@ def main():
             md = ["# rangeserve vs nginx" + (" (quick run)" if args.quick else " (full run)"), ""]
             md += [f"- {k}: {v}" for k, v in info]
             md += [f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-                   f"- rounds {args.rounds}, wrk runs of {args.duration} s, S5/S6 "
+                   f"- rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6 "
                    f"{args.repeats}x per server and round; total time {elapsed / 60:.1f} min", ""]
             md += ["Medians; ratio = rangeserve relative to nginx, higher is better for "
                    "rangeserve.", "", table, ""]
