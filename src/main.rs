@@ -105,7 +105,17 @@ fn main() -> ExitCode {
         tracing::warn!("{var} is set but is not a rangeserve setting; ignored");
     }
 
-    let runtime = match tokio::runtime::Runtime::new() {
+    // On one CPU (a container's quota or `taskset`), tokio's work-stealing scheduler has no one
+    // to steal from and only adds its bookkeeping: the single-threaded scheduler runs the same
+    // tasks on the same one thread. Blocking work (hashing, listings) still has its own pool.
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = match if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    } {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rangeserve: error: cannot start the runtime: {e}");
@@ -126,7 +136,12 @@ fn main() -> ExitCode {
         } else {
             "http"
         };
-        tracing::info!(root = %config.root.display(), "listening on {scheme}://{addr}/");
+        let scheduler = if one_cpu {
+            "single-threaded (one CPU)"
+        } else {
+            "multi-threaded"
+        };
+        tracing::info!(root = %config.root.display(), scheduler, "listening on {scheme}://{addr}/");
         match rangeserve::serve(listener, config, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

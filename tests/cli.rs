@@ -485,3 +485,73 @@ fn log_level_controls_the_log() {
     let log = read_text(&run.stdout);
     assert!(!log.contains("listening on"), "{log}");
 }
+
+/// Pinned to one CPU (a container's cpuset, `taskset`), the server runs tokio's single-threaded
+/// scheduler; what uses the blocking pool (hashing, prehash, watch) and the graceful shutdown
+/// work there too.
+#[test]
+fn one_cpu_runs_the_single_threaded_scheduler() {
+    use std::os::unix::process::CommandExt;
+    // The first CPU this test may run on: a CI runner's cpuset need not contain CPU 0.
+    // SAFETY: sched_getaffinity fills the zeroed set we own.
+    let cpu = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .unwrap()
+    };
+    let site = Site::new();
+    let root = site.root();
+    let first = pattern(100_000);
+    std::fs::write(root.join("first.bin"), &first).unwrap();
+    let mut run = start(site.path(), &site.logs(), |port, c| {
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(&root)
+            .args(["--prehash", "--watch"]);
+        // SAFETY: only async-signal-safe calls between fork and exec (sched_setaffinity).
+        unsafe {
+            c.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                match libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !run.log().contains("prehash: done") {
+        assert!(Instant::now() < deadline, "no prehash: done: {}", run.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        run.log()
+            .contains("scheduler=\"single-threaded (one CPU)\""),
+        "{}",
+        run.log()
+    );
+    let etag = format!("\"{}\"", sha256_hex(&first));
+    let r = run.get("/first.bin", &[]);
+    assert_eq!((r.status, r.header("etag")), (200, Some(&etag[..])));
+    assert_eq!(r.body, first);
+    let r = run.get("/first.bin", &[("If-None-Match", &etag)]);
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    let r = run.get("/first.bin", &[("Range", "bytes=99990-")]);
+    assert_eq!((r.status, &r.body[..]), (206, &first[99_990..]));
+    // A file dropped in while serving: hashed on the blocking pool when asked for.
+    let second = pattern(70_001);
+    std::fs::write(root.join("second.bin"), &second).unwrap();
+    let r = run.get("/second.bin", &[]);
+    let etag = format!("\"{}\"", sha256_hex(&second));
+    assert_eq!((r.status, r.header("etag")), (200, Some(&etag[..])));
+    assert_eq!(r.body, second);
+    run.sigterm();
+    assert!(run.wait_exit(Duration::from_secs(10)).success());
+}
