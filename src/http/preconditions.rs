@@ -98,6 +98,9 @@ fn present(headers: &HeaderMap) -> u8 {
 
 /// §13.1.1: `*` matches any current representation; otherwise a strong comparison.
 fn if_match(headers: &HeaderMap, v: &Validators) -> Cond {
+    if is_just_our_tag(headers, &IF_MATCH, v) {
+        return Cond::True;
+    }
     let Some(list) = joined(headers, &IF_MATCH) else {
         return Cond::None;
     };
@@ -113,6 +116,9 @@ fn if_match(headers: &HeaderMap, v: &Validators) -> Cond {
 
 /// §13.1.2: `*` matches; otherwise a weak comparison. Condition is False when one matches.
 fn if_none_match(headers: &HeaderMap, v: &Validators) -> Cond {
+    if is_just_our_tag(headers, &IF_NONE_MATCH, v) {
+        return Cond::False;
+    }
     let Some(list) = joined(headers, &IF_NONE_MATCH) else {
         return Cond::None;
     };
@@ -175,6 +181,21 @@ fn if_range(headers: &HeaderMap, v: &Validators) -> Cond {
         (Ok(date), Some(lm)) if v.last_modified_is_strong && date == lm => Cond::True,
         _ => Cond::False,
     }
+}
+
+/// The field is one line holding exactly our entity-tag, as a client that revalidates sends it:
+/// a one-element list whose tag matches ours by the strong comparison, hence by the weak one too
+/// (§8.8.3.2). Answered by comparing bytes, without parsing the list.
+fn is_just_our_tag(headers: &HeaderMap, name: &HeaderName, v: &Validators) -> bool {
+    // A weak tag of ours (`W/"…"`) never matches by the strong comparison: left to the parse.
+    let Some(ours) = v
+        .etag
+        .filter(|t| t.len() >= 2 && t.starts_with('"') && t.ends_with('"'))
+    else {
+        return false;
+    };
+    let mut lines = headers.get_all(name).iter();
+    matches!((lines.next(), lines.next()), (Some(line), None) if line.as_bytes() == ours.as_bytes())
 }
 
 /// All field lines of a list header joined with commas (§5.3), or None when absent or not text.
@@ -390,6 +411,32 @@ mod tests {
         assert_eq!(get(&[("if-none-match", "\"a\", \"b\"")]), FULL);
         assert_eq!(run(Method::HEAD, &[("if-none-match", TAG)], &v()), NM);
         assert_eq!(run(Method::POST, &[("if-none-match", TAG)], &v()), PF);
+    }
+
+    #[test]
+    fn our_tag_alone_is_compared_as_bytes_but_only_alone() {
+        // The byte comparison answers one line that is exactly our tag; a second line makes it a
+        // list again, parsed as a whole (and an unparseable list matches nothing).
+        assert_eq!(
+            get(&[("if-none-match", TAG), ("if-none-match", "\"x\"")]),
+            NM
+        );
+        assert_eq!(
+            get(&[("if-none-match", TAG), ("if-none-match", "bad")]),
+            FULL
+        );
+        assert_eq!(get(&[("if-match", TAG), ("if-match", "bad")]), PF);
+        assert_eq!(get(&[("if-none-match", &format!(" {TAG} "))]), NM);
+        // A weak tag of ours never passes If-Match (strong comparison), even written exactly.
+        let weak = Validators {
+            etag: Some("W/\"abc123\""),
+            ..v()
+        };
+        assert_eq!(run(Method::GET, &[("if-match", "W/\"abc123\"")], &weak), PF);
+        assert_eq!(
+            run(Method::GET, &[("if-none-match", "W/\"abc123\"")], &weak),
+            NM
+        );
     }
 
     #[test]
