@@ -281,13 +281,17 @@ pub fn respond(
     now: SystemTime,
     sink: Option<Sink>,
 ) -> Response {
-    let (last_modified, last_modified_is_strong) = match rep.modified {
+    // Each time converted to seconds once (the conversion showed in the profile of 304s).
+    let now_secs = preconditions::unix_secs(now);
+    let (lm_secs, last_modified_is_strong) = match rep.modified {
         Some(m) => {
-            let (lm, strong) = preconditions::last_modified_for(m, now);
+            let (lm, strong) =
+                preconditions::last_modified_secs(preconditions::unix_secs(m), now_secs);
             (Some(lm), strong)
         }
         None => (None, false),
     };
+    let last_modified = lm_secs.map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
     let validators = Validators {
         etag: rep.etag.as_ref().and_then(|e| e.to_str().ok()),
         last_modified,
@@ -296,11 +300,11 @@ pub fn respond(
 
     // Headers every file response carries, 304 included (§15.4.5).
     let mut h = spare_header_map();
-    h.insert(header::DATE, http_date(&DATE, now));
+    h.insert(header::DATE, http_date(&DATE, now_secs));
     if let Some(etag) = &rep.etag {
         h.insert(header::ETAG, etag.clone());
     }
-    if let Some(lm) = last_modified {
+    if let Some(lm) = lm_secs {
         h.insert(header::LAST_MODIFIED, http_date(&LAST_MODIFIED, lm));
     }
     rep.path_headers
@@ -442,16 +446,13 @@ thread_local! {
         const { DateCache::new((u64::MAX, HeaderValue::from_static(""))) };
 }
 
-/// `t` (whole seconds) as an HTTP-date, formatted only when it differs from the last one
+/// `secs` since the epoch as an HTTP-date, formatted only when it differs from the last one
 /// formatted through `cache` on this thread.
-fn http_date(cache: &'static std::thread::LocalKey<DateCache>, t: SystemTime) -> HeaderValue {
-    let Ok(since) = t.duration_since(std::time::UNIX_EPOCH) else {
-        return value(&httpdate::fmt_http_date(t)); // before 1970: not worth caching
-    };
-    let secs = since.as_secs();
+fn http_date(cache: &'static std::thread::LocalKey<DateCache>, secs: u64) -> HeaderValue {
     cache.with(|last| {
         let mut last = last.borrow_mut();
         if last.0 != secs {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
             *last = (secs, value(&httpdate::fmt_http_date(t)));
         }
         last.1.clone()
@@ -460,7 +461,7 @@ fn http_date(cache: &'static std::thread::LocalKey<DateCache>, t: SystemTime) ->
 
 /// The current time as a `Date` value (for responses that did not set one).
 pub fn date_now() -> HeaderValue {
-    http_date(&DATE, SystemTime::now())
+    http_date(&DATE, preconditions::unix_secs(SystemTime::now()))
 }
 
 static NOSNIFF: (HeaderName, HeaderValue) = (

@@ -320,10 +320,19 @@ fn weak_eq(t: &Tag<'_>, ours: &str) -> bool {
 /// `Last-Modified` to send (§8.8.2.1): whole seconds, never later than the response's Date;
 /// strong only when at least one second before it (§8.8.2.2).
 pub fn last_modified_for(mtime: SystemTime, date: SystemTime) -> (SystemTime, bool) {
-    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (m, d) = (secs(mtime), secs(date));
-    let lm = m.min(d);
-    (UNIX_EPOCH + Duration::from_secs(lm), d > lm)
+    let (lm, strong) = last_modified_secs(unix_secs(mtime), unix_secs(date));
+    (UNIX_EPOCH + Duration::from_secs(lm), strong)
+}
+
+/// [`last_modified_for`] on whole seconds since the epoch.
+pub fn last_modified_secs(mtime: u64, date: u64) -> (u64, bool) {
+    let lm = mtime.min(date);
+    (lm, date > lm)
+}
+
+/// Whole seconds since the epoch; 0 for a time before it.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
