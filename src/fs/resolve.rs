@@ -286,9 +286,9 @@ fn relative_name(rest: &str, show_hidden: bool) -> Result<String, ResolveError> 
     // tells, instead of splitting and checking each segment (which showed in the profile).
     let mut prev = b'/';
     let plain = rest.bytes().all(|b| {
-        let ok = !matches!(b, b'%' | b'\\' | 0) && !(prev == b'/' && matches!(b, b'/' | b'.'));
+        let odd = matches!(b, b'%' | b'\\' | 0) || (prev == b'/' && matches!(b, b'/' | b'.'));
         prev = b;
-        ok
+        !odd
     });
     if plain && prev != b'/' {
         return Ok(rest.to_owned());
