@@ -102,8 +102,7 @@ async fn answer_cors(state: &AppState, cors: &Cors, req: Request) -> Response {
 }
 
 async fn answer(state: &AppState, req: Request) -> Response {
-    let method = req.method().clone();
-    match method {
+    match *req.method() {
         Method::GET | Method::HEAD => {}
         Method::OPTIONS => {
             return builder(StatusCode::NO_CONTENT)
@@ -122,17 +121,28 @@ async fn answer(state: &AppState, req: Request) -> Response {
         }
     }
 
-    let uri = req.uri().clone();
     if state.config.lab_enabled {
-        if let Some(rest) = lab::under(&state.config.lab_prefix, uri.path()) {
-            return lab::answer(state, req, rest).await;
+        if let Some(rest) = lab::under(&state.config.lab_prefix, req.uri().path()) {
+            let rest = rest.to_owned();
+            return lab::answer(state, req, &rest).await;
         }
     }
+    // Taken apart rather than cloned (the URI's clone and drop showed in the profile of 304s).
+    let (
+        http::request::Parts {
+            method,
+            uri,
+            version,
+            headers,
+            ..
+        },
+        _,
+    ) = req.into_parts();
     // With `precompressed`, every file is checked for sidecars (its responses vary on them).
     let accept = state
         .config
         .precompressed
-        .then(|| encoding::Accept::parse(req.headers()));
+        .then(|| encoding::Accept::parse(&headers));
     let (rep, negotiated) = match open_target(state, uri.path(), "", uri.query(), accept).await {
         Ok(Target::File(rep, negotiated)) => (rep, negotiated),
         Ok(Target::Dir { dir, name }) if state.config.listing => {
@@ -142,19 +152,19 @@ async fn answer(state: &AppState, req: Request) -> Response {
                 dir,
                 name,
             };
-            return listing::answer(&method, req.headers(), uri.query(), dir).await;
+            return listing::answer(&method, &headers, uri.query(), dir).await;
         }
         Ok(Target::Dir { .. }) => return error_response(ResolveError::NotFound, uri.path()),
         Err(resp) => return resp,
     };
     // Zero-copy bodies only where hyper passes body buffers through as they are (`sendfile`).
-    let sink = match req.version() {
+    let sink = match version {
         http::Version::HTTP_10 | http::Version::HTTP_11 if state.config.sendfile => {
             sendfile::current()
         }
         _ => None,
     };
-    let headers = negotiated.request_headers(req.headers());
+    let headers = negotiated.request_headers(&headers);
     let mut resp = respond(
         &method,
         &headers,
