@@ -989,9 +989,14 @@ class Bench:
         self.etags = {}
         # results[row][server name] = list of run dicts
         self.results = {row[0]: {s.name: [] for s in servers} for row in ROWS}
+        self.round = 0
         self.fresh_counter = 0
 
     def record(self, row, srv, res, detail=""):
+        # Which round, and which of this server's runs of the row in it: the key that pairs a
+        # run with the other server's run made next to it (see paired_ratios).
+        res["pair"] = (self.round, sum(1 for r in self.results[row][srv.name]
+                                       if r.get("pair", (None,))[0] == self.round))
         self.results[row][srv.name].append(res)
         v = res.get("value")
         vs = "-" if v is None else (f"{v:.4f}" if v < 10 else f"{v:.1f}")
@@ -1084,6 +1089,7 @@ class Bench:
         self.record("S8", srv, r, "s to first byte")
 
     def run_round(self, rnd, scenarios):
+        self.round = rnd
         order = list(self.servers) if rnd % 2 == 0 else list(reversed(self.servers))
         log(f"\n== round {rnd + 1}/{self.args.rounds}: order {' then '.join(s.name for s in order)}")
         for srv in self.servers:
@@ -1133,10 +1139,14 @@ def fmt(v, unit):
 
 
 def build_table(bench, scenarios):
-    header = ["id", "scenario", "unit", "nginx", "rangeserve", "ratio", "target", "result",
-              "valid runs (nginx, rs)"]
+    header = ["id", "scenario", "unit", "nginx", "rangeserve", "ratio", "ratio of medians",
+              "rs ahead", "target", "result", "valid runs (nginx, rs)"]
     rows = []
     verdicts = {}
+
+    def show(ratio):
+        return "-" if ratio is None else (f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x")
+
     for rid, sid, desc, unit, how, target, ok in ROWS:
         if sid not in scenarios:
             continue
@@ -1148,19 +1158,32 @@ def build_table(bench, scenarios):
             med[name] = statistics.median(vals) if vals else None
             counts.append(f"{len(vals)}/{len(runs)}")
         n, s = med["nginx"], med["rangeserve"]
-        ratio = None
+        of_medians = None
         if n is not None and s is not None and n > 0 and s > 0:
-            ratio = s / n if how == "rs/nginx" else n / s
+            of_medians = s / n if how == "rs/nginx" else n / s
+        pairs = paired_ratios(bench.results[rid], how)
+        ratio = statistics.median(pairs) if pairs else None
         if ratio is None:
             verdict = "n/a"
         else:
             verdict = "pass" if ok(ratio, n, s) else "FAIL"
         verdicts[rid] = verdict
-        rows.append([rid, desc, unit, fmt(n, unit), fmt(s, unit),
-                     "-" if ratio is None else (f"{ratio:.2f}x" if ratio >= 0.1 else
-                                                f"{ratio:.2g}x"), target, verdict,
-                     ", ".join(counts)])
-    return markdown_table(header, rows, right={3, 4, 5}), verdicts
+        ahead = f"{sum(1 for p in pairs if p > 1)}/{len(pairs)}" if pairs else "-"
+        rows.append([rid, desc, unit, fmt(n, unit), fmt(s, unit), show(ratio), show(of_medians),
+                     ahead, target, verdict, ", ".join(counts)])
+    return markdown_table(header, rows, right={3, 4, 5, 6, 7}), verdicts
+
+
+def paired_ratios(runs, how):
+    """rangeserve's figure over nginx's (or the inverse, per `how`) for each pair of valid runs
+    made next to each other: the same round, the same place in it. The machine's speed drifts by
+    tens of percent over a run of the script, far more than within a pair, so the ratio of two
+    runs made seconds apart says more than the ratio of medians taken over different rounds."""
+    def keyed(name):
+        return {r["pair"]: r["value"] for r in runs[name]
+                if r["valid"] and r.get("value") and "pair" in r}
+    n, s = keyed("nginx"), keyed("rangeserve")
+    return [(s[k] / n[k] if how == "rs/nginx" else n[k] / s[k]) for k in sorted(n) if k in s]
 
 
 def markdown_table(header, rows, right):
@@ -1199,6 +1222,13 @@ def build_cpu_table(bench, scenarios):
         return None
     return markdown_table(header, rows, right={1, 2, 3, 4})
 
+
+TABLE_NOTE = ("Medians over rounds. ratio = the median, over pairs of runs made next to each other "
+              "(same round, nginx and rangeserve back to back), of rangeserve's figure relative to "
+              "nginx's, oriented so that higher is better for rangeserve (throughput: rs/nginx; "
+              "seconds and MiB: nginx/rs); the target is judged on it. ratio of medians = the two "
+              "medians' ratio, which the machine's drift between rounds moves more. rs ahead = "
+              "pairs in which rangeserve did better.")
 
 CPU_NOTE = ("Server CPU per request (user + system, /proc/PID/stat around each wrk run; nginx: "
             "master + worker), lower is better, so the ratio is nginx/rs; and the share of its "
@@ -1356,8 +1386,7 @@ def main():
 
         table, verdicts = build_table(bench, args.scenarios)
         elapsed = time.monotonic() - started
-        log("\nMedians over rounds; ratio = rangeserve relative to nginx, oriented so that higher is "
-            "better for rangeserve (throughput: rs/nginx; seconds and MiB: nginx/rs).")
+        log("\n" + TABLE_NOTE)
         log(table)
         cpu_table = build_cpu_table(bench, args.scenarios)
         if cpu_table:
@@ -1383,8 +1412,7 @@ def main():
             md += [f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
                    f"- rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6 "
                    f"{args.repeats}x per server and round; total time {elapsed / 60:.1f} min", ""]
-            md += ["Medians; ratio = rangeserve relative to nginx, higher is better for "
-                   "rangeserve.", "", table, ""]
+            md += [TABLE_NOTE, "", table, ""]
             if cpu_table:
                 md += [CPU_NOTE, "", cpu_table, ""]
             with open(args.out, "w") as f:
