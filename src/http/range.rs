@@ -57,24 +57,14 @@ pub fn plan(header: Option<&HeaderValue>, len: u64, max_ranges: usize) -> RangeP
     if specs.len() > max_ranges {
         return RangePlan::Full;
     }
-    // §14.1.1: an int-range is satisfiable when first < len; a suffix when its length is > 0.
-    // The RFC also allows a non-zero suffix on an empty representation, but `Content-Range`
-    // cannot express an empty range, so every range of an empty file is answered with 416.
-    let mut ranges: Vec<ByteRange> = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let r = match spec {
-            Spec::Int { first, last } if first < len => ByteRange {
-                start: first,
-                end: last.map_or(len, |l| l.saturating_add(1).min(len)),
-            },
-            Spec::Suffix(n) if n > 0 && len > 0 => ByteRange {
-                start: len - n.min(len),
-                end: len,
-            },
-            _ => continue,
-        };
-        ranges.push(r);
+    // The common case, one range: nothing to merge (and no vectors to merge it in).
+    if let [only] = specs[..] {
+        return satisfiable(only, len).map_or(RangePlan::Unsatisfiable, RangePlan::Single);
     }
+    let ranges: Vec<ByteRange> = specs
+        .into_iter()
+        .filter_map(|spec| satisfiable(spec, len))
+        .collect();
     if ranges.is_empty() {
         return RangePlan::Unsatisfiable;
     }
@@ -90,6 +80,24 @@ pub fn plan(header: Option<&HeaderValue>, len: u64, max_ranges: usize) -> RangeP
         RangePlan::Single(merged.remove(0))
     } else {
         RangePlan::Multi(merged)
+    }
+}
+
+/// The part of a `len`-byte representation that `spec` asks for, if any. §14.1.1: an
+/// int-range is satisfiable when first < len; a suffix when its length is > 0. The RFC also
+/// allows a non-zero suffix on an empty representation, but `Content-Range` cannot express an
+/// empty range, so every range of an empty file is answered with 416.
+fn satisfiable(spec: Spec, len: u64) -> Option<ByteRange> {
+    match spec {
+        Spec::Int { first, last } if first < len => Some(ByteRange {
+            start: first,
+            end: last.map_or(len, |l| l.saturating_add(1).min(len)),
+        }),
+        Spec::Suffix(n) if n > 0 && len > 0 => Some(ByteRange {
+            start: len - n.min(len),
+            end: len,
+        }),
+        _ => None,
     }
 }
 
