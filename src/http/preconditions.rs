@@ -2,7 +2,7 @@
 //! representation's validators.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{
     IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
@@ -317,14 +317,9 @@ fn weak_eq(t: &Tag<'_>, ours: &str) -> bool {
     t.opaque == ours_opaque(ours).1
 }
 
-/// `Last-Modified` to send (§8.8.2.1): whole seconds, never later than the response's Date;
-/// strong only when at least one second before it (§8.8.2.2).
-pub fn last_modified_for(mtime: SystemTime, date: SystemTime) -> (SystemTime, bool) {
-    let (lm, strong) = last_modified_secs(unix_secs(mtime), unix_secs(date));
-    (UNIX_EPOCH + Duration::from_secs(lm), strong)
-}
-
-/// [`last_modified_for`] on whole seconds since the epoch.
+/// `Last-Modified` to send (§8.8.2.1), from the file's mtime and the response's Date in whole
+/// seconds since the epoch ([`unix_secs`]): never later than the Date; strong only when at least
+/// one second before it (§8.8.2.2).
 pub fn last_modified_secs(mtime: u64, date: u64) -> (u64, bool) {
     let lm = mtime.min(date);
     (lm, date > lm)
@@ -339,6 +334,7 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use std::time::Duration;
 
     const TAG: &str = "\"abc123\"";
 
@@ -544,6 +540,11 @@ mod tests {
         assert!(parse_tags("\"a\" x").is_none());
         assert!(parse_tags("\"a b\"").is_none());
         assert_eq!(parse_tags("").unwrap().len(), 0);
+    }
+
+    fn last_modified_for(mtime: SystemTime, date: SystemTime) -> (SystemTime, bool) {
+        let (lm, strong) = last_modified_secs(unix_secs(mtime), unix_secs(date));
+        (at(lm), strong)
     }
 
     #[test]
