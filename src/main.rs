@@ -109,13 +109,14 @@ fn main() -> ExitCode {
     // to steal from and only adds its bookkeeping: the single-threaded scheduler runs the same
     // tasks on the same one thread. Blocking work (hashing, listings) still has its own pool.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let runtime = match if one_cpu {
+    let built = if one_cpu {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     } else {
         tokio::runtime::Runtime::new()
-    } {
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rangeserve: error: cannot start the runtime: {e}");

@@ -318,15 +318,10 @@ fn segments(rest: &str) -> impl Iterator<Item = Result<(&str, Cow<'_, str>), Res
     rest.split('/')
         .filter(|raw| !raw.is_empty())
         .filter_map(|raw| {
-            // Borrowed unless the segment has escapes: no allocation (nor UTF-8 check) for a
-            // plain name.
-            let name = if raw.bytes().any(|b| b == b'%') {
-                let Ok(name) = percent_decode(raw.as_bytes()).decode_utf8() else {
-                    return Some(Err(ResolveError::BadPath("path is not UTF-8")));
-                };
-                name
-            } else {
-                Cow::Borrowed(raw)
+            // Borrowed unless the segment has escapes: no allocation for a plain name. (Plain
+            // paths do not get here: `relative_name` takes them in one pass.)
+            let Ok(name) = percent_decode(raw.as_bytes()).decode_utf8() else {
+                return Some(Err(ResolveError::BadPath("path is not UTF-8")));
             };
             if name.bytes().any(|b| b == b'/' || b == b'\\' || b == 0) {
                 return Some(Err(ResolveError::BadPath(
