@@ -354,7 +354,7 @@ pub fn respond(
             rep.len,
         ),
         RangePlan::Single(r) => {
-            h.insert(header::CONTENT_RANGE, content_range(&r, rep.len));
+            h.insert(header::CONTENT_RANGE, content_range(Some(&r), rep.len));
             (
                 StatusCode::PARTIAL_CONTENT,
                 rep.content_type.clone(),
@@ -382,10 +382,7 @@ pub fn respond(
         RangePlan::Unsatisfiable => {
             // §15.5.17: say how long the representation is. An empty body, so that a naive
             // resumer has nothing to append.
-            h.insert(
-                header::CONTENT_RANGE,
-                value(&format!("bytes */{}", rep.len)),
-            );
+            h.insert(header::CONTENT_RANGE, content_range(None, rep.len));
             h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             return with_headers(StatusCode::RANGE_NOT_SATISFIABLE, h, Body::empty());
         }
@@ -476,18 +473,23 @@ static NOSNIFF: (HeaderName, HeaderValue) = (
     HeaderValue::from_static("nosniff"),
 );
 
-/// `bytes FIRST-LAST/LEN` (RFC 9110 §14.4), written with `itoa` (`format!` and the copy into
-/// a `HeaderValue` showed in the profile of 64 KiB ranges).
-fn content_range(r: &range::ByteRange, len: u64) -> HeaderValue {
+/// `bytes FIRST-LAST/LEN`, or `bytes */LEN` for a 416 (RFC 9110 §14.4), written with `itoa`
+/// (`format!` and the copy into a `HeaderValue` showed in the profile of 64 KiB ranges).
+fn content_range(r: Option<&range::ByteRange>, len: u64) -> HeaderValue {
     let mut digits = itoa::Buffer::new();
     let mut s = bytes::BytesMut::with_capacity(6 + 3 * 20 + 2);
     s.extend_from_slice(b"bytes ");
-    s.extend_from_slice(digits.format(r.start).as_bytes());
-    s.extend_from_slice(b"-");
-    s.extend_from_slice(digits.format(r.last()).as_bytes());
+    match r {
+        Some(r) => {
+            s.extend_from_slice(digits.format(r.start).as_bytes());
+            s.extend_from_slice(b"-");
+            s.extend_from_slice(digits.format(r.last()).as_bytes());
+        }
+        None => s.extend_from_slice(b"*"),
+    }
     s.extend_from_slice(b"/");
     s.extend_from_slice(digits.format(len).as_bytes());
-    // SAFETY: only ASCII letters, digits, space, `-` and `/`: all valid in a field value.
+    // SAFETY: only ASCII letters, digits, space, `-`, `*` and `/`: all valid in a field value.
     unsafe { HeaderValue::from_maybe_shared_unchecked(s.freeze()) }
 }
 
