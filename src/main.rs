@@ -5,18 +5,16 @@ use std::time::Duration;
 use clap::Parser;
 use libmimalloc_sys as mi;
 use rangeserve::config::{unknown_env_vars, Cli, Command, LogFormat};
-use rangeserve::healthcheck;
+use rangeserve::ops::healthcheck;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: a request makes a few dozen small allocations (the
-/// header maps, the response, futures). Before the HTTP/1.1 fast path, glibc's malloc and free
-/// were 16% of the instructions of a 304; now mimalloc saves about 5% of them (callgrind: 14,764
-/// against 15,578). It costs memory: 13.5 against 7.3 MiB RSS idle, 63 against 50 MiB at the peak
-/// of 2000 connections fetching random ranges (neither gives it back within seconds).
+/// header maps, the response, futures), which mimalloc serves faster, at the cost of some idle
+/// memory (bench/README.md has the figures).
 ///
 /// Called through `mi_malloc`, not the `mimalloc` crate's adapter: that one asks for every block
 /// with `mi_malloc_aligned`, which takes mimalloc's slow generic path for any block over 1 KiB
-/// (a header map, a read buffer) and cost ~80 instructions per allocation.
+/// (a header map, a read buffer).
 #[global_allocator]
 static ALLOC: Mimalloc = Mimalloc;
 
@@ -143,7 +141,7 @@ fn main() -> ExitCode {
             "multi-threaded"
         };
         tracing::info!(root = %config.root.display(), scheduler, "listening on {scheme}://{addr}/");
-        match rangeserve::serve(listener, config, shutdown_signal()).await {
+        match rangeserve::app::serve(listener, config, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rangeserve: error: {e}");
@@ -155,7 +153,7 @@ fn main() -> ExitCode {
 
 /// `rangeserve gen SIZE [--seed N]`: the lab's generated file on standard output.
 fn gen(size: &str, seed: u64) -> ExitCode {
-    use rangeserve::lab::gen;
+    use rangeserve::app::lab::gen;
     let size = match gen::parse_size(size) {
         Ok(s) => s,
         Err(e) => {

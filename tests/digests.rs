@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rangeserve::Config;
+use rangeserve::config::Config;
 
 fn start(root: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
     Server::start_over(root, tweak)
@@ -19,7 +19,7 @@ fn start(root: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
 
 /// Hash computations started by this server so far.
 fn computations(s: &Server) -> u64 {
-    s.state.digests.computations()
+    s.files.hash_computations()
 }
 
 /// Wait (at most 30 s) until the count of computations reaches `n`.

@@ -524,7 +524,7 @@ fn a_file_without_sidecars_does_not_vary() {
 #[test]
 fn off_by_default() {
     let s = Server::start();
-    assert!(!s.state.config.precompressed);
+    assert!(!s.config.precompressed);
     let f = make(&s, "doc.txt", 1, ALL);
     let r = get_ae(&s, "/doc.txt", "gzip, br, zstd", &[]);
     assert_eq!(r.status, 200);

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rangeserve::metrics::METRICS;
+use rangeserve::ops::metrics::METRICS;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rangeserve::tls::Tls;
+use rangeserve::transport::tls::Tls;
 
 /// Larger than every buffer on the way (hyper's per-stream send buffer, the HTTP/2 flow-control
 /// windows, the server's read chunk), so bodies cross many frames and window updates.
@@ -346,7 +346,7 @@ fn http2_header_list_over_the_limit_is_431() {
     let just_under = "a".repeat(8 * 1024);
     let ok = curl.get(&["--http2"], &url, &[("X-Long", &just_under)]);
     assert_eq!((ok.version.as_str(), ok.status), ("2", 200));
-    let over = "a".repeat(rangeserve::server::MAX_BUF + 1);
+    let over = "a".repeat(rangeserve::transport::MAX_BUF + 1);
     let refused = curl.get(&["--http2"], &url, &[("X-Long", &over)]);
     assert_eq!(
         (refused.version.as_str(), refused.status),
@@ -492,8 +492,8 @@ fn a_silent_client_neither_blocks_others_nor_stays_past_the_handshake_timeout() 
         "the server sent something to a client that said nothing"
     );
     assert!(
-        waited >= rangeserve::tls::HANDSHAKE_TIMEOUT - Duration::from_millis(500)
-            && waited < rangeserve::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(15),
+        waited >= rangeserve::transport::tls::HANDSHAKE_TIMEOUT - Duration::from_millis(500)
+            && waited < rangeserve::transport::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(15),
         "closed after {waited:?}"
     );
 }
@@ -676,7 +676,7 @@ fn shutdown_closes_the_redirect_listener_and_skips_silent_handshakes() {
     let st = run.wait_exit(Duration::from_secs(20));
     assert!(st.success(), "{st}");
     assert!(
-        stopped.elapsed() < rangeserve::tls::HANDSHAKE_TIMEOUT / 2,
+        stopped.elapsed() < rangeserve::transport::tls::HANDSHAKE_TIMEOUT / 2,
         "took {:?}",
         stopped.elapsed()
     );

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::metrics::METRICS;
+use crate::ops::metrics::METRICS;
 
 /// Which version of which file: if any of these changes, the content may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,36 +66,32 @@ impl FileId {
 
 pub type Sha256Sum = [u8; 32];
 
-/// A file version's hash, and the strong ETag (quoted lowercase hex) and `Repr-Digest` value
-/// made from it, built once.
-#[derive(Debug, Clone)]
-pub struct Digest {
-    pub sha256: Sha256Sum,
-    pub etag: http::HeaderValue,
-    pub repr_digest: http::HeaderValue,
+/// What the cache keeps per file version: the hash itself, or what the caller makes of it once
+/// (the engine: its ETag and `Repr-Digest` values), so that a hit costs no formatting.
+pub trait Digest: Clone + Send + Sync + 'static {
+    fn from_sha256(sum: Sha256Sum) -> Self;
+    fn sha256(&self) -> &Sha256Sum;
 }
 
-impl Digest {
-    fn new(sha256: Sha256Sum) -> Digest {
-        let etag = format!("\"{}\"", hex::encode(sha256));
-        Digest {
-            sha256,
-            etag: http::HeaderValue::from_str(&etag).expect("hex is a valid header value"),
-            repr_digest: crate::http::repr_digest::value(&sha256),
-        }
+impl Digest for Sha256Sum {
+    fn from_sha256(sum: Sha256Sum) -> Self {
+        sum
+    }
+    fn sha256(&self) -> &Sha256Sum {
+        self
     }
 }
 
-struct Entry {
-    cell: Arc<OnceCell<Digest>>,
+struct Entry<D> {
+    cell: Arc<OnceCell<D>>,
     last_used: u64,
 }
 
-type Entries = Arc<Mutex<HashMap<FileId, Entry>>>;
+type Entries<D> = Arc<Mutex<HashMap<FileId, Entry<D>>>>;
 
 /// A bounded cache of content hashes; the least recently used entry goes first.
-pub struct DigestCache {
-    entries: Entries,
+pub struct DigestCache<D = Sha256Sum> {
+    entries: Entries<D>,
     capacity: usize,
     clock: AtomicU64,
     /// How many hashes were started, for tests and diagnostics.
@@ -109,9 +105,9 @@ const READ_BUF: usize = 1 << 20;
 /// The name of the state file inside the state directory; the suffix is the line format's version.
 pub const STATE_FILE: &str = "digests-v1";
 
-impl DigestCache {
+impl<D: Digest> DigestCache<D> {
     /// An in-memory cache of at most `capacity` file versions.
-    pub fn new(capacity: usize) -> DigestCache {
+    pub fn new(capacity: usize) -> DigestCache<D> {
         DigestCache {
             entries: Arc::new(Mutex::new(HashMap::new())),
             capacity: capacity.max(1),
@@ -125,7 +121,7 @@ impl DigestCache {
     /// ready to use, the file is rewritten compacted, and new hashes are appended to it. Blocking
     /// file I/O: call it at start-up. A state file that cannot be read or written is logged as a
     /// warning and the cache works from memory alone; serving never depends on it.
-    pub fn with_state(capacity: usize, state_dir: Option<&Path>) -> DigestCache {
+    pub fn with_state(capacity: usize, state_dir: Option<&Path>) -> DigestCache<D> {
         let mut cache = DigestCache::new(capacity);
         let Some(dir) = state_dir else {
             return cache;
@@ -146,7 +142,7 @@ impl DigestCache {
                 map.insert(
                     *id,
                     Entry {
-                        cell: Arc::new(OnceCell::new_with(Some(Digest::new(*sum)))),
+                        cell: Arc::new(OnceCell::new_with(Some(D::from_sha256(*sum)))),
                         last_used,
                     },
                 );
@@ -175,7 +171,7 @@ impl DigestCache {
 
     /// The SHA-256 of `file`, whose metadata gave `id`. Concurrent callers for one id share one
     /// computation. Fails if the file changes while it is hashed (the caller may retry).
-    pub async fn digest(&self, file: Arc<File>, id: FileId) -> io::Result<Digest> {
+    pub async fn digest(&self, file: Arc<File>, id: FileId) -> io::Result<D> {
         let cell = self.cell(id);
         if let Some(d) = cell.get() {
             METRICS.digest_hit();
@@ -201,7 +197,7 @@ impl DigestCache {
                         if let Some((state, entries, capacity)) = persist {
                             state.record(id, &sum, &entries, capacity);
                         }
-                        Ok(Digest::new(sum))
+                        Ok(D::from_sha256(sum))
                     })
                     .await
                     .map_err(io::Error::other)?
@@ -219,7 +215,7 @@ impl DigestCache {
         result
     }
 
-    fn cell(&self, id: FileId) -> Arc<OnceCell<Digest>> {
+    fn cell(&self, id: FileId) -> Arc<OnceCell<D>> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.entries.lock().unwrap();
         if let Some(e) = map.get_mut(&id) {
@@ -273,7 +269,7 @@ impl StateFile {
     /// Append one new hash (blocking; called on the blocking pool right after the hash). Once
     /// as many lines were appended as the cache holds, rewrite the file from the cache, so it
     /// stays within about twice the cache's size however long the server runs.
-    fn record(&self, id: FileId, sum: &Sha256Sum, entries: &Entries, capacity: usize) {
+    fn record<D: Digest>(&self, id: FileId, sum: &Sha256Sum, entries: &Entries<D>, capacity: usize) {
         let line = format_line(id, sum);
         let mut app = self.appender.lock().unwrap();
         match (&app.file).write(line.as_bytes()) {
@@ -299,7 +295,7 @@ impl StateFile {
             .unwrap()
             .iter()
             .filter(|(k, _)| **k != id)
-            .filter_map(|(k, e)| e.cell.get().map(|d| (e.last_used, *k, d.sha256)))
+            .filter_map(|(k, e)| e.cell.get().map(|d| (e.last_used, *k, *d.sha256())))
             .collect();
         ready.sort_unstable_by_key(|r| r.0);
         let mut lines: Vec<(FileId, Sha256Sum)> = ready.into_iter().map(|r| (r.1, r.2)).collect();
@@ -449,7 +445,7 @@ fn hash_file(file: &File, id: FileId) -> io::Result<Sha256Sum> {
 
 /// Fill `buf` from `offset`; a file that ends first has changed.
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    crate::source::read_exact_at(file, buf, offset).map_err(|e| match e.kind() {
+    crate::fs::file::read_exact_at(file, buf, offset).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => changed(),
         _ => e,
     })
@@ -496,9 +492,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
-        let cache = DigestCache::new(2);
+        let cache = DigestCache::<Sha256Sum>::new(2);
         let (f, id) = open(&p);
-        let sum = cache.digest(f.clone(), id).await.unwrap().sha256;
+        let sum = cache.digest(f.clone(), id).await.unwrap();
         // FIPS 180-2 test vector for "abc".
         assert_eq!(
             hex::encode(sum),
@@ -506,8 +502,7 @@ mod tests {
         );
         assert_eq!(cache.len(), 1);
         let again = cache.digest(f, id).await.unwrap();
-        assert_eq!(again.sha256, sum);
-        assert_eq!(again.etag, format!("\"{}\"", hex::encode(sum)).as_str());
+        assert_eq!(again, sum);
         assert_eq!(cache.len(), 1);
     }
 
@@ -516,12 +511,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, vec![7u8; 8 << 20]).unwrap();
-        let cache = Arc::new(DigestCache::new(4));
+        let cache = Arc::new(DigestCache::<Sha256Sum>::new(4));
         let (f, id) = open(&p);
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let (cache, f) = (cache.clone(), f.clone());
-                tokio::spawn(async move { cache.digest(f, id).await.unwrap().sha256 })
+                tokio::spawn(async move { cache.digest(f, id).await.unwrap() })
             })
             .collect();
         let mut sums = Vec::new();
@@ -537,7 +532,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, vec![1u8; 64 << 20]).unwrap();
-        let cache = DigestCache::new(4);
+        let cache = DigestCache::<Sha256Sum>::new(4);
         let (f, id) = open(&p);
         // The client gives up long before 64 MiB are hashed.
         let gave_up = tokio::time::timeout(
@@ -585,7 +580,7 @@ mod tests {
     #[tokio::test]
     async fn bounded_lru() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = DigestCache::new(2);
+        let cache = DigestCache::<Sha256Sum>::new(2);
         let mut ids = Vec::new();
         for i in 0..3 {
             let p = dir.path().join(format!("f{i}"));
@@ -605,7 +600,7 @@ mod tests {
         std::fs::write(&p, b"abcdef").unwrap();
         let (f, id) = open(&p);
         std::fs::write(&p, b"ab").unwrap();
-        let cache = DigestCache::new(2);
+        let cache = DigestCache::<Sha256Sum>::new(2);
         assert!(cache.digest(f, id).await.is_err());
         assert_eq!(cache.len(), 0);
     }
@@ -696,18 +691,18 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let (f, id) = open(&p);
 
-        let cache = DigestCache::with_state(4, Some(&state));
+        let cache = DigestCache::<Sha256Sum>::with_state(4, Some(&state));
         let first = cache.digest(f.clone(), id).await.unwrap();
         assert_eq!(cache.computations(), 1);
         drop(cache);
         let text = std::fs::read_to_string(state.join(STATE_FILE)).unwrap();
-        assert_eq!(text, format_line(id, &first.sha256));
+        assert_eq!(text, format_line(id, &first));
 
-        let cache = DigestCache::with_state(4, Some(&state));
+        let cache = DigestCache::<Sha256Sum>::with_state(4, Some(&state));
         assert_eq!(cache.len(), 1);
         let again = cache.digest(f, id).await.unwrap();
         assert_eq!(cache.computations(), 0);
-        assert_eq!(again.etag, first.etag);
+        assert_eq!(again, first);
     }
 
     #[tokio::test]
@@ -715,7 +710,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir(&state).unwrap();
-        let cache = DigestCache::with_state(3, Some(&state));
+        let cache = DigestCache::<Sha256Sum>::with_state(3, Some(&state));
         let mut ids = Vec::new();
         for i in 0..8 {
             let p = dir.path().join(format!("f{i}"));
@@ -730,7 +725,7 @@ mod tests {
             assert!(lines <= 2 * 3, "{lines} lines after {} hashes", i + 1);
         }
         // The newest three versions survive a restart, and nothing else.
-        let cache = DigestCache::with_state(3, Some(&state));
+        let cache = DigestCache::<Sha256Sum>::with_state(3, Some(&state));
         let kept: Vec<bool> = ids
             .iter()
             .map(|id| cache.entries.lock().unwrap().contains_key(id))
@@ -741,7 +736,7 @@ mod tests {
     #[test]
     fn an_unwritable_state_dir_only_disables_persistence() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = DigestCache::with_state(3, Some(&dir.path().join("missing")));
+        let cache = DigestCache::<Sha256Sum>::with_state(3, Some(&dir.path().join("missing")));
         assert!(cache.state.is_none());
         assert!(cache.is_empty());
     }

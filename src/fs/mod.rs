@@ -1,8 +1,17 @@
-//! The file system side: turning a request path into a file under the root, the content
-//! hashes behind the ETags, and hashing ahead of requests (at start-up and on changes).
+//! The local disk: turning a request path into an open file under the root (`resolve`,
+//! `sidecar`), reading its bytes (`file`), the content hashes behind the ETags (`digest`), and
+//! hashing ahead of requests (`prehash`, `watch`, over `walk`); listing a directory
+//! (`listdir`); and the hand-off of file spans to `sendfile` (`sendfile`).
+//!
+//! Nothing here builds HTTP values: this layer returns bytes, identities and hashes, and the
+//! engine (`files`) turns them into headers.
 
 pub mod digest;
+pub mod file;
+pub mod listdir;
 pub mod prehash;
 pub mod resolve;
+pub mod sendfile;
 pub mod sidecar;
+pub mod walk;
 pub mod watch;

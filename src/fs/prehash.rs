@@ -5,15 +5,13 @@
 //! both only see what the server would serve: regular files, no symlinks, no hidden names unless
 //! `show_hidden`.
 
-use std::fs::{File, Metadata, OpenOptions};
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::fs::digest::{DigestCache, FileId};
+use crate::fs::digest::{Digest, DigestCache, FileId};
+use crate::fs::walk::{open_regular, walk};
 use crate::fs::watch;
 
 /// The background hashers started by [`start`]; dropping this stops them (prehash after the file
@@ -34,8 +32,8 @@ impl Drop for Background {
 
 /// Start what is asked for on the current runtime: the start-up walk of `root` (`prehash`) and
 /// the watcher (`watch`). Neither blocks the caller nor serving; failures are logged.
-pub fn start(
-    cache: &Arc<DigestCache>,
+pub fn start<D: Digest>(
+    cache: &Arc<DigestCache<D>>,
     root: &Path,
     show_hidden: bool,
     prehash: bool,
@@ -61,9 +59,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Walk the root twice, on a blocking-pool thread: once to count, once to hash, one file at a
 /// time (so serving keeps the other cores), each hash waited for before the next file.
-fn prehash_root(
+fn prehash_root<D: Digest>(
     rt: &tokio::runtime::Handle,
-    cache: &DigestCache,
+    cache: &DigestCache<D>,
     root: &Path,
     show_hidden: bool,
     stop: &AtomicBool,
@@ -135,65 +133,10 @@ fn rate(bytes: u64, took: Duration) -> String {
     )
 }
 
-/// Visit every regular file under `dir` (depth first) with its `lstat` metadata, never
-/// following symlinks and skipping names that start with a dot unless `show_hidden`. Unreadable
-/// directories are skipped. Stops early, returning false, when `visit` returns false.
-pub(crate) fn walk(
-    dir: &Path,
-    show_hidden: bool,
-    visit: &mut dyn FnMut(PathBuf, &Metadata) -> bool,
-) -> bool {
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::debug!(dir = %dir.display(), "cannot list: {e}");
-                continue;
-            }
-        };
-        for entry in entries.flatten() {
-            if !show_hidden && entry.file_name().as_encoded_bytes().starts_with(b".") {
-                continue;
-            }
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                dirs.push(entry.path());
-            } else if kind.is_file() {
-                let Ok(meta) = entry.metadata() else {
-                    continue;
-                };
-                if !visit(entry.path(), &meta) {
-                    return false;
-                }
-            }
-        }
-    }
-    true
-}
-
-/// Open `path` to hash it: only a regular file, and not through a symlink in its last component
-/// (O_NOFOLLOW). O_NONBLOCK so that a FIFO swapped in meanwhile cannot hang the open.
-pub(crate) fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    Ok((file, meta))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn walk_sees_regular_files_only_and_no_hidden_ones() {

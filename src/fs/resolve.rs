@@ -25,10 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use percent_encoding::percent_decode;
 
-use http::HeaderValue;
-
 use crate::fs::digest::FileId;
-use crate::source::content_type_for;
 
 /// What the resolver may serve.
 #[derive(Debug, Clone)]
@@ -39,11 +36,14 @@ pub struct Policy {
 
 /// The document root: its canonical path, an open handle that lookups start from, and the
 /// files recently served.
-#[derive(Debug)]
-pub struct Root {
+///
+/// `D` is what the caller derives from a file's name (the engine: its `Content-Type`), worked
+/// out once by `describe` when a file is opened and kept with its open handle.
+pub struct Root<D = ()> {
     path: PathBuf,
     dir: File,
-    handles: Handles,
+    handles: Handles<D>,
+    describe: fn(&Path) -> D,
     /// Whether `openat2` works here: kernels before 5.6 lack it, and some container seccomp
     /// profiles refuse it (ENOSYS or EPERM). Without it every open takes the slow path.
     openat2: bool,
@@ -53,21 +53,29 @@ pub struct Root {
 /// has not changed costs one `stat` instead of open + fstat + close. An entry is used only while
 /// the path still leads to the same file version (device, inode, size, mtime, ctime), exactly
 /// the identity the content hashes are keyed by; anything else drops it and takes the full path.
-#[derive(Debug, Default)]
-struct Handles {
+struct Handles<D> {
     /// Keyed by the path's bytes: hashing a `Path` walks its components.
-    map: Mutex<HashMap<Box<[u8]>, Handle>>,
+    map: Mutex<HashMap<Box<[u8]>, Handle<D>>>,
     clock: AtomicU64,
 }
 
-#[derive(Debug, Clone)]
-struct Handle {
+impl<D> Default for Handles<D> {
+    fn default() -> Self {
+        Handles {
+            map: Mutex::default(),
+            clock: AtomicU64::new(0),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Handle<D> {
     file: Arc<File>,
     /// The metadata from the open; while the path's identity equals `id`, it still holds.
     meta: Metadata,
     id: FileId,
-    /// The path's `Content-Type` (it depends on the name only: looked up once per entry).
-    content_type: HeaderValue,
+    /// What `describe` made of the name (it depends on the name only: once per entry).
+    described: D,
     used: u64,
 }
 
@@ -78,8 +86,8 @@ fn key(rel: &Path) -> &[u8] {
     std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str())
 }
 
-impl Handles {
-    fn get(&self, root: &File, rel: &Path) -> Option<Handle> {
+impl<D: Clone> Handles<D> {
+    fn get(&self, root: &File, rel: &Path) -> Option<Handle<D>> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let hit = {
             let mut map = self.map.lock().unwrap();
@@ -99,7 +107,7 @@ impl Handles {
         }
     }
 
-    fn put(&self, rel: &Path, file: &Arc<File>, meta: &Metadata, content_type: &HeaderValue) {
+    fn put(&self, rel: &Path, file: &Arc<File>, meta: &Metadata, described: &D) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.map.lock().unwrap();
         if map.len() >= HANDLES && !map.contains_key(key(rel)) {
@@ -117,16 +125,33 @@ impl Handles {
                 file: file.clone(),
                 meta: meta.clone(),
                 id: FileId::of(meta),
-                content_type: content_type.clone(),
+                described: described.clone(),
                 used: now,
             },
         );
     }
 }
 
-impl Root {
-    /// `path` must be canonical (absolute, no symlinks).
-    pub fn open(path: &Path) -> io::Result<Root> {
+impl<D> std::fmt::Debug for Root<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Root")
+            .field("path", &self.path)
+            .field("openat2", &self.openat2)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Root<()> {
+    /// A root whose files carry nothing derived from their names.
+    pub fn open(path: &Path) -> io::Result<Root<()>> {
+        Root::with_describe(path, |_| ())
+    }
+}
+
+impl<D: Clone> Root<D> {
+    /// `path` must be canonical (absolute, no symlinks); `describe` derives `D` from a file's
+    /// name relative to the root (see [`Found::File`]).
+    pub fn with_describe(path: &Path, describe: fn(&Path) -> D) -> io::Result<Root<D>> {
         let dir = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_PATH)
@@ -135,6 +160,7 @@ impl Root {
             path: path.to_path_buf(),
             dir,
             handles: Handles::default(),
+            describe,
             openat2: true,
         };
         if let Err(e) = openat2_beneath(&root, Path::new("")) {
@@ -150,7 +176,7 @@ impl Root {
 
     /// A root that behaves as if `openat2` were missing (tests of the fallback).
     #[doc(hidden)]
-    pub fn without_openat2(mut self) -> Root {
+    pub fn without_openat2(mut self) -> Root<D> {
         self.openat2 = false;
         self
     }
@@ -164,21 +190,21 @@ impl Root {
 // A file is the common case: boxing it would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Found {
+pub enum Found<D> {
     /// A regular file, open, with its metadata (from the open handle) and the name it was
     /// asked for (relative to the root; its extension gives the type).
     File {
         file: Arc<File>,
         meta: Metadata,
         name: PathBuf,
-        /// From the name's extension (`source::content_type_for`).
-        content_type: HeaderValue,
+        /// What the root's `describe` made of `name`.
+        described: D,
     },
     /// A directory asked for without the trailing slash: redirect to this path (still
     /// percent-encoded as received, empty segments dropped, ending in `/`).
     AddSlash(String),
     /// A directory asked for with the trailing slash that has none of the index files: open,
-    /// with its name relative to the root (empty for the root). Listed or 404 (`crate::listing`).
+    /// with its name relative to the root (empty for the root): to list, or 404.
     Dir { dir: File, name: PathBuf },
 }
 
@@ -212,12 +238,12 @@ impl From<io::Error> for ResolveError {
 
 /// Resolve `raw_path` (the request path as received, percent-encoded) under `root`; a directory
 /// asked for with a trailing slash gives its first index file, or itself when it has none.
-pub fn find(
-    root: &Root,
+pub fn find<D: Clone>(
+    root: &Root<D>,
     raw_path: &str,
     index_files: &[String],
     policy: &Policy,
-) -> Result<Found, ResolveError> {
+) -> Result<Found<D>, ResolveError> {
     let rest = raw_path
         .strip_prefix('/')
         .ok_or(ResolveError::BadPath("path must start with /"))?;
@@ -227,19 +253,19 @@ pub fn find(
             file: hit.file,
             meta: hit.meta,
             name: rel,
-            content_type: hit.content_type,
+            described: hit.described,
         });
     }
     let (file, meta) = open_beneath(root, &rel, policy)?;
     if meta.is_file() {
         let file = Arc::new(file);
-        let content_type = content_type_for(&rel);
-        root.handles.put(&rel, &file, &meta, &content_type);
+        let described = (root.describe)(&rel);
+        root.handles.put(&rel, &file, &meta, &described);
         return Ok(Found::File {
             file,
             meta,
             name: rel,
-            content_type,
+            described,
         });
     }
     if !meta.is_dir() {
@@ -260,12 +286,12 @@ pub fn find(
         match open_beneath(root, &name, policy) {
             Ok((file, meta)) if meta.is_file() => {
                 let file = Arc::new(file);
-                let content_type = content_type_for(&name);
+                let described = (root.describe)(&name);
                 return Ok(Found::File {
                     file,
                     meta,
                     name,
-                    content_type,
+                    described,
                 });
             }
             Ok(_) | Err(ResolveError::NotFound) => continue,
@@ -339,8 +365,8 @@ fn segments(rest: &str) -> impl Iterator<Item = Result<(&str, Cow<'_, str>), Res
 /// The regular file at `rel`, a name built from one that [`find`] returned (e.g. a sidecar
 /// `name.gz` beside it): the same containment, symlink and open-handle rules; anything that is
 /// not a regular file is `NotFound`.
-pub fn open_file(
-    root: &Root,
+pub fn open_file<D: Clone>(
+    root: &Root<D>,
     rel: &Path,
     policy: &Policy,
 ) -> Result<(Arc<File>, Metadata), ResolveError> {
@@ -352,14 +378,14 @@ pub fn open_file(
         return Err(ResolveError::NotFound);
     }
     let file = Arc::new(file);
-    root.handles.put(rel, &file, &meta, &content_type_for(rel));
+    root.handles.put(rel, &file, &meta, &(root.describe)(rel));
     Ok((file, meta))
 }
 
 /// Open `rel` (already free of `..` and hidden segments) under the root, following symlinks
 /// only as the policy allows: what a request for `rel` would reach, or why not.
-pub(crate) fn open_beneath(
-    root: &Root,
+pub(crate) fn open_beneath<D>(
+    root: &Root<D>,
     rel: &Path,
     policy: &Policy,
 ) -> Result<(File, Metadata), ResolveError> {
@@ -394,7 +420,7 @@ pub(crate) fn open_beneath(
 
 /// `openat2(root, rel, O_RDONLY | O_NONBLOCK, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`.
 /// O_NONBLOCK: opening a FIFO must not hang the server (it is refused after the fstat).
-fn openat2_beneath(root: &Root, rel: &Path) -> io::Result<File> {
+fn openat2_beneath<D>(root: &Root<D>, rel: &Path) -> io::Result<File> {
     #[repr(C)]
     struct OpenHow {
         flags: u64,

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::fs::digest::{DigestCache, FileId};
-use crate::fs::prehash::{open_regular, walk};
+use crate::fs::digest::{Digest, DigestCache, FileId};
+use crate::fs::walk::{open_regular, walk};
 
 /// A path is hashed once it has had no event for this long.
 const QUIET: Duration = Duration::from_millis(500);
@@ -101,8 +101,8 @@ fn wanted(kind: &EventKind) -> Option<bool> {
 }
 
 /// Start watching `root` in a task; it logs a warning and ends if the watcher cannot start.
-pub fn spawn(
-    cache: Arc<DigestCache>,
+pub fn spawn<D: Digest>(
+    cache: Arc<DigestCache<D>>,
     root: PathBuf,
     show_hidden: bool,
 ) -> tokio::task::JoinHandle<()> {
@@ -173,8 +173,8 @@ fn start_watcher(
 }
 
 /// Hash one quiet path, or, for a directory that arrived with content, mark its files pending.
-async fn hash_path(
-    cache: &DigestCache,
+async fn hash_path<D: Digest>(
+    cache: &DigestCache<D>,
     pending: &Arc<Mutex<Pending>>,
     path: PathBuf,
     walk_dir: bool,
@@ -204,7 +204,7 @@ async fn hash_path(
         Err(e) => Err(e),
     };
     match result {
-        Ok(d) => tracing::debug!(path = %shown, etag = ?d.etag, "watch: hashed"),
+        Ok(d) => tracing::debug!(path = %shown, sha256 = %hex::encode(d.sha256()), "watch: hashed"),
         Err(e) => tracing::debug!(path = %shown, "watch: skipped: {e}"),
     }
 }

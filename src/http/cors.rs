@@ -26,6 +26,8 @@ use std::collections::HashSet;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
+use crate::http::response::add_vary;
+
 /// The methods a preflight allows: the only ones the server answers with content.
 const ALLOW_METHODS: &str = "GET, HEAD";
 
@@ -132,20 +134,6 @@ impl Cors {
                 HeaderValue::from_static(EXPOSE_HEADERS),
             );
         }
-    }
-}
-
-/// Add `token` to `Vary` unless it is already listed (in any `Vary` line, any case). Appends a
-/// line: other features add their own tokens.
-pub fn add_vary(h: &mut HeaderMap, token: &'static str) {
-    let listed = h.get_all(header::VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case(token))
-        })
-    });
-    if !listed {
-        h.append(header::VARY, HeaderValue::from_static(token));
     }
 }
 

@@ -7,14 +7,19 @@
 
 use std::borrow::Cow;
 
-use http::header::{CONTENT_ENCODING, IF_RANGE, VARY};
+use http::header::{CONTENT_ENCODING, IF_RANGE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::http::response::add_vary;
 
 /// A content coding we serve from a sidecar file (`name.br`, `name.zst`, `name.gz`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
+    /// Brotli (RFC 7932), `name.br`.
     Br,
+    /// Zstandard (RFC 8878), `name.zst`.
     Zstd,
+    /// gzip (RFC 9110 §8.4.1.3), `name.gz`.
     Gzip,
 }
 
@@ -237,24 +242,10 @@ impl Negotiated {
     }
 }
 
-/// Append `name` to `Vary` unless a Vary field already lists it (or `*`). Appends, never
-/// replaces: other features add their own names.
-pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
-    let listed = headers.get_all(VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .map(|t| t.trim_matches([' ', '\t']))
-                .any(|t| t == "*" || t.eq_ignore_ascii_case(name))
-        })
-    });
-    if !listed {
-        headers.append(VARY, HeaderValue::from_static(name));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::VARY;
     use proptest::prelude::*;
     use Coding::*;
 

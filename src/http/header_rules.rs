@@ -42,6 +42,7 @@ const RESERVED: &[&str] = &[
 /// One `[[headers]]` entry as written in the config file.
 #[derive(Debug, Clone)]
 pub struct RuleSpec {
+    /// The glob over the decoded path (`/downloads/**/*.iso`).
     pub path: String,
     /// Header name -> value; an empty value means the header is not sent (useful for
     /// `Cache-Control = ""`, which drops the default).
@@ -49,7 +50,7 @@ pub struct RuleSpec {
 }
 
 /// One compiled rule.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rule {
     glob: GlobMatcher,
     /// Headers to send; `None`: the header is not sent.
@@ -59,7 +60,7 @@ pub struct Rule {
 }
 
 /// The compiled `[[headers]]` rules, in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct HeaderRules {
     rules: Vec<Arc<Rule>>,
 }
@@ -115,6 +116,7 @@ impl HeaderRules {
         Ok(HeaderRules { rules })
     }
 
+    /// Whether there is no rule.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
@@ -129,7 +131,9 @@ impl HeaderRules {
 /// rule (if any) and `?download`'s `Content-Disposition`.
 #[derive(Debug, Clone, Default)]
 pub struct PathHeaders {
+    /// The first rule that matches the path.
     pub rule: Option<Arc<Rule>>,
+    /// `Content-Disposition` for `?download`.
     pub disposition: Option<HeaderValue>,
 }
 

@@ -12,17 +12,22 @@ use super::range::ByteRange;
 /// The part bodies themselves come from the representation.
 #[derive(Debug, Clone)]
 pub struct Multipart {
+    /// The boundary between parts (RFC 2046 §5.1.1), new for each response.
     pub boundary: String,
     /// `(range, the delimiter and part headers that precede its bytes)`.
     pub parts: Vec<(ByteRange, Bytes)>,
+    /// The closing delimiter, after the last part.
     pub closing: Bytes,
 }
 
 impl Multipart {
+    /// The framing for `ranges` of a representation of `complete_len` bytes and this type,
+    /// with a fresh random boundary.
     pub fn new(ranges: &[ByteRange], complete_len: u64, content_type: &str) -> Multipart {
         Self::with_boundary(new_boundary(), ranges, complete_len, content_type)
     }
 
+    /// [`Multipart::new`] with a given boundary (tests, fuzzing).
     pub fn with_boundary(
         boundary: String,
         ranges: &[ByteRange],

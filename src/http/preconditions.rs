@@ -20,6 +20,7 @@ pub struct Validators<'a> {
     pub last_modified_is_strong: bool,
 }
 
+/// What the preconditions of a request decide (RFC 9110 §13.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// 304: for GET and HEAD when If-None-Match or If-Modified-Since says the client has it.
@@ -27,7 +28,10 @@ pub enum Decision {
     /// 412.
     PreconditionFailed,
     /// Perform the method; `use_range` is false when If-Range did not match (send the 200).
-    Proceed { use_range: bool },
+    Proceed {
+        /// Whether a `Range` applies (false when `If-Range` did not match).
+        use_range: bool,
+    },
 }
 
 /// One header's outcome, as in Go's `condNone / condTrue / condFalse`.

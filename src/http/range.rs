@@ -6,16 +6,19 @@ use http::HeaderValue;
 /// A non-empty run of bytes `[start, end)` inside the representation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
+    /// The first byte.
     pub start: u64,
     /// Exclusive.
     pub end: u64,
 }
 
 impl ByteRange {
+    /// How many bytes.
     pub fn len(&self) -> u64 {
         self.end - self.start
     }
 
+    /// Whether it holds no byte.
     pub fn is_empty(&self) -> bool {
         self.end == self.start
     }

@@ -7,7 +7,9 @@
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+/// `Repr-Digest` (RFC 9530 §3).
 pub static REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");
+/// `Want-Repr-Digest` (RFC 9530 §4).
 pub static WANT_REPR_DIGEST: HeaderName = HeaderName::from_static("want-repr-digest");
 
 /// The only algorithm we send (RFC 9530 §5: `sha-256`, "standard").

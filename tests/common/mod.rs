@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rangeserve::serve::AppState;
-use rangeserve::Config;
+use rangeserve::config::Config;
+use rangeserve::ServeFiles;
 
 pub mod multipart;
 pub mod process;
@@ -22,8 +22,10 @@ pub struct Server {
     pub root: PathBuf,
     /// Holds the temporary directory; the root lives inside it, next to `outside`.
     pub dir: tempfile::TempDir,
-    /// The server's state, shared with the test (e.g. to count hash computations).
-    pub state: Arc<AppState>,
+    /// The server's configuration.
+    pub config: Arc<Config>,
+    /// The server's file engine, shared with the test (e.g. to count hash computations).
+    pub files: ServeFiles,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -51,10 +53,11 @@ impl Server {
         let mut config = Config::with_root(&root).unwrap();
         config.listen = "127.0.0.1:0".parse().unwrap();
         tweak(&mut config);
-        let state = Arc::new(AppState::new(Arc::new(config)).unwrap());
+        let config = Arc::new(config);
+        let files = rangeserve::app::files(&config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let served = state.clone();
+        let (served, served_config) = (files.clone(), config.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -62,11 +65,13 @@ impl Server {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(served.config.listen)
+                let listener = tokio::net::TcpListener::bind(served_config.listen)
                     .await
                     .unwrap();
+                // Ready before the test goes on: the root open, persisted hashes loaded.
+                served.start().await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                rangeserve::serve_state(listener, served, async {
+                rangeserve::app::serve_files(listener, served_config, served, async {
                     let _ = rx.await;
                 })
                 .await
@@ -78,7 +83,8 @@ impl Server {
             addr,
             root,
             dir,
-            state,
+            config,
+            files,
             shutdown: Some(tx),
             thread: Some(thread),
         }
@@ -94,22 +100,12 @@ impl Server {
 
     /// Send raw request bytes on a fresh connection and read the response to EOF.
     pub fn raw(&self, request: &[u8]) -> Vec<u8> {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(request).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        out
+        raw_at(self.addr, request)
     }
 
     /// `METHOD path` with these headers (plus Host and Connection: close); the parsed response.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        Response::parse(&self.raw(req.as_bytes()), method == "HEAD")
+        request_at(self.addr, method, path, headers)
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
@@ -126,6 +122,32 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
+}
+
+/// Send raw request bytes to `addr` on a fresh connection and read the response to EOF.
+pub fn raw_at(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// `METHOD path` to `addr` with these headers (plus Host and Connection: close); the parsed
+/// response.
+pub fn request_at(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    Response::parse(&raw_at(addr, req.as_bytes()), method == "HEAD")
 }
 
 #[derive(Debug)]

@@ -1,157 +1,28 @@
-//! Representations: what the range and precondition engine serves, whatever the bytes come from.
-//! A file on disk is one source; other sources (generated files) plug in through [`Source`].
+//! The streaming body of a file response: the planned pieces (runs of the source, multipart
+//! framing) read a chunk at a time, from memory when the bytes are there, through the source's
+//! own read otherwise, or handed to `sendfile`; and the check, before the last bytes go out,
+//! that the source is still the version the headers describe.
 
 use std::collections::VecDeque;
-
-use foldhash::{HashMap, HashMapExt};
-use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
-
-use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 
-use crate::fs::digest::FileId;
-use crate::http::header_rules::PathHeaders;
+use crate::files::storage::{ReadFuture, Source};
+use crate::fs::file::ended_early;
+use crate::fs::sendfile::{self, Sink};
 use crate::http::range::ByteRange;
-use crate::metrics::METRICS;
-use crate::sendfile::{self, Sink};
-
-/// Positional reads of a representation's bytes. Called on the blocking pool.
-pub trait Source: Send + Sync + 'static {
-    /// Read up to `buf.len()` bytes at `offset`; 0 means the source ended early. May block.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-
-    /// Like `read_at`, but only if it will not block (the bytes are in memory): `None` means
-    /// "use `read_at` on the blocking pool". Sources whose reads never block read here.
-    /// The buffer may be uninitialized: the bytes read are initialized, the rest untouched,
-    /// which spares zeroing memory that is about to be overwritten.
-    fn read_at_nowait(
-        &self,
-        buf: &mut [MaybeUninit<u8>],
-        offset: u64,
-    ) -> Option<io::Result<usize>> {
-        let _ = (buf, offset);
-        None
-    }
-
-    /// The open descriptor the bytes can be sent from with `sendfile`, if there is one.
-    fn raw_fd(&self) -> Option<RawFd> {
-        None
-    }
-
-    /// Whether the bytes are still the version the response describes (its ETag, length and
-    /// Last-Modified). Checked after the last byte of a response was read and before it goes
-    /// out; `false` aborts the response. Sources that never change need not override it.
-    fn unchanged(&self) -> io::Result<bool> {
-        Ok(true)
-    }
-}
-
-/// A file as it was when its response was decided: the open file and its identity then.
-pub struct FileVersion {
-    pub file: Arc<File>,
-    pub id: FileId,
-    /// Its link count then: a name removed since (deleted, renamed over) changes the ctime too.
-    pub links: u64,
-}
-
-impl Source for FileVersion {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        Source::read_at(&*self.file, buf, offset)
-    }
-
-    fn read_at_nowait(
-        &self,
-        buf: &mut [MaybeUninit<u8>],
-        offset: u64,
-    ) -> Option<io::Result<usize>> {
-        self.file.read_at_nowait(buf, offset)
-    }
-
-    fn raw_fd(&self) -> Option<RawFd> {
-        Some(self.file.as_raw_fd())
-    }
-
-    /// A write, truncation or `touch` changes the ctime (and usually mtime and size), which
-    /// the identity includes. Removing a name (a delete, a rename over it) changes the ctime
-    /// too but not the bytes: with fewer links than at the start, the ctime is not compared.
-    /// (A write within the same clock tick as the previous change can escape the check on
-    /// kernels with coarse timestamps.)
-    fn unchanged(&self) -> io::Result<bool> {
-        let meta = self.file.metadata()?;
-        let now = FileId::of(&meta);
-        Ok(now == self.id || (meta.nlink() < self.links && now.same_but_ctime(&self.id)))
-    }
-}
-
-impl Source for File {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        FileExt::read_at(self, buf, offset)
-    }
-
-    /// `preadv2(RWF_NOWAIT)`: served from the page cache, or EAGAIN at once. A page-cached read
-    /// on the async worker costs microseconds; a hand-off to the blocking pool costs a context
-    /// switch or two, which dominated the profile with many concurrent downloads.
-    fn read_at_nowait(
-        &self,
-        buf: &mut [MaybeUninit<u8>],
-        offset: u64,
-    ) -> Option<io::Result<usize>> {
-        let iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let offset = libc::off_t::try_from(offset).ok()?;
-        // SAFETY: one iovec over `buf`, valid for writes of its length (the kernel only writes,
-        // so uninitialized memory is fine), on our own descriptor.
-        let n = unsafe { libc::preadv2(self.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
-        if n >= 0 {
-            return Some(Ok(n as usize));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            // Not cached (EAGAIN), or no RWF_NOWAIT here: take the blocking path.
-            Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => None,
-            Some(libc::EINTR) => None,
-            _ => Some(Err(e)),
-        }
-    }
-
-    fn raw_fd(&self) -> Option<RawFd> {
-        Some(self.as_raw_fd())
-    }
-}
-
-/// Everything the engine needs to answer a GET or HEAD.
-#[derive(Clone)]
-pub struct Representation {
-    pub len: u64,
-    /// Strong entity-tag, quoted.
-    pub etag: Option<HeaderValue>,
-    pub modified: Option<SystemTime>,
-    /// Full `Content-Type` value (with charset where it applies).
-    pub content_type: HeaderValue,
-    pub source: Arc<dyn Source>,
-    /// `Repr-Digest` of the whole representation (`sha-256=:...:`), when its hash is known.
-    pub repr_digest: Option<HeaderValue>,
-    /// Headers from the configuration for this path and from the query (`?download`).
-    pub path_headers: PathHeaders,
-}
+use crate::ops::metrics::METRICS;
 
 /// The most bytes one read brings into memory; a streaming response holds one such chunk at a
-/// time (plus what hyper queues, see `server::MAX_BUF`), whatever the file size.
+/// time (plus what the connection queues), whatever the file size.
 pub const CHUNK: usize = 256 * 1024;
 
 /// The least: below this the per-read overhead dominates.
@@ -175,11 +46,6 @@ const TAIL: u64 = 4096;
 
 /// Streaming bodies alive now.
 static STREAMING: AtomicUsize = AtomicUsize::new(0);
-
-/// Streaming bodies alive now (for the in-flight gauge).
-pub fn streaming() -> usize {
-    STREAMING.load(Ordering::Relaxed)
-}
 
 /// The chunk size for the next read, given how many responses are streaming.
 fn chunk_size() -> u64 {
@@ -224,6 +90,7 @@ pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>, sink: Option<Sink>) -> 
         }
     }
     STREAMING.fetch_add(1, Ordering::Relaxed);
+    METRICS.streaming_started();
     Body::new(Streamed {
         source,
         pieces: VecDeque::from(pieces),
@@ -274,35 +141,12 @@ fn read_nowait_into(
     result
 }
 
-/// Read exactly `buf.len()` bytes at `offset`, blocking; a source that ends first is an
-/// `UnexpectedEof` error.
-pub fn read_exact_at(source: &dyn Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        match source.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => return Err(ended_early()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn ended_early() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "file is shorter than when the response started",
-    )
-}
-
-/// A streaming body. Each chunk is read on the async worker when it is in the page cache, and
-/// on the blocking pool when it is not. Buffers are allocated here, on the worker, which also
-/// frees them once hyper has written them: no per-thread allocator caches fill up.
+/// A streaming body. Each chunk is read on the async worker when it is in memory (the page
+/// cache), and with the source's own read (the blocking pool, for a file) when it is not.
 struct Streamed {
     source: Arc<dyn Source>,
     pieces: VecDeque<Piece>,
-    inflight: Option<tokio::task::JoinHandle<io::Result<Bytes>>>,
+    inflight: Option<ReadFuture>,
     remaining: u64,
     sink: Option<Sink>,
     /// The final frame, held until the file is known to be unchanged (see `release_last`).
@@ -405,6 +249,7 @@ impl Streamed {
 impl Drop for Streamed {
     fn drop(&mut self) {
         STREAMING.fetch_sub(1, Ordering::Relaxed);
+        METRICS.streaming_ended();
     }
 }
 
@@ -420,14 +265,14 @@ impl http_body::Body for Streamed {
             return self.release_last(cx);
         }
         if let Some(read) = &mut self.inflight {
-            let result = std::task::ready!(Pin::new(read).poll(cx));
+            let result = std::task::ready!(read.as_mut().poll(cx));
             self.inflight = None;
-            return match result.map_err(io::Error::other).and_then(|r| r) {
+            return match result {
                 Ok(bytes) => self.data(cx, bytes),
                 Err(e) => self.fail(e),
             };
         }
-        let (start, len) = match self.pieces.front() {
+        let (start, len, until) = match self.pieces.front() {
             None => return Poll::Ready(None),
             Some(Piece::Literal(_)) => {
                 let Some(Piece::Literal(b)) = self.pieces.pop_front() else {
@@ -436,11 +281,11 @@ impl http_body::Body for Streamed {
                 return self.data(cx, b);
             }
             Some(Piece::Range(r)) => {
-                let (start, left) = (r.start, r.len());
+                let (start, left, until) = (r.start, r.len(), r.end);
                 if let Some(p) = self.placeholder(start, left) {
                     return self.data(cx, p);
                 }
-                (start, left.min(chunk_size()) as usize)
+                (start, left.min(chunk_size()) as usize, until)
             }
         };
         let mut buf = BytesMut::with_capacity(len);
@@ -452,12 +297,9 @@ impl http_body::Body for Streamed {
             }
             Some(Err(e)) => self.fail(e),
             None => {
+                drop(buf);
                 self.advance(len as u64);
-                buf.resize(len, 0);
-                let source = self.source.clone();
-                self.inflight = Some(tokio::task::spawn_blocking(move || {
-                    read_exact_at(&*source, &mut buf, start).map(|()| buf.freeze())
-                }));
+                self.inflight = Some(self.source.clone().read(start, len, until));
                 // Poll the read once so that its completion wakes us.
                 self.poll_frame(cx)
             }
@@ -473,63 +315,3 @@ impl http_body::Body for Streamed {
     }
 }
 
-/// `Content-Type` for a path, from its extension; text types say they are UTF-8. Looked up once
-/// per extension.
-pub fn content_type_for(path: &std::path::Path) -> HeaderValue {
-    static BY_EXTENSION: RwLock<Option<HashMap<String, HeaderValue>>> = RwLock::new(None);
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let ext = match ext.bytes().any(|b| b.is_ascii_uppercase()) {
-        true => std::borrow::Cow::Owned(ext.to_ascii_lowercase()),
-        false => std::borrow::Cow::Borrowed(ext),
-    };
-    if let Some(v) = BY_EXTENSION
-        .read()
-        .unwrap()
-        .as_ref()
-        .and_then(|m| m.get(ext.as_ref()))
-    {
-        return v.clone();
-    }
-    let v = guess(path);
-    let mut map = BY_EXTENSION.write().unwrap();
-    let map = map.get_or_insert_with(HashMap::new);
-    // Bounded: extensions come from request paths, which anyone can invent.
-    if map.len() < 4096 {
-        map.insert(ext.into_owned(), v.clone());
-    }
-    v
-}
-
-fn guess(path: &std::path::Path) -> HeaderValue {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let essence = mime.essence_str();
-    let texty = mime.type_() == mime_guess::mime::TEXT
-        || matches!(
-            essence,
-            "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
-        );
-    let text = if texty && mime.get_param("charset").is_none() {
-        format!("{essence}; charset=utf-8")
-    } else {
-        mime.to_string()
-    };
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("application/octet-stream"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_types() {
-        let ct = |p: &str| content_type_for(std::path::Path::new(p));
-        assert_eq!(ct("a.html"), "text/html; charset=utf-8");
-        assert_eq!(ct("a.txt"), "text/plain; charset=utf-8");
-        assert_eq!(ct("a.json"), "application/json; charset=utf-8");
-        assert_eq!(ct("a.bin"), "application/octet-stream");
-        assert_eq!(ct("noext"), "application/octet-stream");
-        assert_eq!(ct("a.png"), "image/png");
-        assert_eq!(ct("A.TXT"), "text/plain; charset=utf-8");
-        assert_eq!(ct("b.txt"), "text/plain; charset=utf-8");
-    }
-}

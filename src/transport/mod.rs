@@ -1,5 +1,8 @@
-//! The connection loop: accept on the listener, serve each connection with hyper, and on
-//! shutdown stop accepting at once and give in-flight responses a grace period.
+//! The connection layer: accept on the listener, serve each connection with hyper (or, for
+//! simple HTTP/1.1 requests on plain TCP, the fast path in `h1`), and on shutdown stop
+//! accepting at once and give in-flight responses a grace period. Generic over the service it
+//! serves: it knows nothing about files, beyond handing each plain connection's `sendfile`
+//! queue to the task that serves it (`fs::sendfile`).
 //!
 //! Written against hyper directly (rather than `axum::serve`) for the knobs a download server
 //! needs: how much of a response hyper may queue per connection, and header-size limits.
@@ -9,11 +12,18 @@
 //! handshake runs in the connection's own task, never in the accept loop, and is bounded by
 //! [`crate::tls::HANDSHAKE_TIMEOUT`].
 
+pub mod h1;
+pub mod limits;
+pub mod sendfile;
+pub mod tls;
+
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -23,9 +33,45 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::limits::{self, Activity, Deadline, Gate, Limits};
-use crate::sendfile::{self, SendfileStream};
-use crate::{fast_h1, App};
+use crate::fs::sendfile as handoff;
+use limits::{Activity, Deadline, Gate, Limits};
+use sendfile::SendfileStream;
+
+/// What the transport can serve: a tower service from requests (with any body) to responses,
+/// always ready, that never fails (errors are responses).
+pub trait App:
+    tower::Service<
+        http::Request<Body>,
+        Response = http::Response<Self::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// The response body.
+    type Body: http_body::Body<Data = Bytes, Error: Into<BoxError> + Send + Sync>
+        + Send
+        + Unpin
+        + 'static;
+}
+
+impl<S, B> App for S
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send + Sync,
+{
+    type Body = B;
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The most a connection buffers in user space: hyper stops asking the body for more once this
 /// much is queued, so a slow reader costs about this much memory, not a whole file (256
@@ -55,32 +101,20 @@ pub struct Options {
     /// Serve the main listener over TLS.
     pub tls: Option<TlsAcceptor>,
     /// A plain-HTTP listener whose connections are served `redirect` (`[tls] redirect_listen`).
-    pub redirect: Option<(TcpListener, Router)>,
-    /// Timeouts, header count and connection cap (`crate::limits`).
+    pub redirect: Option<(TcpListener, axum::Router)>,
+    /// Timeouts, header count and connection cap (`limits`).
     pub limits: Limits,
-}
-
-/// Serve `app` on `listener` over plain HTTP until `shutdown` completes; see [`run_with`].
-pub async fn run(
-    listener: TcpListener,
-    app: App,
-    grace: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let opts = Options {
-        grace,
-        ..Options::default()
-    };
-    run_with(listener, app, opts, shutdown).await
+    /// Answer simple HTTP/1.1 requests on plain TCP with the fast path (`h1`).
+    pub fast_path: bool,
 }
 
 /// Serve `app` on `listener` (over TLS when `opts.tls` is set, and the redirect listener
 /// beside it) until `shutdown` completes; then close the listeners (new connections are
 /// refused), let open connections finish their current response for up to `opts.grace`, and
 /// return.
-pub async fn run_with(
+pub async fn run<A: App>(
     listener: TcpListener,
-    app: App,
+    app: A,
     opts: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -89,13 +123,14 @@ pub async fn run_with(
         tls,
         redirect,
         limits,
+        fast_path,
     } = opts;
     let service = app;
     let (redirect, redirect_service) = match redirect {
-        Some((l, r)) => (Some(l), Some(TowerToHyperService::new(r))),
+        Some((l, r)) => (Some(l), Some(r)),
         None => (None, None),
     };
-    let builder = Arc::new(builder(&limits));
+    let builders = Arc::new(Builders::new(&limits));
     // Both listeners count against one cap.
     let mut gate = Gate::new(limits.max_connections);
     let graceful = GracefulShutdown::new();
@@ -131,24 +166,24 @@ pub async fn run_with(
         // Headers and small bodies go out in one write anyway; don't hold back what remains.
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
-        let builder = builder.clone();
         if redirected {
             let service = redirect_service
                 .clone()
                 .expect("a redirect listener has a service");
-            tokio::spawn(serve_io(builder, stream, service, watcher, conn));
+            tokio::spawn(serve_io(builders.clone(), stream, service, watcher, conn));
             continue;
         }
         let service = service.clone();
+        let builders = builders.clone();
         match &tls {
             None => {
                 // Plain TCP: long runs of files may go out by sendfile (HTTP/1.x only).
                 let io = SendfileStream::new(stream);
                 let sink = io.sink();
                 let stop = stop.clone();
-                tokio::spawn(sendfile::scope(
+                tokio::spawn(handoff::scope(
                     sink,
-                    serve_plain(builder, io, service, watcher, conn, stop),
+                    serve_plain(builders, io, service, watcher, conn, stop, fast_path),
                 ));
             }
             Some(acceptor) => {
@@ -156,11 +191,11 @@ pub async fn run_with(
                 let mut stop = stop.clone();
                 tokio::spawn(async move {
                     let stream = tokio::select! {
-                        s = crate::tls::handshake(&acceptor, stream) => s,
+                        s = tls::handshake(&acceptor, stream) => s,
                         _ = stop.wait_for(|stopping| *stopping) => None,
                     };
                     if let Some(stream) = stream {
-                        serve_io(builder, stream, service, watcher, conn).await;
+                        serve_io(builders, stream, service, watcher, conn).await;
                     }
                 });
             }
@@ -177,6 +212,24 @@ pub async fn run_with(
         }
     }
     Ok(())
+}
+
+/// The connection settings every listener shares: for a new connection, HTTP/1.1 or HTTP/2;
+/// for a connection the fast path hands over after it has answered a request, HTTP/1.1 only
+/// (RFC 9113 §3.4: the HTTP/2 preface may only be the first bytes of a connection).
+struct Builders {
+    any: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &Limits) -> Builders {
+        let any = builder(limits);
+        Builders {
+            http1: any.clone().http1_only(),
+            any,
+        }
+    }
 }
 
 /// The connection settings every listener shares.
@@ -224,81 +277,84 @@ struct Conn {
 
 /// Serve HTTP/1.1 or HTTP/2 on one accepted connection (plain TCP or TLS) until it ends, or
 /// until graceful shutdown has let its current response finish.
-async fn serve_io<IO, S>(
-    builder: Arc<auto::Builder<TokioExecutor>>,
+async fn serve_io<IO, A: App>(
+    builders: Arc<Builders>,
     io: IO,
-    service: S,
+    service: A,
     watcher: Watcher,
     conn: Conn,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Conn { limits, permit } = conn;
     let _permit = permit;
     let activity = Activity::new();
     let io = Deadline::new(io, limits, activity.clone());
-    hyper_conn(&builder, io, service, activity, watcher).await;
+    hyper_conn(&builders.any, io, service, activity, watcher).await;
 }
 
 /// hyper serves `io` (already under its deadlines) to its end, requests counted on `activity`.
-async fn hyper_conn<IO, S>(
+async fn hyper_conn<IO, A: App>(
     builder: &auto::Builder<TokioExecutor>,
     io: IO,
-    service: S,
+    service: A,
     activity: Arc<Activity>,
     watcher: Watcher,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let service = limits::track(service, activity);
+    // hyper's request body, boxed into the one body type the application takes.
+    let service = tower::util::MapRequest::new(service, |req: http::Request<Incoming>| {
+        req.map(Body::new)
+    });
+    let service = limits::track(TowerToHyperService::new(service), activity);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!("connection ended with an error: {e}");
     }
 }
 
-/// Serve a plain-TCP connection: simple HTTP/1.1 requests on the fast path (`fast_h1`) for as
-/// long as they come, then the rest of the connection with hyper, like every other connection.
-/// The fast path needs keep-alive on and hyper's own header-count limit (it parses with that
-/// many slots); otherwise hyper serves it all.
-async fn serve_plain(
-    builder: Arc<auto::Builder<TokioExecutor>>,
+/// Serve a plain-TCP connection: simple HTTP/1.1 requests on the fast path (`h1`) for as long
+/// as they come, then the rest of the connection with hyper, like every other connection, but
+/// HTTP/1.1 only. The fast path needs keep-alive on and hyper's own header-count limit (it
+/// parses with that many slots); otherwise hyper serves it all.
+async fn serve_plain<A: App>(
+    builders: Arc<Builders>,
     io: SendfileStream,
-    app: App,
+    app: A,
     watcher: Watcher,
     conn: Conn,
     stop: tokio::sync::watch::Receiver<bool>,
+    fast_path: bool,
 ) {
     let limits = conn.limits;
-    if limits.keepalive_timeout.is_zero() || limits.max_headers != fast_h1::MAX_HEADERS {
-        return serve_io(builder, io, app, watcher, conn).await;
+    if !fast_path || limits.keepalive_timeout.is_zero() || limits.max_headers != h1::MAX_HEADERS
+    {
+        return serve_io(builders, io, app, watcher, conn).await;
     }
     let Conn { limits, permit } = conn;
     let activity = Activity::new();
     let mut io = Deadline::new(io, limits, activity.clone());
-    let read = match fast_h1::serve(&mut io, &app, &activity, MAX_BUF, stop).await {
-        fast_h1::End::Closed => {
+    let (read, answered) = match h1::serve(&mut io, &app, &activity, MAX_BUF, stop).await {
+        h1::End::Closed => {
             // The slot is free before the client sees the connection end, so a client that
             // reconnects at once under `max_connections` is admitted.
             drop(permit);
             let _ = io.shutdown().await;
             return;
         }
-        fast_h1::End::Handover(read) => read,
+        h1::End::Handover { read, answered } => (read, answered),
     };
     let _permit = permit;
-    let io = fast_h1::Prefixed::new(read, io);
-    hyper_conn(&builder, io, app, activity, watcher).await;
+    let io = h1::Prefixed::new(read, io);
+    // Before any response, the connection is new to hyper in every way (an HTTP/2 preface is
+    // its first bytes); after one, it is an HTTP/1.1 connection.
+    let builder = if answered {
+        &builders.http1
+    } else {
+        &builders.any
+    };
+    hyper_conn(builder, io, app, activity, watcher).await;
 }
 
 /// Accept on `listener`, or wait forever when there is none.

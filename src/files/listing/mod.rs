@@ -2,24 +2,21 @@
 //! none of the index files is answered with one page of its entries, as HTML or, for
 //! `Accept: application/json` or `?format=json`, as JSON.
 //!
-//! - What is listed is what a request would serve (`read`): no hidden names unless
+//! - What is listed is what a request would serve (`fs::listdir`): no hidden names unless
 //!   `show_hidden`, no symlink that the resolver would refuse (out of the root without
 //!   `follow_symlinks`, dangling, to a hidden name); a symlink that is kept shows its target.
 //! - `?sort=name|size|mtime&order=asc|desc` (Caddy's names), directories first; a page is
 //!   `?limit=` entries (default 1000, at most 10,000) from `?offset=`, with prev/next links.
-//! - Reading the directory is blocking I/O: it runs on the blocking pool, [`READERS`] directories
-//!   at a time, [`read::MAX_ENTRIES`] entries at most.
+//! - Reading the directory is the storage's job (on disk: blocking I/O on the blocking pool,
+//!   `fs::listdir::MAX_ENTRIES` entries at most); [`READERS`] directories are read at a time.
 //! - A listing is not a file: it has a weak ETag (of the body; `If-None-Match` gives 304s),
 //!   `Cache-Control: no-cache`, `Vary: Accept`, `Accept-Ranges: none`, and a `Range` is ignored
 //!   (200 with the whole page), as RFC 9110 §14.2 allows.
 
 mod query;
-mod read;
 mod render;
 
-use std::fs::File;
-use std::path::{Component, PathBuf};
-use std::sync::Arc;
+use std::path::{Component, Path};
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -29,19 +26,10 @@ use http::{Method, StatusCode};
 use sha2::Digest;
 use tokio::sync::Semaphore;
 
-use crate::fs::resolve::{Policy, Root};
+use crate::files::storage::Storage;
 use crate::http::preconditions::{self, Decision, Validators};
+use crate::http::response::{add_vary, internal_error, plain_text, text, value};
 use query::{Format, Params};
-
-/// A directory to list, as the resolver found it.
-pub struct Dir {
-    pub root: Arc<Root>,
-    pub policy: Policy,
-    /// The directory, open.
-    pub dir: File,
-    /// Its path under the root (UTF-8 segments, checked by the resolver); empty for the root.
-    pub name: PathBuf,
-}
 
 /// Directories read at once: each read holds a blocking-pool thread and its entries in memory.
 pub const READERS: usize = 2;
@@ -51,20 +39,26 @@ static READING: Semaphore = Semaphore::const_new(READERS);
 const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
+/// Where a listed directory is: the prefix the service is mounted under (empty at the root of
+/// the site) and its name relative to the storage's root (empty for the root).
+pub struct Location<'a> {
+    pub base: &'a str,
+    pub name: &'a Path,
+}
+
 /// The listing of `dir` for this request (GET or HEAD).
-pub async fn answer(
+pub async fn answer<S: Storage>(
+    storage: &S,
     method: &Method,
     req_headers: &HeaderMap,
     query: Option<&str>,
-    dir: Dir,
+    dir: S::Dir,
+    at: Location<'_>,
 ) -> Response {
     let params = match Params::parse(query) {
         Ok(p) => p,
         Err(why) => {
-            return crate::serve::plain_text(
-                StatusCode::BAD_REQUEST,
-                format!("400 Bad Request: {why}\n"),
-            )
+            return plain_text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n"))
         }
     };
     let json = match params.format {
@@ -75,10 +69,22 @@ pub async fn answer(
 
     let (body, etag) = {
         let _permit = READING.acquire().await.expect("never closed");
-        let name = dir.name.clone();
+        let page = storage
+            .list(dir, params.sort, params.order, params.offset, params.limit)
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return text(StatusCode::FORBIDDEN, "403 Forbidden\n")
+            }
+            Err(e) => {
+                tracing::error!(path = %at.name.display(), "listing: {e}");
+                return internal_error();
+            }
+        };
+        let (path, url, parent) = locations(at.base, at.name);
+        // Rendering a page of up to MAX_LIMIT entries and hashing it: not on an async worker.
         let work = tokio::task::spawn_blocking(move || {
-            let page = read::page(&dir, params.sort, params.order, params.offset, params.limit)?;
-            let (path, url, parent) = locations(&dir.name);
             let view = render::View {
                 path: &path,
                 url: &url,
@@ -93,26 +99,13 @@ pub async fn answer(
             // Weak (RFC 9110 §8.8.1): the same listing, not the same bytes of a file.
             let hash = sha2::Sha256::digest(&body);
             let etag = format!("W/\"{}\"", hex::encode(&hash[..16]));
-            Ok::<_, std::io::Error>((body, etag))
+            (body, etag)
         });
         match work.await {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return crate::serve::plain_text(StatusCode::FORBIDDEN, "403 Forbidden\n".into())
-            }
-            Ok(Err(e)) => {
-                tracing::error!(path = %name.display(), "listing: {e}");
-                return crate::serve::plain_text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n".into(),
-                );
-            }
+            Ok(done) => done,
             Err(e) => {
-                tracing::error!(path = %name.display(), "listing: {e}");
-                return crate::serve::plain_text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n".into(),
-                );
+                tracing::error!(path = %at.name.display(), "listing: {e}");
+                return internal_error();
             }
         }
     };
@@ -138,10 +131,7 @@ pub async fn answer(
             return r;
         }
         Decision::PreconditionFailed => {
-            let mut r = crate::serve::plain_text(
-                StatusCode::PRECONDITION_FAILED,
-                "412 Precondition Failed\n".into(),
-            );
+            let mut r = text(StatusCode::PRECONDITION_FAILED, "412 Precondition Failed\n");
             r.headers_mut().extend(h);
             return r;
         }
@@ -178,9 +168,9 @@ pub async fn answer(
     r
 }
 
-/// The directory's path (decoded), its URL (each segment percent-encoded), and its parent's URL
-/// (none for the root), all ending in `/`.
-fn locations(name: &std::path::Path) -> (String, String, Option<String>) {
+/// The directory's path (decoded), its URL (each segment percent-encoded, after the mount
+/// prefix `base`), and its parent's URL (none for the root), all ending in `/`.
+fn locations(base: &str, name: &Path) -> (String, String, Option<String>) {
     let segments: Vec<&str> = name
         .components()
         .filter_map(|c| match c {
@@ -189,7 +179,8 @@ fn locations(name: &std::path::Path) -> (String, String, Option<String>) {
         })
         .collect();
     let join = |segs: &[&str], encode: bool| {
-        let mut s = String::from("/");
+        let mut s = String::from(if encode { base } else { "" });
+        s.push('/');
         for seg in segs {
             if encode {
                 s.push_str(&render::segment(seg));
@@ -204,51 +195,24 @@ fn locations(name: &std::path::Path) -> (String, String, Option<String>) {
     (join(&segments, false), join(&segments, true), parent)
 }
 
-/// Add `token` to `Vary` unless it is there already (another feature may vary on it too).
-fn add_vary(h: &mut HeaderMap, token: &'static str) {
-    let present = h.get_all(header::VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case(token))
-        })
-    });
-    if !present {
-        h.append(header::VARY, HeaderValue::from_static(token));
-    }
-}
-
-fn value(s: &str) -> HeaderValue {
-    // Built from hex digits and an HTTP date: always visible ASCII.
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn locations_encode_each_segment() {
-        let (p, u, up) = locations(std::path::Path::new(""));
+        let (p, u, up) = locations("", Path::new(""));
         assert_eq!((p.as_str(), u.as_str(), up), ("/", "/", None));
-        let (p, u, up) = locations(std::path::Path::new("a b/é#"));
+        let (p, u, up) = locations("", Path::new("a b/é#"));
         assert_eq!(p, "/a b/é#/");
         assert_eq!(u, "/a%20b/%C3%A9%23/");
         assert_eq!(up.as_deref(), Some("/a%20b/"));
-        let (_, _, up) = locations(std::path::Path::new("x"));
+        let (_, _, up) = locations("", Path::new("x"));
         assert_eq!(up.as_deref(), Some("/"));
-    }
-
-    #[test]
-    fn vary_is_added_once() {
-        let mut h = HeaderMap::new();
-        h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        add_vary(&mut h, "Accept");
-        add_vary(&mut h, "Accept");
-        let all: Vec<_> = h.get_all(header::VARY).iter().collect();
-        assert_eq!(all, ["Accept-Encoding", "Accept"]);
-        let mut h = HeaderMap::new();
-        h.append(header::VARY, HeaderValue::from_static("accept, origin"));
-        add_vary(&mut h, "Accept");
-        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
+        // Under a mount prefix, every URL keeps it; the path shown does not.
+        let (p, u, up) = locations("/files", Path::new("a b"));
+        assert_eq!(p, "/a b/");
+        assert_eq!(u, "/files/a%20b/");
+        assert_eq!(up.as_deref(), Some("/files/"));
     }
 }

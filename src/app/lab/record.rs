@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use axum::response::Response;
 use http::{header, Method, StatusCode};
 
-use crate::access_log;
+use crate::ops::access_log;
 
 /// Requests kept per key; older ones are forgotten first.
 pub const PER_KEY: usize = 1000;

@@ -12,7 +12,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 
 use super::query::{Order, Params, Sort};
-use super::read::{Entry, Page};
+use crate::fs::listdir::{Entry, Page};
 
 /// Bytes of a name kept as they are in a URL: RFC 3986's unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -88,7 +88,7 @@ pub fn html(page: &Page, view: &View) -> String {
         let _ = write!(
             out,
             " The directory has more entries than a listing reads ({}); only those were sorted.",
-            super::read::MAX_ENTRIES
+            crate::fs::listdir::MAX_ENTRIES
         );
     }
     out.push_str("</p>\n");

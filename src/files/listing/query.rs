@@ -3,42 +3,12 @@
 
 use http::header::{HeaderMap, ACCEPT};
 
+pub use crate::fs::listdir::{Order, Sort};
+
 /// Entries on one page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 1000;
 /// The largest page a client may ask for: a page is rendered in memory.
 pub const MAX_LIMIT: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sort {
-    Name,
-    Size,
-    Mtime,
-}
-
-impl Sort {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sort::Name => "name",
-            Sort::Size => "size",
-            Sort::Mtime => "mtime",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    Asc,
-    Desc,
-}
-
-impl Order {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Order::Asc => "asc",
-            Order::Desc => "desc",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -31,7 +31,6 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::config::Config;
 
 /// The limits one listener enforces on its connections.
 #[derive(Debug, Clone, Copy)]
@@ -48,27 +47,22 @@ pub struct Limits {
     pub max_headers: usize,
 }
 
+pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 10;
+pub const DEFAULT_KEEPALIVE_TIMEOUT: u64 = 75;
+pub const DEFAULT_SEND_TIMEOUT: u64 = 60;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Above this, hyper's per-request header array alone would cost megabytes.
+pub const MAX_MAX_HEADERS: usize = 10_000;
+
 impl Default for Limits {
     fn default() -> Limits {
-        use crate::config::*;
         Limits {
             header_read_timeout: Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT),
             keepalive_timeout: Duration::from_secs(DEFAULT_KEEPALIVE_TIMEOUT),
             send_timeout: Duration::from_secs(DEFAULT_SEND_TIMEOUT),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_headers: DEFAULT_MAX_HEADERS,
-        }
-    }
-}
-
-impl From<&Config> for Limits {
-    fn from(c: &Config) -> Limits {
-        Limits {
-            header_read_timeout: c.header_read_timeout,
-            keepalive_timeout: c.keepalive_timeout,
-            send_timeout: c.send_timeout,
-            max_connections: c.max_connections,
-            max_headers: c.max_headers,
         }
     }
 }
@@ -419,27 +413,25 @@ pub fn check(
     send_timeout: Option<u64>,
     max_connections: Option<usize>,
     max_headers: Option<usize>,
-) -> Result<Limits, crate::config::ConfigError> {
-    use crate::config::ConfigError;
+) -> Result<Limits, String> {
     let d = Limits::default();
     let at_least_one = |key: &str, v: Option<u64>, default: Duration| match v {
-        Some(0) => Err(ConfigError(format!("{key}: must be at least 1 (seconds)"))),
+        Some(0) => Err(format!("{key}: must be at least 1 (seconds)")),
         Some(s) => Ok(Duration::from_secs(s)),
         None => Ok(default),
     };
     let max_headers = max_headers.unwrap_or(d.max_headers);
-    if !(1..=crate::config::MAX_MAX_HEADERS).contains(&max_headers) {
-        return Err(ConfigError(format!(
-            "max_headers: {max_headers} is not between 1 and {}",
-            crate::config::MAX_MAX_HEADERS
-        )));
+    if !(1..=MAX_MAX_HEADERS).contains(&max_headers) {
+        return Err(format!(
+            "max_headers: {max_headers} is not between 1 and {MAX_MAX_HEADERS}"
+        ));
     }
     let max_connections = max_connections.unwrap_or(d.max_connections);
     if max_connections == 0 || max_connections > tokio::sync::Semaphore::MAX_PERMITS {
-        return Err(ConfigError(format!(
+        return Err(format!(
             "max_connections: {max_connections} is not between 1 and {}",
             tokio::sync::Semaphore::MAX_PERMITS
-        )));
+        ));
     }
     Ok(Limits {
         header_read_timeout: at_least_one(

@@ -21,6 +21,7 @@ pub struct Metrics {
     body_bytes: AtomicU64,
     sendfile_bytes: AtomicU64,
     handling: AtomicU64,
+    streaming: AtomicU64,
     digest_hits: AtomicU64,
     digest_misses: AtomicU64,
     hashed_bytes: AtomicU64,
@@ -34,6 +35,7 @@ pub static METRICS: Metrics = Metrics {
     body_bytes: AtomicU64::new(0),
     sendfile_bytes: AtomicU64::new(0),
     handling: AtomicU64::new(0),
+    streaming: AtomicU64::new(0),
     digest_hits: AtomicU64::new(0),
     digest_misses: AtomicU64::new(0),
     hashed_bytes: AtomicU64::new(0),
@@ -68,6 +70,14 @@ impl Metrics {
     pub fn handling(&'static self) -> Handling {
         self.handling.fetch_add(1, Relaxed);
         Handling(self)
+    }
+    /// A response body started streaming (it was not sent whole with its head).
+    pub fn streaming_started(&self) {
+        self.streaming.fetch_add(1, Relaxed);
+    }
+    /// A streaming body ended or was dropped.
+    pub fn streaming_ended(&self) {
+        self.streaming.fetch_sub(1, Relaxed);
     }
     pub fn digest_hit(&self) {
         self.digest_hits.fetch_add(1, Relaxed);
@@ -105,7 +115,7 @@ impl Metrics {
             "rangeserve_responses_total{{status=\"other\"}} {}",
             self.responses[STATUSES.len()].load(Relaxed)
         );
-        let gauge_in_flight = self.handling.load(Relaxed) + crate::source::streaming() as u64;
+        let gauge_in_flight = self.handling.load(Relaxed) + self.streaming.load(Relaxed);
         let rows: [(&str, &str, &str, u64); 8] = [
             (
                 "rangeserve_if_range_fallbacks_total",
@@ -185,6 +195,7 @@ impl Drop for Handling {
 }
 
 /// Serve `GET /metrics` on its own listener until the task is dropped.
+#[cfg(feature = "server")]
 pub async fn serve(listener: tokio::net::TcpListener) {
     let app = axum::Router::new().route(
         "/metrics",

@@ -1,5 +1,5 @@
-//! Reading one directory into a sorted page of entries (blocking I/O: run it on the blocking
-//! pool).
+//! Reading one directory into a sorted page of entries, for listings (blocking I/O: run it on
+//! the blocking pool).
 //!
 //! An entry is listed only when a request for it would be served:
 //! - names that are not UTF-8 or hold a backslash (the resolver answers 400 for them), and names
@@ -21,9 +21,50 @@ use std::path::Path;
 
 use rustix::fs::{statat, AtFlags, FileType};
 
-use super::query::{Order, Sort};
-use super::Dir;
-use crate::fs::resolve::open_beneath;
+use crate::fs::resolve::{open_beneath, Policy, Root};
+
+/// What entries are sorted by (directories always come first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    Name,
+    Size,
+    Mtime,
+}
+
+impl Sort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sort::Name => "name",
+            Sort::Size => "size",
+            Sort::Mtime => "mtime",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+impl Order {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Asc => "asc",
+            Order::Desc => "desc",
+        }
+    }
+}
+
+/// A directory to list, as the resolver found it.
+pub struct Dir<'a, D> {
+    pub root: &'a Root<D>,
+    pub policy: &'a Policy,
+    /// The directory, open.
+    pub dir: &'a std::fs::File,
+    /// Its path under the root (UTF-8 segments, checked by the resolver); empty for the root.
+    pub name: &'a Path,
+}
 
 /// The most entries read from one directory (about 100 bytes of memory each while the page is
 /// built); past it the listing says it is truncated.
@@ -58,8 +99,8 @@ struct Raw {
 }
 
 /// The entries `offset..offset + limit` of `dir` in the order asked for, directories first.
-pub fn page(
-    dir: &Dir,
+pub fn page<D>(
+    dir: &Dir<'_, D>,
     sort: Sort,
     order: Order,
     offset: usize,
@@ -67,7 +108,7 @@ pub fn page(
 ) -> std::io::Result<Page> {
     let mut all = Vec::new();
     let mut truncated = false;
-    let mut entries = rustix::fs::Dir::read_from(&dir.dir)?;
+    let mut entries = rustix::fs::Dir::read_from(dir.dir)?;
     while let Some(entry) = entries.read() {
         let entry = entry?;
         let bytes = entry.file_name().to_bytes();
@@ -97,7 +138,7 @@ pub fn page(
             }),
             FileType::Symlink => through_link(dir, name),
             // Some file systems do not say the type in readdir.
-            FileType::Unknown => match statat(&dir.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            FileType::Unknown => match statat(dir.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                     FileType::Symlink => through_link(dir, name),
                     t => from_stat(name, t, st.st_size, (st.st_mtime, st.st_mtime_nsec as u32)),
@@ -171,9 +212,9 @@ fn from_stat(name: &str, t: FileType, size: i64, mtime: (i64, u32)) -> Option<Ra
 }
 
 /// A symlink as a request for it would find it: its target's type and metadata, or nothing.
-fn through_link(dir: &Dir, name: &str) -> Option<Raw> {
+fn through_link<D>(dir: &Dir<'_, D>, name: &str) -> Option<Raw> {
     let (_file, meta) =
-        open_beneath(&dir.root, &dir.name.join(Path::new(name)), &dir.policy).ok()?;
+        open_beneath(dir.root, &dir.name.join(Path::new(name)), dir.policy).ok()?;
     let t = if meta.is_dir() {
         FileType::Directory
     } else if meta.is_file() {
@@ -191,11 +232,11 @@ fn through_link(dir: &Dir, name: &str) -> Option<Raw> {
 
 /// Give `raw` its size and time (one `fstatat`, not following: links already have theirs);
 /// false when it is gone or no longer a file or directory.
-fn fill(dir: &Dir, raw: &mut Raw) -> bool {
+fn fill<D>(dir: &Dir<'_, D>, raw: &mut Raw) -> bool {
     if raw.meta.is_some() {
         return true;
     }
-    match statat(&dir.dir, raw.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+    match statat(dir.dir, raw.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => match from_stat(
             &raw.name,
             FileType::from_raw_mode(st.st_mode),

@@ -1,6 +1,7 @@
 //! The download-client lab (`[lab] enabled`): generated files of any size and injected faults,
 //! under `lab.prefix`, to test how download clients cope. Everything goes through the same
-//! engine as files (`serve::respond`); faults are edits around it (`faults`).
+//! engine as files (`files::respond`); faults are edits around it (`faults`). Mounted in the
+//! application's Router under its prefix ([`Lab::service`]).
 //!
 //! - `{prefix}/gen/{size}[?seed=N]`: a generated file (`gen`).
 //! - `{prefix}/gen/{size}.sha256[?seed=N]`: its SHA-256, hex.
@@ -14,8 +15,12 @@ pub mod gen;
 pub mod record;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -24,9 +29,9 @@ use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::access_log;
-use crate::serve::{self, AppState};
-use crate::source::Representation;
+use crate::files::{Representation, ServeFiles};
+use crate::http::response::plain_text;
+use crate::ops::access_log;
 use faults::{BodyFaults, Cut, Fail, Faulty, Params, Ranges, Validators};
 
 /// The lab's state: hash cache and `fail_times` counters.
@@ -77,18 +82,62 @@ impl Lab {
     }
 }
 
-/// The rest of `path` after the lab `prefix` (`""` or starting with `/`), if it is under it.
-pub fn under<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
-    let rest = path.strip_prefix(prefix)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+/// The lab as a service to nest under its prefix: its state, the file engine it serves
+/// `/files/` through, and the prefix (for redirects). Cheap to clone.
+#[derive(Clone)]
+pub struct LabService(Arc<State>);
+
+struct State {
+    lab: Lab,
+    files: ServeFiles,
+    prefix: String,
+}
+
+impl Lab {
+    /// The lab mounted at `prefix` (`/_lab`), serving the root's files through `files`.
+    pub fn service(files: ServeFiles, prefix: &str) -> LabService {
+        LabService(Arc::new(State {
+            lab: Lab::default(),
+            files,
+            prefix: prefix.to_owned(),
+        }))
+    }
+}
+
+impl tower::Service<Request> for LabService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let state = self.0.clone();
+        Box::pin(async move {
+            Ok(match *req.method() {
+                Method::GET | Method::HEAD => {
+                    let rest = req.uri().path().to_owned();
+                    answer(&state, req, &rest).await
+                }
+                // OPTIONS and 405 exactly as for files.
+                _ => {
+                    let mut files = state.files.clone();
+                    let Ok(r) = tower::Service::call(&mut files, req).await;
+                    r
+                }
+            })
+        })
+    }
 }
 
 fn bad_request(why: String) -> Response {
-    serve::plain_text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n"))
+    plain_text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n"))
 }
 
 /// Answer a GET or HEAD for `rest`, the path after the lab prefix.
-pub async fn answer(state: &AppState, req: Request, rest: &str) -> Response {
+async fn answer(state: &State, req: Request, rest: &str) -> Response {
     let params = match faults::parse(req.uri().query()) {
         Ok(p) => p,
         Err(e) => return bad_request(e),
@@ -103,7 +152,7 @@ pub async fn answer(state: &AppState, req: Request, rest: &str) -> Response {
         let Some(key) = key else {
             return bad_request("parameter `key`: required (or the X-Lab-Key header)".into());
         };
-        let mut r = serve::plain_text(StatusCode::OK, state.lab.requests.json(&key));
+        let mut r = plain_text(StatusCode::OK, state.lab.requests.json(&key));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -134,7 +183,7 @@ fn with_faults_logged(mut resp: Response, applied: &[String]) -> Response {
 }
 
 async fn answer_with(
-    state: &AppState,
+    state: &State,
     req: Request,
     rest: &str,
     params: &Params,
@@ -155,7 +204,7 @@ async fn answer_with(
             match fail {
                 Fail::Status(status) => {
                     applied.push(format!("fail={}", status.as_u16()));
-                    let mut r = serve::plain_text(status, format!("{status} (lab fault)\n"));
+                    let mut r = plain_text(status, format!("{status} (lab fault)\n"));
                     if matches!(
                         status,
                         StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
@@ -190,13 +239,10 @@ async fn answer_with(
                 Ok(h) => h,
                 Err(e) => {
                     tracing::error!("lab: hashing a generated file: {e}");
-                    return serve::plain_text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 Internal Server Error\n".into(),
-                    );
+                    return crate::http::response::internal_error();
                 }
             };
-            let mut r = serve::plain_text(StatusCode::OK, format!("{hex}\n"));
+            let mut r = plain_text(StatusCode::OK, format!("{hex}\n"));
             if method == Method::HEAD {
                 *r.body_mut() = Body::empty();
             }
@@ -212,21 +258,21 @@ async fn answer_with(
         }
     } else if let Some(path) = rest.strip_prefix("/files") {
         if !path.starts_with('/') {
-            return serve::plain_text(StatusCode::NOT_FOUND, "404 Not Found\n".into());
+            return plain_text(StatusCode::NOT_FOUND, "404 Not Found\n");
         }
-        let base = format!("{}/files", state.config.lab_prefix);
-        match serve::open(state, path, &base, req.uri().query()).await {
+        let base = format!("{}/files", state.prefix);
+        match state.files.open(path, &base, req.uri().query()).await {
             Ok(rep) => respond(state, &req, rep, params),
             Err(r) => return r,
         }
     } else {
-        return serve::plain_text(StatusCode::NOT_FOUND, "404 Not Found\n".into());
+        return plain_text(StatusCode::NOT_FOUND, "404 Not Found\n");
     };
     after(resp, &method, params, truncate)
 }
 
-/// `serve::respond` with the representation and request headers the faults ask for.
-fn respond(state: &AppState, req: &Request, mut rep: Representation, p: &Params) -> Response {
+/// `files::respond` with the representation and request headers the faults ask for.
+fn respond(state: &State, req: &Request, mut rep: Representation, p: &Params) -> Response {
     let now = SystemTime::now();
     if p.etag_rotate {
         let n = state.lab.rotation.fetch_add(1, Ordering::Relaxed);
@@ -256,7 +302,7 @@ fn respond(state: &AppState, req: &Request, mut rep: Representation, p: &Params)
         headers.remove(header::IF_RANGE);
     }
     // No sendfile: faults act on the body's bytes.
-    serve::respond(req.method(), &headers, &rep, &state.config, now, None)
+    state.files.respond(req.method(), &headers, &rep, now)
 }
 
 /// The response header edits and body faults.

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::http::cors::Cors;
 use crate::http::header_rules::{HeaderRules, RuleSpec};
+use crate::transport::limits;
 
 /// The configuration the server runs with, after every layer has been applied and checked.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct Config {
     pub log_level: String,
     /// How long in-flight responses may run after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// Answer simple HTTP/1.1 requests on plain TCP with the fast path (`transport::h1`).
+    pub fast_path: bool,
     /// Where the digest cache persists (canonical, outside the root); `None`: no persistence.
     pub state_dir: Option<PathBuf>,
     /// Hash every file under the root in the background at start-up.
@@ -67,7 +70,7 @@ pub struct Config {
     pub cors: Option<Cors>,
     /// Serve `listen` over TLS with this certificate and key (`[tls] cert`, `key`); `None`:
     /// plain HTTP.
-    pub tls: Option<crate::tls::Tls>,
+    pub tls: Option<crate::transport::tls::Tls>,
     /// A plain-HTTP listener that redirects every request to https (`[tls] redirect_listen`).
     pub tls_redirect_listen: Option<SocketAddr>,
     /// Time for a whole request head, from the connection's start or its first byte (`crate::limits`).
@@ -145,6 +148,7 @@ struct FileConfig {
     send_timeout: Option<u64>,
     max_connections: Option<usize>,
     max_headers: Option<usize>,
+    fast_path: Option<bool>,
 }
 
 /// One `[[headers]]` entry of `config.toml`.
@@ -351,24 +355,26 @@ pub struct Cli {
     /// Header fields allowed in one request; more are answered 431 [default: 100]
     #[arg(long, env = "RANGESERVE_MAX_HEADERS", value_name = "N")]
     pub max_headers: Option<usize>,
+
+    /// Answer simple HTTP/1.1 GET/HEAD requests on plain TCP with the built-in fast path; false serves every request with hyper (same behaviour) [default: true]
+    #[arg(long, env = "RANGESERVE_FAST_PATH", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub fast_path: Option<bool>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ROOT: &str = "www";
-pub const DEFAULT_MAX_RANGES: usize = 100;
-pub const DEFAULT_CACHE_CONTROL: &str = "no-cache";
+pub use crate::files::{DEFAULT_CACHE_CONTROL, DEFAULT_MAX_RANGES};
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 pub const DEFAULT_LAB_PREFIX: &str = "/_lab";
 pub const DEFAULT_CORS_MAX_AGE: u64 = 7200;
-pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 10;
-pub const DEFAULT_KEEPALIVE_TIMEOUT: u64 = 75;
-pub const DEFAULT_SEND_TIMEOUT: u64 = 60;
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-pub const DEFAULT_MAX_HEADERS: usize = 100;
-/// Above this, hyper's per-request header array alone would cost megabytes.
-pub const MAX_MAX_HEADERS: usize = 10_000;
+pub use crate::transport::limits::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADERS, DEFAULT_SEND_TIMEOUT, MAX_MAX_HEADERS,
+};
 
 /// Subcommands; without one, rangeserve serves.
 #[derive(Debug, clap::Subcommand)]
@@ -443,7 +449,8 @@ impl Cli {
             keepalive_timeout,
             send_timeout,
             max_connections,
-            max_headers
+            max_headers,
+            fast_path
         );
         if self.cors_allowed_origins.is_some() || self.cors_max_age.is_some() {
             let cors = file.cors.get_or_insert_with(CorsFileConfig::default);
@@ -595,7 +602,8 @@ impl FileConfig {
         let cors = Cors::new(&origins, cors.max_age.unwrap_or(DEFAULT_CORS_MAX_AGE))
             .map_err(|e| ConfigError(format!("cors.allowed_origins: {e}")))?;
         let tls_file = self.tls.unwrap_or_default();
-        let tls = crate::tls::Tls::from_settings(tls_file.cert, tls_file.key)?;
+        let tls =
+            crate::transport::tls::Tls::from_settings(tls_file.cert, tls_file.key).map_err(ConfigError)?;
         let tls_redirect_listen = match tls_file.redirect_listen.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(_) if tls.is_none() => {
@@ -610,13 +618,14 @@ impl FileConfig {
                 ))
             })?),
         };
-        let limits = crate::limits::check(
+        let limits = limits::check(
             self.header_read_timeout,
             self.keepalive_timeout,
             self.send_timeout,
             self.max_connections,
             self.max_headers,
-        )?;
+        )
+        .map_err(ConfigError)?;
         Ok(Config {
             listen: self
                 .listen
@@ -636,6 +645,7 @@ impl FileConfig {
             prehash: self.prehash.unwrap_or(false),
             watch: self.watch.unwrap_or(false),
             sendfile: self.sendfile.unwrap_or(true),
+            fast_path: self.fast_path.unwrap_or(true),
             precompressed: self.precompressed.unwrap_or(false),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics_listen,

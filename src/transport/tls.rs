@@ -17,7 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::ConfigError;
+/// A problem with the certificate or key, as one line naming the key (`tls.cert ...`).
+pub type TlsError = String;
 
 /// How long a client may take to complete the TLS handshake after connecting: a client that
 /// connects and says nothing is dropped after this.
@@ -51,27 +52,27 @@ impl Tls {
     pub fn from_settings(
         cert: Option<PathBuf>,
         key: Option<PathBuf>,
-    ) -> Result<Option<Tls>, ConfigError> {
+    ) -> Result<Option<Tls>, TlsError> {
         let given = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
         match (given(cert), given(key)) {
             (None, None) => Ok(None),
             (Some(cert), Some(key)) => Tls::load(&cert, &key).map(Some),
-            (Some(_), None) => Err(ConfigError(
+            (Some(_), None) => Err(
                 "tls.key: missing (tls.cert is set; give both the certificate and the key, or neither)"
                     .into(),
-            )),
-            (None, Some(_)) => Err(ConfigError(
+            ),
+            (None, Some(_)) => Err(
                 "tls.cert: missing (tls.key is set; give both the certificate and the key, or neither)"
                     .into(),
-            )),
+            ),
         }
     }
 
     /// Read the PEM certificate chain (leaf first) and private key (PKCS#8, PKCS#1 or SEC1) and
     /// check that they belong together.
-    pub fn load(cert: &Path, key: &Path) -> Result<Tls, ConfigError> {
-        let cert_err = |what: String| ConfigError(format!("tls.cert {}: {what}", cert.display()));
-        let key_err = |what: String| ConfigError(format!("tls.key {}: {what}", key.display()));
+    pub fn load(cert: &Path, key: &Path) -> Result<Tls, TlsError> {
+        let cert_err = |what: String| format!("tls.cert {}: {what}", cert.display());
+        let key_err = |what: String| format!("tls.key {}: {what}", key.display());
         let chain = CertificateDer::pem_file_iter(cert)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
             .map_err(|e| cert_err(pem_problem(e, "certificate")))?;
@@ -89,7 +90,7 @@ impl Tls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| ConfigError(format!("tls: {e}")))?
+            .map_err(|e| format!("tls: {e}"))?
             .with_no_client_auth()
             .with_single_cert(chain, private)
             .map_err(|e| match e {
@@ -97,11 +98,11 @@ impl Tls {
                     "is not the key of the certificate in {}",
                     cert.display()
                 )),
-                e => ConfigError(format!(
+                e => format!(
                     "tls.cert {} / tls.key {}: {e}",
                     cert.display(),
                     key.display()
-                )),
+                ),
             })?;
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Tls {
@@ -165,12 +166,10 @@ mod tests {
             .unwrap()
             .is_none());
         let e = Tls::from_settings(Some("c.pem".into()), None)
-            .unwrap_err()
-            .0;
+            .unwrap_err();
         assert!(e.starts_with("tls.key: missing"), "{e}");
         let e = Tls::from_settings(None, Some("k.pem".into()))
-            .unwrap_err()
-            .0;
+            .unwrap_err();
         assert!(e.starts_with("tls.cert: missing"), "{e}");
     }
 
@@ -207,7 +206,7 @@ mod tests {
             (&not_der, &key_only, "tls.", ""),
         ];
         for (cert, key, named, says) in cases {
-            let e = Tls::load(cert, key).unwrap_err().0;
+            let e = Tls::load(cert, key).unwrap_err();
             assert!(e.starts_with(named), "{cert:?} {key:?}: {e}");
             assert!(e.contains(says), "{cert:?} {key:?}: {e}");
             assert!(!e.contains('\n'), "{e}");

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 
-use crate::source::{Representation, Source};
+use crate::files::storage::{ReadFuture, Representation, Source};
 
 /// The largest generated file: 1 PiB.
 pub const MAX_SIZE: u64 = 1 << 50;
@@ -80,10 +80,16 @@ impl Generated {
 }
 
 impl Source for Generated {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let n = self.span(buf.len(), offset);
-        fill_init(self.seed, offset, &mut buf[..n]);
-        Ok(n)
+    /// Never needed (every read is served by `read_at_nowait`), but exact all the same.
+    fn read(self: Arc<Self>, offset: u64, len: usize, _until: u64) -> ReadFuture {
+        let result = if self.span(len, offset) < len {
+            Err(crate::fs::file::ended_early())
+        } else {
+            let mut buf = vec![0u8; len];
+            fill_init(self.seed, offset, &mut buf);
+            Ok(bytes::Bytes::from(buf))
+        };
+        Box::pin(std::future::ready(result))
     }
 
     fn read_at_nowait(
@@ -295,9 +301,9 @@ mod tests {
     #[test]
     fn reads_stop_at_the_size() {
         let g = Generated { size: 10, seed: 0 };
-        let mut buf = [0u8; 8];
-        assert_eq!(g.read_at(&mut buf, 4).unwrap(), 6);
-        assert_eq!(g.read_at(&mut buf, 10).unwrap(), 0);
-        assert_eq!(g.read_at(&mut buf, 99).unwrap(), 0);
+        let mut buf = [MaybeUninit::uninit(); 8];
+        assert_eq!(g.read_at_nowait(&mut buf, 4).unwrap().unwrap(), 6);
+        assert_eq!(g.read_at_nowait(&mut buf, 10).unwrap().unwrap(), 0);
+        assert_eq!(g.read_at_nowait(&mut buf, 99).unwrap().unwrap(), 0);
     }
 }

@@ -1,0 +1,199 @@
+//! The product around the engine: the binary's application is an axum `Router` with
+//! [`ServeFiles`] as its fallback service and the download-client lab nested under its prefix,
+//! wrapped in the layers every response goes through: metrics and the access log
+//! ([`observe`]), request ids (tower-http), CORS ([`cors`]), and catching a handler's panic as
+//! a 500 (tower-http).
+
+pub mod cors;
+pub mod lab;
+pub mod observe;
+pub mod panic;
+pub mod redirect;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::Router;
+use http::{HeaderValue, Request, Response};
+use tower_http::request_id::{MakeRequestId, RequestId, SetRequestIdLayer};
+
+use crate::config::Config;
+use crate::files::ServeFiles;
+use crate::http::response::internal_error;
+use crate::ops::metrics;
+use crate::transport::{self, limits::Limits};
+
+/// The file engine with the configuration's settings.
+pub fn files(config: &Config) -> ServeFiles {
+    ServeFiles::new(&config.root)
+        .index_files(config.index_files.clone())
+        .show_hidden(config.show_hidden)
+        .follow_symlinks(config.follow_symlinks)
+        .listing(config.listing)
+        .max_ranges(config.max_ranges)
+        .cache_control(config.cache_control.clone())
+        .state_dir(config.state_dir.clone())
+        .prehash(config.prehash)
+        .watch(config.watch)
+        .sendfile(config.sendfile)
+        .precompressed(config.precompressed)
+        .repr_digest(config.repr_digest)
+        .header_rules((*config.header_rules).clone())
+}
+
+/// The routes: `files` for every path, the lab under its prefix when it is on.
+pub fn router(config: &Config, files: ServeFiles) -> Router {
+    let mut router = Router::new();
+    if config.lab_enabled {
+        router = router.nest_service(
+            &config.lab_prefix,
+            lab::Lab::service(files.clone(), &config.lab_prefix),
+        );
+    }
+    router.fallback_service(files)
+}
+
+/// The application the binary serves: the [`router`] in its layers. Outermost first: each
+/// request is counted and logged as it was received (with its id), and each response as it
+/// left, CORS headers and a panic's 500 included. The layers wrap the Router rather than each
+/// of its routes (`Router::layer`), which would box each of them once more per request.
+pub fn app(config: &Config, files: ServeFiles) -> impl transport::App {
+    tower::ServiceBuilder::new()
+        .layer(observe::ObserveLayer)
+        .option_layer(
+            access_log_on().then(|| SetRequestIdLayer::x_request_id(Sequential)),
+        )
+        .option_layer(
+            config
+                .cors
+                .as_ref()
+                .map(|c| cors::CorsLayer(Arc::new(c.clone()))),
+        )
+        .layer(panic::CatchPanicLayer { on_panic: panicked })
+        .service(router(config, files))
+}
+
+/// Whether access lines are written (with the log level fixed at start-up, this does not
+/// change): request ids are only made for them.
+fn access_log_on() -> bool {
+    tracing::enabled!(target: "rangeserve::access", tracing::Level::INFO)
+}
+
+/// Request ids for requests that come without an `X-Request-Id`: the process's start time and
+/// a counter, unique per server and cheap (no randomness per request).
+#[derive(Clone, Copy)]
+struct Sequential;
+
+impl MakeRequestId for Sequential {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::OnceLock;
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        static EPOCH: OnceLock<u64> = OnceLock::new();
+        let epoch = EPOCH.get_or_init(|| {
+            crate::http::preconditions::unix_secs(std::time::SystemTime::now())
+        });
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{epoch:x}-{n}"))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The answer when a handler panicked (a bug): a 500 for this request; the connection and the
+/// server carry on.
+fn panicked(_: Box<dyn std::any::Any + Send>) -> Response<Body> {
+    tracing::error!("the handler panicked; answered 500");
+    internal_error()
+}
+
+/// Serve the application `config` describes on `listener` until `shutdown` completes: the
+/// engine started (prehash, watch), the metrics listener and the TLS redirect listener beside
+/// it, the connection layer with the configuration's limits.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Arc<Config>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let files = files(&config);
+    serve_files(listener, config, files, shutdown).await
+}
+
+/// [`serve`] with an engine built by the caller (who may keep a clone to look at it).
+pub async fn serve_files(
+    listener: tokio::net::TcpListener,
+    config: Arc<Config>,
+    files: ServeFiles,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    tracing::info!(
+        "file hashes: persistence {}, prehash {}, watch {}",
+        match &config.state_dir {
+            Some(dir) => format!(
+                "in {}",
+                dir.join(crate::fs::digest::STATE_FILE).display()
+            ),
+            None => "off".to_string(),
+        },
+        onoff(config.prehash),
+        onoff(config.watch)
+    );
+    if config.lab_enabled {
+        tracing::warn!(
+            "THE DOWNLOAD-CLIENT LAB IS ON: generated files and fault injection (cut connections, \
+             throttling, errors, corrupted bytes) under {}/ for anyone who asks. For testing \
+             download clients only; never enable it on a production server.",
+            config.lab_prefix
+        );
+    }
+    files.start().await?;
+    let _metrics = match config.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("metrics_listen {addr}: {e}"))
+            })?;
+            tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
+            Some(AbortOnDrop(tokio::spawn(metrics::serve(l))))
+        }
+        None => None,
+    };
+    let redirect = match config.tls_redirect_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("tls.redirect_listen {addr}: {e}"))
+            })?;
+            let https_port = listener.local_addr()?.port();
+            tracing::info!("redirecting http://{}/ to https", l.local_addr()?);
+            Some((l, redirect::router(https_port)))
+        }
+        None => None,
+    };
+    let opts = transport::Options {
+        grace: config.shutdown_grace,
+        tls: config
+            .tls
+            .as_ref()
+            .map(transport::tls::Tls::acceptor),
+        redirect,
+        limits: Limits {
+            header_read_timeout: config.header_read_timeout,
+            keepalive_timeout: config.keepalive_timeout,
+            send_timeout: config.send_timeout,
+            max_connections: config.max_connections,
+            max_headers: config.max_headers,
+        },
+        fast_path: config.fast_path,
+    };
+    transport::run(listener, app(&config, files), opts, shutdown).await
+}
+
+/// Stops a background task when serving ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

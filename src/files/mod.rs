@@ -1,0 +1,413 @@
+//! The engine as a tower `Service`: [`ServeFiles`] answers GET and HEAD (and OPTIONS, and 405
+//! for the rest) for the files of a [`Storage`], by the pipeline of the crate docs:
+//! resolve (the storage) -> open (a [`Representation`] with its validators) -> decide and plan
+//! (`http::preconditions`, `http::range`, in [`respond`]) -> respond (a streaming body that
+//! reads only the planned bytes, `body`). Directories without an index file are listed when
+//! listings are on (`listing`).
+//!
+//! It knows nothing about connections, beyond the `sendfile` hand-off that a plain HTTP/1.x
+//! connection may offer it (`fs::sendfile`), and nothing about the application around it.
+
+mod body;
+mod disk;
+pub(crate) mod listing;
+mod options;
+mod respond;
+pub mod storage;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+
+pub use disk::Disk;
+pub use options::{DEFAULT_CACHE_CONTROL, DEFAULT_MAX_RANGES};
+pub(crate) use options::Options;
+pub use storage::{Found, OpenError, Representation, Source, Storage};
+
+use crate::fs::sendfile;
+use crate::http::encoding::{Accept, Coding, Negotiated};
+use crate::http::header_rules::{HeaderRules, PathHeaders};
+use crate::http::response::{moved_permanently, text};
+pub(crate) use respond::respond;
+
+/// Serves the files of a [`Storage`] (by default a directory on disk) with every range and
+/// conditional behaviour of RFC 9110. Cheap to clone: clones share one state.
+///
+/// ```no_run
+/// # async fn run() {
+/// use rangeserve::ServeFiles;
+/// let app = axum::Router::new().nest_service("/files", ServeFiles::new("www"));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+/// axum::serve(listener, app).await.unwrap();
+/// # }
+/// ```
+pub struct ServeFiles<S = Disk> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for ServeFiles<S> {
+    fn clone(&self) -> Self {
+        ServeFiles {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Inner<S> {
+    storage: S,
+    opts: Options,
+}
+
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+impl ServeFiles<Disk> {
+    /// Serve the files under `root`. Never fails: a root that cannot be opened is logged once
+    /// (at [`start`](Self::start) or the first request) and every request is answered 500.
+    pub fn new(root: impl AsRef<std::path::Path>) -> ServeFiles<Disk> {
+        ServeFiles::with_storage(Disk::new(root))
+    }
+
+    fn disk(mut self, edit: impl FnOnce(&mut Disk)) -> Self {
+        edit(&mut Arc::make_mut(&mut self.inner).storage);
+        self
+    }
+
+    /// Serve names that start with a dot (default: no, they are 404).
+    pub fn show_hidden(self, yes: bool) -> Self {
+        self.disk(|d| d.policy.show_hidden = yes)
+    }
+
+    /// Follow symlinks whose target lies outside the root (default: no, they are 404).
+    pub fn follow_symlinks(self, yes: bool) -> Self {
+        self.disk(|d| d.policy.follow_symlinks = yes)
+    }
+
+    /// Names tried, in order, for a directory asked for with a trailing slash (default:
+    /// `index.html`). Each must be a plain file name.
+    pub fn index_files<I, T>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let names = names.into_iter().map(Into::into).collect();
+        self.disk(|d| d.index_files = names)
+    }
+
+    /// Keep the content hashes (the ETags) in this directory across restarts, so that no file
+    /// is hashed twice (default: none). It must not be inside the root.
+    pub fn state_dir(self, dir: Option<PathBuf>) -> Self {
+        self.disk(|d| d.state_dir = dir)
+    }
+
+    /// Hash every file under the root in the background when the service starts (default: no).
+    pub fn prehash(self, yes: bool) -> Self {
+        self.disk(|d| d.prehash = yes)
+    }
+
+    /// Watch the root and hash new or changed files before they are asked for (default: no).
+    pub fn watch(self, yes: bool) -> Self {
+        self.disk(|d| d.watch = yes)
+    }
+
+    /// Open the root, load the hashes kept in `state_dir`, and start `prehash` and `watch`
+    /// now, rather than at the first request; the error says why the root cannot be served.
+    /// Needs a tokio runtime. Calling it again does nothing.
+    pub async fn start(&self) -> std::io::Result<()> {
+        self.inner.storage.start().await
+    }
+
+    /// Content hashes computed so far by this service (hashes loaded from `state_dir` do not
+    /// count): what a test or an operator checks to see that a file was hashed once.
+    pub fn hash_computations(&self) -> u64 {
+        self.inner.storage.hash_computations()
+    }
+}
+
+impl<S: Storage + Clone> ServeFiles<S> {
+    /// Serve the files of `storage` with the default settings.
+    pub fn with_storage(storage: S) -> ServeFiles<S> {
+        ServeFiles {
+            inner: Arc::new(Inner {
+                storage,
+                opts: Options::default(),
+            }),
+        }
+    }
+
+    fn opts(mut self, edit: impl FnOnce(&mut Options)) -> Self {
+        edit(&mut Arc::make_mut(&mut self.inner).opts);
+        self
+    }
+
+    /// Requests with more ranges than this get the whole file as a 200 (default: 100; at least
+    /// 1, which refuses multipart answers).
+    pub fn max_ranges(self, n: usize) -> Self {
+        self.opts(|o| o.max_ranges = n.max(1))
+    }
+
+    /// List a directory asked for with a trailing slash that has no index file, as HTML or
+    /// JSON (default: no, it is 404).
+    pub fn listing(self, yes: bool) -> Self {
+        self.opts(|o| o.listing = yes)
+    }
+
+    /// Serve `name.br`, `name.zst` or `name.gz` beside `name` to clients whose
+    /// `Accept-Encoding` allows it, each as its own representation (default: no).
+    pub fn precompressed(self, yes: bool) -> Self {
+        self.opts(|o| o.precompressed = yes)
+    }
+
+    /// The `Cache-Control` sent with files that no header rule gives one (default:
+    /// `no-cache`); `None` sends none.
+    pub fn cache_control(self, value: Option<HeaderValue>) -> Self {
+        self.opts(|o| o.cache_control = value)
+    }
+
+    /// Send `Repr-Digest` (RFC 9530, sha-256) with files; a request's `Want-Repr-Digest`
+    /// overrides it either way (default: yes).
+    pub fn repr_digest(self, yes: bool) -> Self {
+        self.opts(|o| o.repr_digest = yes)
+    }
+
+    /// Send long runs of files with `sendfile(2)` when the connection offers it (default:
+    /// yes). Only rangeserve's own transport offers it; elsewhere this changes nothing.
+    pub fn sendfile(self, yes: bool) -> Self {
+        self.opts(|o| o.sendfile = yes)
+    }
+
+    /// Response headers by path (`[[headers]]` in the binary's config): the first rule whose
+    /// glob matches the file's path sets its headers (default: none).
+    pub fn header_rules(self, rules: HeaderRules) -> Self {
+        self.opts(|o| o.header_rules = Arc::new(rules))
+    }
+
+    /// Answer `?download` with `Content-Disposition: attachment` and the file's name
+    /// (default: yes).
+    pub fn download_query(self, yes: bool) -> Self {
+        self.opts(|o| o.download = yes)
+    }
+}
+
+impl<S, B> tower::Service<Request<B>> for ServeFiles<S>
+where
+    S: Storage,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The body is never read: dropped here, so the future does not hold it.
+        let (parts, _) = req.into_parts();
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(answer(&inner, parts).await) })
+    }
+}
+
+/// Where the service is mounted: the prefix that axum's `nest_service` stripped from the path
+/// (known from its `OriginalUri` extension; empty when the service was not nested), and
+/// whether the request named the mount point itself without its slash (`/files`, which axum
+/// hands on as `/`).
+fn mount<'a>(uri: &'a Uri, extensions: &'a http::Extensions) -> (&'a str, bool) {
+    let Some(original) = extensions.get::<axum::extract::OriginalUri>() else {
+        return ("", false);
+    };
+    let (path, full) = (uri.path(), original.0.path());
+    if path == "/" && !full.ends_with('/') {
+        return (full, true);
+    }
+    (full.strip_suffix(path).unwrap_or(""), false)
+}
+
+async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Response {
+    match parts.method {
+        Method::GET | Method::HEAD => {}
+        Method::OPTIONS => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            return r;
+        }
+        _ => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            return r;
+        }
+    }
+    let http::request::Parts {
+        method,
+        uri,
+        version,
+        headers,
+        extensions,
+        ..
+    } = parts;
+    let (base, at_mount_point) = mount(&uri, &extensions);
+    if at_mount_point {
+        // The root is a directory: its URL ends with a slash, as any other directory's.
+        return redirect_with_query(&format!("{base}/"), uri.query());
+    }
+    // With `precompressed`, every file is checked for sidecars (its responses vary on them).
+    let accept = inner.opts.precompressed.then(|| Accept::parse(&headers));
+    let target = open_target(inner, uri.path(), base, uri.query(), accept.as_ref()).await;
+    let (rep, negotiated) = match target {
+        Ok(Target::File(rep, negotiated)) => (rep, negotiated),
+        Ok(Target::Dir { dir, name }) if inner.opts.listing => {
+            let at = listing::Location { base, name: &name };
+            return listing::answer(&inner.storage, &method, &headers, uri.query(), dir, at)
+                .await;
+        }
+        Ok(Target::Dir { .. }) => return respond::open_error(OpenError::NotFound, uri.path()),
+        Err(resp) => return resp,
+    };
+    // Zero-copy bodies only where the connection passes body buffers through as they are.
+    let sink = match version {
+        http::Version::HTTP_10 | http::Version::HTTP_11 if inner.opts.sendfile => {
+            sendfile::current()
+        }
+        _ => None,
+    };
+    let headers = negotiated.request_headers(&headers);
+    let mut resp = respond(
+        &method,
+        &headers,
+        &rep,
+        &inner.opts,
+        SystemTime::now(),
+        sink,
+    );
+    negotiated.apply(resp.status(), resp.headers_mut());
+    resp
+}
+
+fn redirect_with_query(to: &str, query: Option<&str>) -> Response {
+    match query {
+        Some(q) => moved_permanently(&format!("{to}?{q}")),
+        None => moved_permanently(to),
+    }
+}
+
+/// What a URL path leads to: a file (in the negotiated coding), or a directory that has no
+/// index file.
+enum Target<D> {
+    File(Representation, Negotiated),
+    Dir { dir: D, name: PathBuf },
+}
+
+/// The representation for `path` (a URL path under the storage's root), or the response that
+/// says why there is none (a redirect to `redirect_base` + the path with a slash, 403, 404,
+/// ...). With `accept`, the file in the best acceptable precompressed coding: its own bytes and
+/// ETag, the original name's Content-Type.
+async fn open_target<S: Storage>(
+    inner: &Inner<S>,
+    path: &str,
+    redirect_base: &str,
+    query: Option<&str>,
+    accept: Option<&Accept>,
+) -> Result<Target<S::Dir>, Response> {
+    let storage = &inner.storage;
+    let (file, name) = match storage.find(path).await {
+        Ok(Found::File { file, name }) => (file, name),
+        Ok(Found::AddSlash(to)) => {
+            return Err(redirect_with_query(&format!("{redirect_base}{to}"), query))
+        }
+        Ok(Found::Dir { dir, name }) => return Ok(Target::Dir { dir, name }),
+        Err(e) => return Err(respond::open_error(e, path)),
+    };
+    let (file, negotiated) = match accept {
+        Some(accept) => select_coding(storage, file, &name, accept).await,
+        None => (file, Negotiated::default()),
+    };
+    let query = if inner.opts.download { query } else { None };
+    let path_headers = PathHeaders::new(&inner.opts.header_rules, &name, query);
+    match storage.open(file).await {
+        Ok(rep) => Ok(Target::File(
+            Representation {
+                path_headers,
+                ..rep
+            },
+            negotiated,
+        )),
+        Err(e) => Err(respond::open_error(e, path)),
+    }
+}
+
+/// The file to serve for `name`: the best acceptable sidecar, or the file itself; and whether
+/// the file has any sidecar (so that the response varies). At most three lookups: the
+/// preferred codings in order until one exists, then, if none was chosen, the others until one
+/// exists (only to know whether to send `Vary`).
+async fn select_coding<S: Storage>(
+    storage: &S,
+    file: S::File,
+    name: &std::path::Path,
+    accept: &Accept,
+) -> (S::File, Negotiated) {
+    let mut tried = [false; 3];
+    for coding in accept.preferred() {
+        tried[coding as usize] = true;
+        if let Some(f) = storage.sidecar(&file, name, coding.suffix()).await {
+            let chosen = Negotiated {
+                coding: Some(coding),
+                vary: true,
+            };
+            return (f, chosen);
+        }
+    }
+    let mut vary = false;
+    for c in Coding::ALL.into_iter().filter(|c| !tried[*c as usize]) {
+        if storage.sidecar(&file, name, c.suffix()).await.is_some() {
+            vary = true;
+            break;
+        }
+    }
+    (file, Negotiated { coding: None, vary })
+}
+
+#[cfg(feature = "server")]
+impl ServeFiles<Disk> {
+    /// The representation of the file at `path` (a URL path), or the response that says why
+    /// there is none; a directory without an index file is a 404. For the lab, which serves
+    /// the root's files with faults.
+    pub(crate) async fn open(
+        &self,
+        path: &str,
+        redirect_base: &str,
+        query: Option<&str>,
+    ) -> Result<Representation, Response> {
+        match open_target(&self.inner, path, redirect_base, query, None).await? {
+            Target::File(rep, _) => Ok(rep),
+            Target::Dir { .. } => Err(respond::open_error(OpenError::NotFound, path)),
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+impl<S> ServeFiles<S> {
+    /// [`respond`] with this service's settings.
+    pub(crate) fn respond(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        rep: &Representation,
+        now: SystemTime,
+    ) -> Response {
+        respond(method, headers, rep, &self.inner.opts, now, None)
+    }
+}

@@ -1,0 +1,174 @@
+//! The storage interface the engine reads through. The local disk ([`Disk`](super::Disk)) is
+//! one implementation; an object store is the next. A storage resolves a request path into a
+//! file (or a directory to list, or a redirect), turns a file into a [`Representation`] with
+//! its validators, reads byte ranges of it through its [`Source`], and lists directories.
+//!
+//! Everything a storage returns is already checked: a name it hands back is inside its root,
+//! free of `..`, and not hidden unless hidden names are shown.
+
+use std::future::Future;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use crate::http::header_rules::PathHeaders;
+
+pub use crate::fs::listdir::{Entry, Order, Page, Sort};
+
+/// Where representations come from.
+pub trait Storage: Send + Sync + 'static {
+    /// A file that was found, not yet made into a representation (e.g. open, with metadata).
+    type File: Send + 'static;
+    /// A directory that was found, to list.
+    type Dir: Send + 'static;
+
+    /// Resolve `path`, the request path as received (percent-encoded, starting with `/`). A
+    /// directory asked for with a trailing slash gives its index file, or itself to list.
+    fn find(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Found<Self::File, Self::Dir>, OpenError>> + Send;
+
+    /// The sidecar of `file` (found as `name`) whose name adds `suffix` (`.gz`, ...), if there
+    /// is a usable one; it keeps the original's `Content-Type`.
+    fn sidecar(
+        &self,
+        file: &Self::File,
+        name: &std::path::Path,
+        suffix: &str,
+    ) -> impl Future<Output = Option<Self::File>> + Send;
+
+    /// The representation of a found file: length, validators (its strong content-hash ETag
+    /// and Last-Modified), type, `Repr-Digest`, and the source of its bytes.
+    fn open(&self, file: Self::File)
+        -> impl Future<Output = Result<Representation, OpenError>> + Send;
+
+    /// Entries `offset..offset + limit` of `dir`, sorted (directories first), listing only what
+    /// a request would serve.
+    fn list(
+        &self,
+        dir: Self::Dir,
+        sort: Sort,
+        order: Order,
+        offset: usize,
+        limit: usize,
+    ) -> impl Future<Output = io::Result<Page>> + Send;
+}
+
+/// What a request path leads to.
+pub enum Found<F, D> {
+    /// A file, and its name relative to the root (segments decoded; its extension gives the
+    /// type, its last segment the `?download` name).
+    File {
+        /// The file.
+        file: F,
+        /// Its name under the root.
+        name: PathBuf,
+    },
+    /// A directory asked for without the trailing slash: redirect to this path (as received,
+    /// empty segments dropped, ending in `/`).
+    AddSlash(String),
+    /// A directory asked for with the trailing slash that has none of the index files, and its
+    /// name relative to the root (empty for the root).
+    Dir {
+        /// The directory.
+        dir: D,
+        /// Its name under the root.
+        name: PathBuf,
+    },
+}
+
+/// Why there is no representation.
+#[derive(Debug)]
+pub enum OpenError {
+    /// 400: the path is not one we accept (it never reached the storage).
+    BadPath(&'static str),
+    /// 404: absent, hidden, a symlink out of the root, not a file or directory.
+    NotFound,
+    /// 403: the storage refused us.
+    Forbidden,
+    /// 503: the file changed while its hash was computed; asking again will do.
+    Changing,
+    /// 500: anything else, with the error for the log.
+    Io(io::Error),
+}
+
+/// Everything the engine needs to answer a GET or HEAD.
+#[derive(Clone)]
+pub struct Representation {
+    /// Its length in bytes.
+    pub len: u64,
+    /// Strong entity-tag, quoted.
+    pub etag: Option<HeaderValue>,
+    /// When it was last modified (`Last-Modified`).
+    pub modified: Option<SystemTime>,
+    /// Full `Content-Type` value (with charset where it applies).
+    pub content_type: HeaderValue,
+    /// Where its bytes are read from.
+    pub source: Arc<dyn Source>,
+    /// `Repr-Digest` of the whole representation (`sha-256=:...:`), when its hash is known.
+    pub repr_digest: Option<HeaderValue>,
+    /// Headers from the configuration for this path and from the query (`?download`).
+    pub path_headers: PathHeaders,
+}
+
+/// A read in progress.
+pub type ReadFuture = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
+
+/// The bytes of one representation, as they were when its response was decided.
+pub trait Source: Send + Sync + 'static {
+    /// Exactly `len` bytes at `offset` (a source that ends first fails with `UnexpectedEof`).
+    /// The response goes on reading in order up to `until`, so a source that streams (an
+    /// object store) may ask for all of `offset..until` at once and serve the next reads from
+    /// it. Called when [`read_at_nowait`](Source::read_at_nowait) could not serve the bytes.
+    fn read(self: Arc<Self>, offset: u64, len: usize, until: u64) -> ReadFuture;
+
+    /// Up to `buf.len()` bytes at `offset`, only if that will not block (the bytes are in
+    /// memory): `None` means "use [`read`](Source::read)". The buffer may be uninitialized: the
+    /// bytes read are initialized, the rest untouched.
+    fn read_at_nowait(
+        &self,
+        buf: &mut [MaybeUninit<u8>],
+        offset: u64,
+    ) -> Option<io::Result<usize>> {
+        let _ = (buf, offset);
+        None
+    }
+
+    /// The open descriptor the bytes can be sent from with `sendfile`, if there is one.
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// Whether the bytes are still the version the response describes (its ETag, length and
+    /// Last-Modified). Checked after the last byte of a response was read and before it goes
+    /// out; `false` aborts the response. Sources whose every read is already tied to the
+    /// version (or that never change) need not override it.
+    fn unchanged(&self) -> io::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// A read of `len` bytes at `offset` with a blocking positional `read_exact`, on the blocking
+/// pool: the [`Source::read`] of sources whose reads block. The buffer is allocated here, on
+/// the caller's (async) thread, which also frees it once the bytes are written: no per-thread
+/// allocator caches of the blocking pool fill up.
+pub fn read_on_blocking_pool<S: ?Sized + Send + Sync + 'static>(
+    source: Arc<S>,
+    offset: u64,
+    len: usize,
+    read_exact: fn(&S, &mut [u8], u64) -> io::Result<()>,
+) -> ReadFuture {
+    let mut buf = bytes::BytesMut::zeroed(len);
+    let task = tokio::task::spawn_blocking(move || {
+        read_exact(&source, &mut buf, offset).map(|()| buf.freeze())
+    });
+    Box::pin(async move { task.await.map_err(io::Error::other)? })
+}
