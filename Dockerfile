@@ -3,7 +3,7 @@
 #   docker build -t rangeserve .
 #   docker run -p 8080:8080 -v "$PWD/files:/www:ro" rangeserve
 #
-# Every setting can also be given as RANGESERVE_* environment variables (see README.md).
+# Every setting can also be given as RANGESERVE_* environment variables (see docs/configuration.md).
 
 # ---- build: a statically linked release binary in /out/rangeserve ------------------------------
 FROM rust:1-bookworm AS build
