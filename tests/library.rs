@@ -3,5 +3,9 @@
 
 mod common;
 
+#[path = "library/architecture.rs"]
 mod architecture;
+#[path = "library/mounted.rs"]
 mod mounted;
+#[path = "library/docs.rs"]
+mod docs;

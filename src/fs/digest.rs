@@ -10,9 +10,8 @@
 
 // A fast seeded hash for maps on the request path (SipHash showed in the profile).
 use foldhash::{HashMap, HashMapExt};
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,47 +21,7 @@ use tokio::sync::OnceCell;
 
 use crate::ops::metrics::METRICS;
 
-/// Which version of which file: if any of these changes, the content may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileId {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileId {
-    pub fn of(meta: &Metadata) -> FileId {
-        FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-
-    /// The same identity from a `stat` made without `std` (`rustix`), for the cheap re-check
-    /// of a cached open file.
-    pub fn of_stat(st: &rustix::fs::Stat) -> FileId {
-        FileId {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
-            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
-        }
-    }
-
-    /// Equal in everything but the ctime (which unlinking a name also changes).
-    pub fn same_but_ctime(&self, other: &FileId) -> bool {
-        FileId {
-            ctime: other.ctime,
-            ..*self
-        } == *other
-    }
-}
+pub use crate::fs::file::FileId;
 
 pub type Sha256Sum = [u8; 32];
 

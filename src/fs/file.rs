@@ -6,10 +6,51 @@ use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
+use std::fs::Metadata;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
-use crate::fs::digest::FileId;
+/// Which version of which file: if any of these changes, the content may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) size: u64,
+    pub(crate) mtime: (i64, i64),
+    pub(crate) ctime: (i64, i64),
+}
+
+impl FileId {
+    pub fn of(meta: &Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The same identity from a `stat` made without `std` (`rustix`), for the cheap re-check
+    /// of a cached open file.
+    pub fn of_stat(st: &rustix::fs::Stat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+        }
+    }
+
+    /// Equal in everything but the ctime (which unlinking a name also changes).
+    pub fn same_but_ctime(&self, other: &FileId) -> bool {
+        FileId {
+            ctime: other.ctime,
+            ..*self
+        } == *other
+    }
+}
 
 /// `preadv2(RWF_NOWAIT)`: up to `buf.len()` bytes at `offset` if the page cache holds them, or
 /// `None` at once ("read on the blocking pool instead"). A page-cached read on the async worker

@@ -52,6 +52,10 @@ impl Server {
     fn start_in(dir: tempfile::TempDir, root: PathBuf, tweak: impl FnOnce(&mut Config)) -> Server {
         let mut config = Config::with_root(&root).unwrap();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        // `.ci/run` runs the HTTP-level tests a second time with the fast path off.
+        if let Some(on) = fast_path_from_env() {
+            config.fast_path = on;
+        }
         tweak(&mut config);
         let config = Arc::new(config);
         let files = rangeserve::app::files(&config);
@@ -121,6 +125,17 @@ impl Drop for Server {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// `RANGESERVE_FAST_PATH`, as the binary reads it (`true`/`false`, `1`/`0`, `yes`/`no`,
+/// `on`/`off`); `None` when unset.
+pub fn fast_path_from_env() -> Option<bool> {
+    let v = std::env::var("RANGESERVE_FAST_PATH").ok()?;
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "n" => Some(false),
+        _ => panic!("RANGESERVE_FAST_PATH={v:?} is not a bool"),
     }
 }
 
