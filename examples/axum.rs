@@ -34,7 +34,10 @@ fn app(root: &str) -> Router {
         .nest_service("/downloads", files)
         .layer(TraceLayer::new_for_http())
         // Bounds the time to the response head, not the body: a long download is not cut.
-        .layer(TimeoutLayer::new(Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             SERVER,
             HeaderValue::from_static("example"),

@@ -5,7 +5,7 @@ mod common;
 
 #[path = "library/architecture.rs"]
 mod architecture;
-#[path = "library/mounted.rs"]
-mod mounted;
 #[path = "library/docs.rs"]
 mod docs;
+#[path = "library/mounted.rs"]
+mod mounted;

@@ -61,9 +61,7 @@ pub fn router(config: &Config, files: ServeFiles) -> Router {
 pub fn app(config: &Config, files: ServeFiles) -> impl transport::App {
     tower::ServiceBuilder::new()
         .layer(observe::ObserveLayer)
-        .option_layer(
-            access_log_on().then(|| SetRequestIdLayer::x_request_id(Sequential)),
-        )
+        .option_layer(access_log_on().then(|| SetRequestIdLayer::x_request_id(Sequential)))
         .option_layer(
             config
                 .cors
@@ -91,9 +89,8 @@ impl MakeRequestId for Sequential {
         use std::sync::OnceLock;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         static EPOCH: OnceLock<u64> = OnceLock::new();
-        let epoch = EPOCH.get_or_init(|| {
-            crate::http::preconditions::unix_secs(std::time::SystemTime::now())
-        });
+        let epoch = EPOCH
+            .get_or_init(|| crate::http::preconditions::unix_secs(std::time::SystemTime::now()));
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         HeaderValue::from_str(&format!("{epoch:x}-{n}"))
             .ok()
@@ -131,10 +128,7 @@ pub async fn serve_files(
     tracing::info!(
         "file hashes: persistence {}, prehash {}, watch {}",
         match &config.state_dir {
-            Some(dir) => format!(
-                "in {}",
-                dir.join(crate::fs::digest::STATE_FILE).display()
-            ),
+            Some(dir) => format!("in {}", dir.join(crate::fs::digest::STATE_FILE).display()),
             None => "off".to_string(),
         },
         onoff(config.prehash),
@@ -172,10 +166,7 @@ pub async fn serve_files(
     };
     let opts = transport::Options {
         grace: config.shutdown_grace,
-        tls: config
-            .tls
-            .as_ref()
-            .map(transport::tls::Tls::acceptor),
+        tls: config.tls.as_ref().map(transport::tls::Tls::acceptor),
         redirect,
         limits: Limits {
             header_read_timeout: config.header_read_timeout,

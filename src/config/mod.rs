@@ -382,8 +382,11 @@ pub enum Command {
     /// Ask the running server for `HEAD /` once: exit 0 when it answers (any status below 500),
     /// 1 otherwise. For container HEALTHCHECKs: no shell or curl needed.
     Healthcheck {
-        /// URL to ask [default: http://<listen>/, with 0.0.0.0 or [::] as the loopback address]
-        #[arg(long, value_name = "URL")]
+        #[arg(
+            long,
+            value_name = "URL",
+            help = "URL to ask [default: http://<listen>/, with 0.0.0.0 or [::] as the loopback address]"
+        )]
         url: Option<String>,
         /// Seconds to wait for the answer.
         #[arg(long, value_name = "SECS", default_value_t = 5)]
@@ -602,8 +605,8 @@ impl FileConfig {
         let cors = Cors::new(&origins, cors.max_age.unwrap_or(DEFAULT_CORS_MAX_AGE))
             .map_err(|e| ConfigError(format!("cors.allowed_origins: {e}")))?;
         let tls_file = self.tls.unwrap_or_default();
-        let tls =
-            crate::transport::tls::Tls::from_settings(tls_file.cert, tls_file.key).map_err(ConfigError)?;
+        let tls = crate::transport::tls::Tls::from_settings(tls_file.cert, tls_file.key)
+            .map_err(ConfigError)?;
         let tls_redirect_listen = match tls_file.redirect_listen.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(_) if tls.is_none() => {

@@ -314,4 +314,3 @@ impl http_body::Body for Streamed {
         SizeHint::with_exact(self.remaining)
     }
 }
-

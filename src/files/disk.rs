@@ -13,8 +13,8 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::files::storage::{
-    read_on_blocking_pool, Found, OpenError, Order, Page, ReadFuture, Representation, Sort,
-    Source, Storage,
+    read_on_blocking_pool, Found, OpenError, Order, Page, ReadFuture, Representation, Sort, Source,
+    Storage,
 };
 use crate::fs::digest::{self, DigestCache, FileId, Sha256Sum};
 use crate::fs::file::{self, FileVersion};

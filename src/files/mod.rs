@@ -1,7 +1,7 @@
 //! The engine as a tower `Service`: [`ServeFiles`] answers GET and HEAD (and OPTIONS, and 405
 //! for the rest) for the files of a [`Storage`], by the pipeline of the crate docs:
 //! resolve (the storage) -> open (a [`Representation`] with its validators) -> decide and plan
-//! (`http::preconditions`, `http::range`, in [`respond`]) -> respond (a streaming body that
+//! (`http::preconditions`, `http::range`, in `respond`) -> respond (a streaming body that
 //! reads only the planned bytes, `body`). Directories without an index file are listed when
 //! listings are on (`listing`).
 //!
@@ -25,12 +25,12 @@ use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::response::Response;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 
 pub use disk::Disk;
-pub use options::{DEFAULT_CACHE_CONTROL, DEFAULT_MAX_RANGES};
 pub(crate) use options::Options;
+pub use options::{DEFAULT_CACHE_CONTROL, DEFAULT_MAX_RANGES};
 pub use storage::{Found, OpenError, Representation, Source, Storage};
 
 use crate::fs::sendfile;
@@ -271,8 +271,7 @@ async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Re
         Ok(Target::File(rep, negotiated)) => (rep, negotiated),
         Ok(Target::Dir { dir, name }) if inner.opts.listing => {
             let at = listing::Location { base, name: &name };
-            return listing::answer(&inner.storage, &method, &headers, uri.query(), dir, at)
-                .await;
+            return listing::answer(&inner.storage, &method, &headers, uri.query(), dir, at).await;
         }
         Ok(Target::Dir { .. }) => return respond::open_error(OpenError::NotFound, uri.path()),
         Err(resp) => return resp,
@@ -404,7 +403,7 @@ impl<S> ServeFiles<S> {
     pub(crate) fn respond(
         &self,
         method: &Method,
-        headers: &HeaderMap,
+        headers: &http::HeaderMap,
         rep: &Representation,
         now: SystemTime,
     ) -> Response {

@@ -38,4 +38,3 @@ impl Default for Options {
 pub const DEFAULT_MAX_RANGES: usize = 100;
 /// The `Cache-Control` sent with files by default: caches may store them but must revalidate.
 pub const DEFAULT_CACHE_CONTROL: &str = "no-cache";
-

@@ -10,17 +10,15 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::files::body::{self, Piece};
-use crate::files::storage::{OpenError, Representation};
 use crate::files::options::Options;
+use crate::files::storage::{OpenError, Representation};
 use crate::fs::sendfile::Sink;
 use crate::http::dates;
 use crate::http::multipart::Multipart;
 use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::range::{self, RangePlan};
 use crate::http::repr_digest;
-use crate::http::response::{
-    content_range, spare_header_map, text, value, with_headers, NOSNIFF,
-};
+use crate::http::response::{content_range, spare_header_map, text, value, with_headers, NOSNIFF};
 use crate::ops::metrics::METRICS;
 
 /// The response to a GET or HEAD (`method`) with `req_headers` for `rep`, at `now`. Pure but

@@ -47,8 +47,10 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The representation of a found file: length, validators (its strong content-hash ETag
     /// and Last-Modified), type, `Repr-Digest`, and the source of its bytes.
-    fn open(&self, file: Self::File)
-        -> impl Future<Output = Result<Representation, OpenError>> + Send;
+    fn open(
+        &self,
+        file: Self::File,
+    ) -> impl Future<Output = Result<Representation, OpenError>> + Send;
 
     /// Entries `offset..offset + limit` of `dir`, sorted (directories first), listing only what
     /// a request would serve.

@@ -228,7 +228,13 @@ impl StateFile {
     /// Append one new hash (blocking; called on the blocking pool right after the hash). Once
     /// as many lines were appended as the cache holds, rewrite the file from the cache, so it
     /// stays within about twice the cache's size however long the server runs.
-    fn record<D: Digest>(&self, id: FileId, sum: &Sha256Sum, entries: &Entries<D>, capacity: usize) {
+    fn record<D: Digest>(
+        &self,
+        id: FileId,
+        sum: &Sha256Sum,
+        entries: &Entries<D>,
+        capacity: usize,
+    ) {
         let line = format_line(id, sum);
         let mut app = self.appender.lock().unwrap();
         match (&app.file).write(line.as_bytes()) {

@@ -3,10 +3,10 @@
 //! the identity check that says whether the file is still the version a response describes.
 
 use std::fs::File;
+use std::fs::Metadata;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
-use std::fs::Metadata;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 

@@ -213,8 +213,7 @@ fn from_stat(name: &str, t: FileType, size: i64, mtime: (i64, u32)) -> Option<Ra
 
 /// A symlink as a request for it would find it: its target's type and metadata, or nothing.
 fn through_link<D>(dir: &Dir<'_, D>, name: &str) -> Option<Raw> {
-    let (_file, meta) =
-        open_beneath(dir.root, &dir.name.join(Path::new(name)), dir.policy).ok()?;
+    let (_file, meta) = open_beneath(dir.root, &dir.name.join(Path::new(name)), dir.policy).ok()?;
     let t = if meta.is_dir() {
         FileType::Directory
     } else if meta.is_file() {

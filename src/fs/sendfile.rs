@@ -4,7 +4,7 @@
 //!
 //! hyper writes a response by handing its queue of buffers to the connection's I/O object in one
 //! `poll_write_vectored` call. A body that wants bytes of a file sent without copying them through
-//! user space yields a *placeholder*: a slice of [`placeholder`], a zeroed region that is never
+//! user space yields a *placeholder*: a slice of `placeholder()`, a zeroed region that is never
 //! read, whose length is the number of file bytes it stands for, after recording the file, offset
 //! and length in the connection's [`SendQueue`]. The connection's I/O object (`transport::sendfile::SendfileStream`)
 //! recognises placeholder slices by address when hyper writes them and sends the recorded file

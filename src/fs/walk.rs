@@ -61,4 +61,3 @@ pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
     }
     Ok((file, meta))
 }
-

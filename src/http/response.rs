@@ -142,4 +142,3 @@ pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
         headers.append(header::VARY, HeaderValue::from_static(name));
     }
 }
-

@@ -18,6 +18,7 @@ pub struct Faults(pub String);
 
 struct Line {
     faults: Option<String>,
+    request_id: Option<String>,
     method: Method,
     path: String,
     range: Option<String>,
@@ -30,6 +31,7 @@ struct Line {
 /// What the line needs from the request, taken before the handler consumes it; `None` when
 /// access logging is off, which then costs nothing more.
 pub struct Pending {
+    request_id: Option<String>,
     method: Method,
     path: String,
     range: Option<String>,
@@ -50,6 +52,11 @@ pub fn begin(req: &Request) -> Option<Pending> {
         }
     });
     Some(Pending {
+        // Set by the application's request-id layer when the client sent none.
+        request_id: req
+            .headers()
+            .get("x-request-id")
+            .map(|v| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(200)]).into_owned()),
         method: req.method().clone(),
         path: req.uri().path().to_owned(),
         range,
@@ -75,6 +82,7 @@ pub fn finish(pending: Option<Pending>, resp: Response) -> Response {
     };
     let line = Line {
         faults: resp.extensions().get::<Faults>().map(|f| f.0.clone()),
+        request_id: p.request_id,
         method: p.method,
         path: p.path,
         range: p.range,
@@ -182,6 +190,7 @@ impl Drop for Logged {
             range,
             complete,
             faults = l.faults.as_deref().map(tracing::field::display),
+            request_id = l.request_id.as_deref().map(tracing::field::display),
         );
     }
 }

@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// The URL to ask when none is given: the listen address, with an unspecified IP (0.0.0.0,
-/// [::]) replaced by loopback.
+/// The URL to ask when none is given: the listen address, with an unspecified IP (`0.0.0.0`,
+/// `[::]`) replaced by loopback.
 pub fn default_url(listen: SocketAddr) -> String {
     let ip = match listen.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -31,7 +31,6 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-
 /// The limits one listener enforces on its connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

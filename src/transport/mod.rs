@@ -10,7 +10,7 @@
 //! Each connection speaks HTTP/1.1, or HTTP/2 when it opens with the HTTP/2 preface: chosen by
 //! ALPN over TLS, and "prior knowledge" (h2c, RFC 9113 §3.3) on plain TCP. With TLS, the
 //! handshake runs in the connection's own task, never in the accept loop, and is bounded by
-//! [`crate::tls::HANDSHAKE_TIMEOUT`].
+//! [`tls::HANDSHAKE_TIMEOUT`].
 
 pub mod h1;
 pub mod limits;
@@ -304,9 +304,8 @@ async fn hyper_conn<IO, A: App>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // hyper's request body, boxed into the one body type the application takes.
-    let service = tower::util::MapRequest::new(service, |req: http::Request<Incoming>| {
-        req.map(Body::new)
-    });
+    let service =
+        tower::util::MapRequest::new(service, |req: http::Request<Incoming>| req.map(Body::new));
     let service = limits::track(TowerToHyperService::new(service), activity);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -328,8 +327,7 @@ async fn serve_plain<A: App>(
     fast_path: bool,
 ) {
     let limits = conn.limits;
-    if !fast_path || limits.keepalive_timeout.is_zero() || limits.max_headers != h1::MAX_HEADERS
-    {
+    if !fast_path || limits.keepalive_timeout.is_zero() || limits.max_headers != h1::MAX_HEADERS {
         return serve_io(builders, io, app, watcher, conn).await;
     }
     let Conn { limits, permit } = conn;

@@ -165,11 +165,9 @@ mod tests {
         assert!(Tls::from_settings(Some("".into()), Some("".into()))
             .unwrap()
             .is_none());
-        let e = Tls::from_settings(Some("c.pem".into()), None)
-            .unwrap_err();
+        let e = Tls::from_settings(Some("c.pem".into()), None).unwrap_err();
         assert!(e.starts_with("tls.key: missing"), "{e}");
-        let e = Tls::from_settings(None, Some("k.pem".into()))
-            .unwrap_err();
+        let e = Tls::from_settings(None, Some("k.pem".into())).unwrap_err();
         assert!(e.starts_with("tls.cert: missing"), "{e}");
     }
 

@@ -58,7 +58,11 @@ fn uses(module: &str, code: &str, known: &BTreeSet<String>) -> BTreeSet<String> 
     let own: Vec<&str> = module.split("::").collect();
     let bytes = code.as_bytes();
     let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
-    for (start, prefix) in [("crate::", None), ("super::", Some(1)), ("rangeserve::", None)] {
+    for (start, prefix) in [
+        ("crate::", None),
+        ("super::", Some(1)),
+        ("rangeserve::", None),
+    ] {
         let mut from = 0;
         while let Some(i) = code[from..].find(start) {
             let at = from + i;
@@ -70,7 +74,10 @@ fn uses(module: &str, code: &str, known: &BTreeSet<String>) -> BTreeSet<String> 
             while end < bytes.len() && is_ident(bytes[end]) {
                 end += 1;
             }
-            let rest: Vec<&str> = code[from..end].split("::").filter(|s| !s.is_empty()).collect();
+            let rest: Vec<&str> = code[from..end]
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .collect();
             let mut path: Vec<String> = match prefix {
                 // `super::` from a file module is its parent (mod.rs files are their module).
                 Some(_) => own[..own.len().saturating_sub(1)]
@@ -193,10 +200,17 @@ fn the_check_sees_a_cycle_and_a_layer_violation() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let a = uses("fs::a", "use crate::fs::b::X;\nfn f() { crate::files::c::go() }", &known);
+    let a = uses(
+        "fs::a",
+        "use crate::fs::b::X;\nfn f() { crate::files::c::go() }",
+        &known,
+    );
     assert_eq!(
         a,
-        ["files::c", "fs::b"].iter().map(|s| s.to_string()).collect()
+        ["files::c", "fs::b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     );
     let b = uses("fs::b", "use super::a::Y;", &known);
     assert_eq!(b, ["fs::a"].iter().map(|s| s.to_string()).collect());

@@ -75,8 +75,11 @@ fn tree(root: &Path) -> Vec<u8> {
     data
 }
 
-/// The requests both the mounted engine and the binary answer (paths under the mount point).
-fn requests(etag: &str) -> Vec<(&'static str, String, Vec<(&'static str, String)>)> {
+/// A method, a path under the mount point, and header fields.
+type Case = (&'static str, String, Vec<(&'static str, String)>);
+
+/// The requests both the mounted engine and the binary answer.
+fn requests(etag: &str) -> Vec<Case> {
     let h = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
         pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
     };
@@ -85,7 +88,11 @@ fn requests(etag: &str) -> Vec<(&'static str, String, Vec<(&'static str, String)
         ("HEAD", "/f.bin".into(), vec![]),
         ("GET", "/f.bin".into(), h(&[("Range", "bytes=100-199")])),
         ("GET", "/f.bin".into(), h(&[("Range", "bytes=-10")])),
-        ("GET", "/f.bin".into(), h(&[("Range", "bytes=0-9,5000-5009,-5")])),
+        (
+            "GET",
+            "/f.bin".into(),
+            h(&[("Range", "bytes=0-9,5000-5009,-5")]),
+        ),
         ("GET", "/f.bin".into(), h(&[("Range", "bytes=20000-")])),
         (
             "GET",
@@ -231,7 +238,10 @@ fn nested_under_a_prefix_beside_other_routes() {
         "/files/f.bin",
         &[("Range", "bytes=0-9"), ("If-Range", &etag)],
     );
-    assert_eq!((if_range.status, if_range.body.as_slice()), (206, &data[..10]));
+    assert_eq!(
+        (if_range.status, if_range.body.as_slice()),
+        (206, &data[..10])
+    );
     let stale = app.request(
         "GET",
         "/files/f.bin",
@@ -260,7 +270,10 @@ fn nested_under_a_prefix_beside_other_routes() {
     let html = String::from_utf8(listing.body).unwrap();
     // HTML links are relative to the page, so they stay under the prefix wherever it is.
     assert!(html.contains("<a href=\"./n0.txt\">n0.txt</a>"), "{html}");
-    assert!(html.contains("<a href=\"../\">../</a>"), "parent link: {html}");
+    assert!(
+        html.contains("<a href=\"../\">../</a>"),
+        "parent link: {html}"
+    );
     let page = app.request(
         "GET",
         "/files/dir/?limit=2&offset=2",
@@ -271,7 +284,10 @@ fn nested_under_a_prefix_beside_other_routes() {
     assert_eq!(json["url"], "/files/dir/");
     assert_eq!(json["parent"], "/files/");
     assert_eq!(json["entries"][0]["url"], "/files/dir/n1.txt");
-    assert_eq!(json["prev"], "/files/dir/?sort=name&order=asc&limit=2&format=json");
+    assert_eq!(
+        json["prev"],
+        "/files/dir/?sort=name&order=asc&limit=2&format=json"
+    );
     assert_eq!(
         json["next"],
         "/files/dir/?sort=name&order=asc&limit=2&offset=4&format=json"
@@ -317,7 +333,10 @@ mod oneshot {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    async fn call(files: &ServeFiles, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    async fn call(
+        files: &ServeFiles,
+        req: Request<Body>,
+    ) -> (StatusCode, http::HeaderMap, Vec<u8>) {
         let resp = files.clone().oneshot(req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes().to_vec();
@@ -347,7 +366,14 @@ mod oneshot {
 
         let (s, _, b) = call(&files, get("/f.bin", &[("If-None-Match", &etag)])).await;
         assert_eq!((s, b.len()), (StatusCode::NOT_MODIFIED, 0));
-        let (s, _, _) = call(&files, get("/f.bin", &[("If-Unmodified-Since", "Mon, 01 Jan 1990 00:00:00 GMT")])).await;
+        let (s, _, _) = call(
+            &files,
+            get(
+                "/f.bin",
+                &[("If-Unmodified-Since", "Mon, 01 Jan 1990 00:00:00 GMT")],
+            ),
+        )
+        .await;
         assert_eq!(s, StatusCode::PRECONDITION_FAILED);
         let (s, h, b) = call(&files, get("/f.bin", &[("Range", "bytes=99999-")])).await;
         assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);

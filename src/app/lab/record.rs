@@ -53,12 +53,16 @@ impl Seen {
                     .collect()
             })
         };
+        // As the client sent it: the Router hands the lab its path without the prefix.
+        let uri = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map_or(req.uri(), |o| &o.0);
         Seen {
             method: req.method().clone(),
-            path: req
-                .uri()
+            path: uri
                 .path_and_query()
-                .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned()),
+                .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
             range: header(header::RANGE),
             if_range: header(header::IF_RANGE),
             start: SystemTime::now(),

@@ -238,7 +238,6 @@ where
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +365,4 @@ mod tests {
         .await;
         assert!(!ok);
     }
-
 }
