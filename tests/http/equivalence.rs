@@ -1055,8 +1055,22 @@ fn the_http2_preface_is_answered_identically() {
 fn no_http2_after_an_http1_response_on_the_fast_path() {
     let s = Server::start_with(|c| c.fast_path = true);
     s.file("a.txt", b"hello, world\n");
-    for first in [KEEP.to_string(), KEEP.repeat(3), req("HEAD", "/a.txt", "")] {
-        let answer = exchange(s.addr, &[first.as_bytes(), H2_PREFACE, H2_SETTINGS]);
+    let firsts = [KEEP.to_string(), KEEP.repeat(3), req("HEAD", "/a.txt", "")];
+    // The preface in one piece after the requests, and cut anywhere (the first piece in the
+    // requests' write): a server that waited for the rest must still not switch.
+    let cuts = (0..=H2_PREFACE.len()).map(Some).chain([None]);
+    for (first, cut) in firsts
+        .iter()
+        .flat_map(|f| cuts.clone().map(move |c| (f, c)))
+    {
+        let preface = [H2_PREFACE, H2_SETTINGS].concat();
+        let answer = match cut {
+            None => exchange(s.addr, &[first.as_bytes(), &preface]),
+            Some(k) => exchange(
+                s.addr,
+                &[&[first.as_bytes(), &preface[..k]].concat(), &preface[k..]],
+            ),
+        };
         assert_eq!(answer.end, End::Closed, "{}", show(&answer.bytes, 0, 4096));
         let mut rest = answer.bytes.clone();
         let head = first.starts_with("HEAD");
@@ -1067,7 +1081,7 @@ fn no_http2_after_an_http1_response_on_the_fast_path() {
         // What follows the HTTP/1.1 answers is an HTTP/1.1 response, or nothing.
         assert!(
             rest.is_empty() || rest.starts_with(b"HTTP/1.1 "),
-            "after {first:?}: not HTTP/1.1: {}",
+            "after {first:?}, preface cut at {cut:?}: not HTTP/1.1: {}",
             show(&rest, 0, 4096)
         );
         // An HTTP/2 server's first frame is SETTINGS on stream 0.
