@@ -23,7 +23,6 @@
 //! body that ends short of its Content-Length, or fails, closes the connection (the client sees
 //! a cut response, never a wrong one); so does a response the server cannot write.
 
-
 mod parse;
 mod write;
 
@@ -187,7 +186,6 @@ fn shutting_down(stop: &tokio::sync::watch::Receiver<bool>) -> bool {
     stop.has_changed().unwrap_or(true) && *stop.borrow()
 }
 
-
 /// A connection's I/O with bytes already read from it put back in front (the hand-over to
 /// hyper).
 pub struct Prefixed<IO> {
@@ -246,4 +244,3 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
-

@@ -102,7 +102,6 @@ pub fn parse(buf: &mut BytesMut, max_buf: usize) -> Parsed {
     Parsed::Simple(req, close)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

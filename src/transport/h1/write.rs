@@ -248,7 +248,6 @@ where
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +375,4 @@ mod tests {
         .await;
         assert!(!ok);
     }
-
 }
