@@ -47,11 +47,19 @@ where
     head.push(b' ');
     head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
+    // The fields in hyper's order (`proto::h1::role::Server::encode_headers`): the
+    // response's own, then an added `connection: close`, then the framing hyper works out
+    // (`content-length` or `transfer-encoding`), then an added `date`.
+    let empty = body.is_end_stream();
     let mut declared = None;
     let (mut has_connection, mut has_date) = (false, false);
     for (name, value) in parts.headers.iter() {
         match *name {
             header::CONTENT_LENGTH if no_content => continue,
+            // An empty body's own Content-Length is dropped, and `content-length: 0` written
+            // with the framing below, as hyper does (a HEAD response keeps its own: it
+            // describes the GET's content, RFC 9110 §8.6).
+            header::CONTENT_LENGTH if empty && !is_head => continue,
             header::CONTENT_LENGTH => declared = Some(parse_length(value)?),
             header::CONNECTION => has_connection = true,
             header::DATE => has_date = true,
@@ -65,23 +73,20 @@ where
     if last && !has_connection {
         head.extend_from_slice(b"connection: close\r\n");
     }
-    if !has_date {
-        head.extend_from_slice(b"date: ");
-        head.extend_from_slice(dates::date_now().as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
     let framing = match declared {
         _ if no_content => Framing::None,
         Some(_) if is_head => Framing::None,
         Some(0) => Framing::None,
         Some(n) => Framing::Length(n),
         None => match body.size_hint().exact() {
-            _ if body.is_end_stream() => {
+            _ if empty => {
                 if !is_head {
                     head.extend_from_slice(b"content-length: 0\r\n");
                 }
                 Framing::None
             }
+            // No implied zero length for HEAD (hyper's `can_have_implicit_zero_content_length`).
+            Some(0) if is_head => Framing::None,
             Some(n) => {
                 head.extend_from_slice(b"content-length: ");
                 head.extend_from_slice(n.to_string().as_bytes());
@@ -99,6 +104,11 @@ where
             }
         },
     };
+    if !has_date {
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(dates::date_now().as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
     head.extend_from_slice(b"\r\n");
     recycle_header_map(parts.headers);
     if framing == Framing::None {

@@ -1,0 +1,3 @@
+mod common;
+#[path = "http/equivalence.rs"]
+mod equivalence;
