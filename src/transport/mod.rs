@@ -307,7 +307,9 @@ async fn hyper_conn<IO, A: App>(
     let service =
         tower::util::MapRequest::new(service, |req: http::Request<Incoming>| req.map(Body::new));
     let service = limits::track(TowerToHyperService::new(service), activity);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    // Without upgrades: the application never answers 101, and only this way does the
+    // builder keep to `http1_only` (hyper-util ignores it under `..._with_upgrades`).
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!("connection ended with an error: {e}");
     }

@@ -7,8 +7,8 @@
 //! method, a body, HTTP/1.0, an HTTP/2 preface, a malformed or oversized head, ...) hands the
 //! connection over, with the bytes already read, to a hyper connection, which then serves it
 //! to the end: HTTP/1.1 or HTTP/2 when nothing was answered yet, HTTP/1.1 only after a
-//! response (RFC 9113 §3.4: an HTTP/2 preface then ends the connection, see `preface`). Both
-//! serve the same application. So every edge of HTTP/1 framing stays hyper's, and this path
+//! response (RFC 9113 §3.4: an HTTP/2 preface is then an HTTP/1.1 request hyper refuses).
+//! Both serve the same application. So every edge of HTTP/1 framing stays hyper's, and this path
 //! only has to get the common case right.
 //!
 //! Split as hyper's `proto::h1` is: `parse` (a head into a request), `write` (a response onto
@@ -85,12 +85,6 @@ where
         let (req, close) = loop {
             let read = match parse(&mut buf, max_buf) {
                 Parsed::Simple(req, close) => break (req, close),
-                Parsed::Other(head) if head.is_empty() && answered => match preface(&buf) {
-                    Preface::Not => Some(buf.split().freeze()),
-                    // Not yet known: read on.
-                    Preface::Partial => None,
-                    Preface::Whole => return End::Closed,
-                },
                 Parsed::Other(head) if head.is_empty() => Some(buf.split().freeze()),
                 Parsed::Other(head) => {
                     let mut all = BytesMut::from(&head[..]);
@@ -149,34 +143,6 @@ where
         if last {
             return End::Closed;
         }
-    }
-}
-
-/// The HTTP/2 connection preface (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-enum Preface {
-    Not,
-    /// A proper prefix of it.
-    Partial,
-    /// It, whole, and perhaps more.
-    Whole,
-}
-
-/// Whether `buf` starts with the HTTP/2 preface. RFC 9113 §3.4: the preface may only open a
-/// connection ("prior knowledge", §3.3); after a response here it is not HTTP/2 but an
-/// HTTP/1.1 request hyper's HTTP/1 parser cannot read (its version is HTTP/2.0), and hyper's
-/// HTTP/1.1 connection, seeing it whole, ends without a response (`Parse::VersionH2`). So
-/// does this path: it must not hand the preface over, because what the connection is handed
-/// to reads its first bytes to choose HTTP/1.1 or HTTP/2 again (hyper-util's `auto::Builder`
-/// ignores `http1_only` under `serve_connection_with_upgrades`), and would speak HTTP/2.
-fn preface(buf: &[u8]) -> Preface {
-    if buf.starts_with(H2_PREFACE) {
-        Preface::Whole
-    } else if H2_PREFACE.starts_with(buf) {
-        Preface::Partial
-    } else {
-        Preface::Not
     }
 }
 
