@@ -121,7 +121,23 @@ impl Disk {
         }
     }
 
+    /// What serving needs, set up on first use. Once it is (every request but the first),
+    /// no future is involved: the set-up's own is boxed, off the hot path.
     async fn ready(&self) -> Result<&Ready, OpenError> {
+        match self.ready.get() {
+            Some(ready) => ready.as_ref().ok_or_else(|| self.unavailable()),
+            None => Box::pin(self.set_up()).await,
+        }
+    }
+
+    fn unavailable(&self) -> OpenError {
+        OpenError::Io(io::Error::other(format!(
+            "root {} cannot be opened",
+            self.root.display()
+        )))
+    }
+
+    async fn set_up(&self) -> Result<&Ready, OpenError> {
         let ready = self
             .ready
             .get_or_init(|| async {
@@ -167,12 +183,7 @@ impl Disk {
                 }
             })
             .await;
-        ready.as_ref().ok_or_else(|| {
-            OpenError::Io(io::Error::other(format!(
-                "root {} cannot be opened",
-                self.root.display()
-            )))
-        })
+        ready.as_ref().ok_or_else(|| self.unavailable())
     }
 }
 

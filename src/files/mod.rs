@@ -271,7 +271,10 @@ async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Re
         Ok(Target::File(rep, negotiated)) => (rep, negotiated),
         Ok(Target::Dir { dir, name }) if inner.opts.listing => {
             let at = listing::Location { base, name: &name };
-            return listing::answer(&inner.storage, &method, &headers, uri.query(), dir, at).await;
+            // Boxed: a listing's future would be most of this one's size, moved on every
+            // request.
+            let listed = listing::answer(&inner.storage, &method, &headers, uri.query(), dir, at);
+            return Box::pin(listed).await;
         }
         Ok(Target::Dir { .. }) => return respond::open_error(OpenError::NotFound, uri.path()),
         Err(resp) => return resp,
@@ -331,7 +334,8 @@ async fn open_target<S: Storage>(
         Err(e) => return Err(respond::open_error(e, path)),
     };
     let (file, negotiated) = match accept {
-        Some(accept) => select_coding(storage, file, &name, accept).await,
+        // Boxed: only with `precompressed`, and its future would weigh on every request's.
+        Some(accept) => Box::pin(select_coding(storage, file, &name, accept)).await,
         None => (file, Negotiated::default()),
     };
     let query = if inner.opts.download { query } else { None };

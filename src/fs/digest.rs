@@ -137,6 +137,12 @@ impl<D: Digest> DigestCache<D> {
             return Ok(d.clone());
         }
         METRICS.digest_miss();
+        // Boxed: the computation's future would otherwise be carried by every hit's.
+        Box::pin(self.compute(cell, file, id)).await
+    }
+
+    /// Hash `file` into `cell`, or wait for the computation under way.
+    async fn compute(&self, cell: Arc<OnceCell<D>>, file: Arc<File>, id: FileId) -> io::Result<D> {
         let computed = self.computed.clone();
         let persist = self
             .state
