@@ -366,8 +366,8 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 /// Hash exactly `id.size` bytes with positional reads, then check the file is still that version.
 /// Small files are read and hashed in turn; large ones are read by a second thread one buffer
-/// ahead, so the copy out of the page cache overlaps the hashing (SHA-256 is the bottleneck:
-/// about 1.4 GB/s with the CPU's SHA extensions here, against 1.1 GB/s when reads wait).
+/// ahead, so the copy out of the page cache overlaps the hashing (SHA-256 is the bottleneck, and
+/// it is faster when it never waits for a read).
 fn hash_file(file: &File, id: FileId) -> io::Result<Sha256Sum> {
     let mut hasher = Sha256::new();
     if id.size <= 2 * READ_BUF as u64 {

@@ -10,8 +10,7 @@
 //! recognises placeholder slices by address when hyper writes them and sends the recorded file
 //! range with `sendfile` instead; ordinary slices before a placeholder (a response head,
 //! multipart framing) are written first, as they are. (Holding the head back with `MSG_MORE` so
-//! it shares a packet with the file bytes cost CPU instead of saving it: measured 66 against 40
-//! µs per 64 KiB range.)
+//! it shares a packet with the file bytes cost CPU instead of saving it; bench/README.md.)
 //!
 //! This only holds while hyper passes body buffers through untouched: HTTP/1.x with a
 //! Content-Length (every file response here) and the `writev` ("queue") write strategy, which

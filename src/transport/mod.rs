@@ -74,9 +74,8 @@ where
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The most a connection buffers in user space: hyper stops asking the body for more once this
-/// much is queued, so a slow reader costs about this much memory, not a whole file (256
-/// concurrent 8 MiB downloads: 27 MB peak RSS at 16 KiB, 30 MB at 32 KiB, 400 MB with hyper's
-/// default). It also caps the request head: a larger one is answered 431 (nginx allows 8 KiB a
+/// much is queued, so a slow reader costs about this much memory, not a whole file (hyper's
+/// default holds far more per connection; bench/README.md, S7). It also caps the request head: a larger one is answered 431 (nginx allows 8 KiB a
 /// line).
 pub const MAX_BUF: usize = 16 * 1024;
 
@@ -247,15 +246,15 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .writev(true)
         .timer(TokioTimer::new());
     // More header fields than this: 431 (the count; MAX_BUF bounds their size). hyper's own
-    // limit is 100, kept in an array on the stack; any other limit costs a heap array for every
-    // request (two of them: 6% of the instructions of a 304), so it is only set when it differs.
+    // limit is 100, kept in an array on the stack; any other limit costs two heap arrays for every
+    // request, so it is only set when it differs.
     if limits.max_headers != HYPER_MAX_HEADERS {
         builder.http1().max_headers(limits.max_headers);
     }
     // The same bounds for HTTP/2: a stream queues at most MAX_BUF of response before hyper
-    // stops polling its body (hyper's default is 400 KiB, times every open stream: with 4
-    // connections of 100 streams whose client stopped reading, 198 MB RSS instead of 39 MB;
-    // 1 GiB over h2c or h2 on loopback is as fast with either), and a request's header list is
+    // stops polling its body (hyper's default is 400 KiB, times every open stream, which
+    // clients that stop reading turn into hundreds of MB; a large download is as fast with
+    // either), and a request's header list is
     // capped like an HTTP/1.1 head.
     builder
         .http2()
