@@ -49,18 +49,39 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "building the static binary"
+# The Dockerfile's TARGETARCH -> Rust target mapping, taken from the Dockerfile and run for
+# both platforms it supports (and one it does not); then this machine's is built.
+arch_map=$(python3 - <<'PY'
+import re
+text = open("Dockerfile").read().replace("\\\n", "\n")
+m = re.search(r'(case "\$\{TARGETARCH:-amd64\}" in.*?esac)', text, re.S)
+print(m.group(1) if m else "")
+PY
+)
+[ -n "$arch_map" ] || fail "no TARGETARCH mapping in the Dockerfile"
+for pair in amd64:x86_64-unknown-linux-gnu arm64:aarch64-unknown-linux-gnu; do
+  got=$(TARGETARCH=${pair%%:*} sh -c "$arch_map") || fail "TARGETARCH=${pair%%:*}: the mapping failed"
+  [ "$got" = "${pair#*:}" ] || fail "TARGETARCH=${pair%%:*} maps to '$got', expected ${pair#*:}"
+done
+if TARGETARCH=riscv64 sh -c "$arch_map" >/dev/null 2>&1; then fail "an unsupported TARGETARCH is accepted"; fi
+say "TARGETARCH mapping: amd64 and arm64 right, others refused"
+case "$(uname -m)" in
+  x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) fail "no image for $(uname -m)" ;;
+esac
+target=$(TARGETARCH=$arch sh -c "$arch_map")
+
+say "building the static binary for $target"
 RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --release --locked --target x86_64-unknown-linux-gnu
+  cargo build --release --locked --target "$target"
 mkdir -p "$work/build/out"
-cp target/x86_64-unknown-linux-gnu/release/rangeserve "$work/build/out/rangeserve"
+cp "target/$target/release/rangeserve" "$work/build/out/rangeserve"
 strip "$work/build/out/rangeserve"
 if ldd "$work/build/out/rangeserve" 2>&1 | grep -q '=>'; then
   fail "the binary is dynamically linked: $(ldd "$work/build/out/rangeserve")"
 fi
 
 say "building the image from the Dockerfile"
-bh bud --format docker --isolation chroot --build-context build="$work/build" -t rangeserve:test . >"$work/bud.log" 2>&1 \
+bh bud --format docker --isolation chroot --build-arg TARGETARCH=$arch --build-context build="$work/build" -t rangeserve:test . >"$work/bud.log" 2>&1 \
   || { cat "$work/bud.log"; fail "buildah bud"; }
 
 size_bytes=$(bh inspect --type image --format '{{.Docker.Size}}' rangeserve:test 2>/dev/null || echo 0)
@@ -121,6 +142,11 @@ say "file, range, ETag and If-Range are right"
 bh run --isolation chroot --env RANGESERVE_LISTEN=0.0.0.0:$port "$ctr" -- /rangeserve healthcheck \
   >"$work/health.log" 2>&1 || { cat "$work/health.log"; fail "healthcheck exited non-zero"; }
 say "healthcheck: $(cat "$work/health.log")"
+# It asks the server itself (OPTIONS *, 204): no file or directory is read for it.
+grep -q "answered 204" "$work/health.log" || fail "the healthcheck did not ask OPTIONS *: $(cat "$work/health.log")"
+# The landing page's samples/ has no index file: with the image's settings it is not listed.
+status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/samples/")
+[ "$status" = 404 ] || fail "GET /samples/: $status, expected 404 (listings are off in the image)"
 
 # The server runs as the image's user, not root.
 srv=$(find_server "$server_pid" || true)
@@ -140,4 +166,29 @@ if [ -n "$srv" ]; then
 else
   fail "cannot find the server process"
 fi
+# Someone's files mounted at /www: served, and not listed.
+mkdir -p "$work/files/sub"
+printf 'hello\n' >"$work/files/hello.txt"
+printf 'deep\n' >"$work/files/sub/deep.txt"
+chmod -R a+rX "$work/files"
+ctr2=$(bh from rangeserve:test)
+buildah "${store[@]}" run --isolation chroot --volume "$work/files:/www:ro" \
+  --env RANGESERVE_LISTEN=0.0.0.0:$port "$ctr2" -- /rangeserve >"$work/server2.log" 2>&1 &
+server_pid=$!
+deadline=$((SECONDS + 30))
+until curl -s -o /dev/null "http://127.0.0.1:$port/hello.txt"; do
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server2.log"; fail "the server exited"; }
+  [ $SECONDS -lt $deadline ] || { cat "$work/server2.log"; fail "no answer on port $port after 30 s"; }
+  sleep 0.2
+done
+[ "$(curl -sf "http://127.0.0.1:$port/hello.txt")" = hello ] || fail "the mounted file is not served"
+for dir in / /sub/; do
+  status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$dir")
+  [ "$status" = 404 ] || fail "GET $dir of the mounted directory: $status, expected 404 (no listing)"
+done
+say "a mounted directory is served without a listing"
+srv=$(find_server "$server_pid" || true)
+[ -n "$srv" ] && kill -TERM "$srv"
+wait "$server_pid" || true
+server_pid=""
 say "ok"

@@ -59,10 +59,17 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { url, timeout }) = &cli.command {
-        let url = url
-            .clone()
-            .unwrap_or_else(|| healthcheck::default_url(cli.listen_addr()));
-        return match healthcheck::check(&url, Duration::from_secs(*timeout)) {
+        let (url, probe) = match url {
+            Some(url) => (url.clone(), healthcheck::Probe::Path),
+            None => {
+                let (listen, tls) = cli.listen_addr();
+                (
+                    healthcheck::default_url(listen, tls),
+                    healthcheck::Probe::Server,
+                )
+            }
+        };
+        return match healthcheck::check(&url, probe, Duration::from_secs(*timeout)) {
             Ok(status) if status < 500 => {
                 println!("healthy: {url} answered {status}");
                 ExitCode::SUCCESS
@@ -87,9 +94,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // RUST_LOG wins over log_level, as tracing users expect.
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    // RUST_LOG wins over log_level, as tracing users expect; checked like log_level.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) => match rangeserve::config::log_filter::check(&env) {
+            Ok(()) => EnvFilter::new(env),
+            Err(e) => {
+                eprintln!("rangeserve: error: RUST_LOG: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Err(_) => EnvFilter::new(&config.log_level),
+    };
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
@@ -97,7 +112,9 @@ fn main() -> ExitCode {
         LogFormat::Text => fmt.init(),
         // One object per line; the access line's fields (method, path, status, bytes, ...) are
         // keys of "fields".
-        LogFormat::Json => fmt.json().with_current_span(false).init(),
+        LogFormat::Json => fmt
+            .event_format(rangeserve::ops::access_log::JsonLines)
+            .init(),
     }
     for var in unknown_env_vars() {
         tracing::warn!("{var} is set but is not a rangeserve setting; ignored");
@@ -122,14 +139,16 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        // Every listener is bound before anything says "listening": a port in use is a start-up
+        // error like any other bad setting.
+        let listeners = match rangeserve::app::Listeners::bind(&config).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("rangeserve: error: listen {}: {e}", config.listen);
-                return ExitCode::FAILURE;
+                eprintln!("rangeserve: error: {e}");
+                return ExitCode::from(2);
             }
         };
-        let addr = listener.local_addr().map_or(config.listen, |a| a);
+        let addr = listeners.main.local_addr().map_or(config.listen, |a| a);
         let scheme = if config.tls.is_some() {
             "https"
         } else {
@@ -140,8 +159,15 @@ fn main() -> ExitCode {
         } else {
             "multi-threaded"
         };
+        match &config.config_file {
+            Some(f) => tracing::info!("configuration: {}", f.display()),
+            None => tracing::info!(
+                "configuration: no file (defaults, RANGESERVE_* variables and flags)"
+            ),
+        }
         tracing::info!(root = %config.root.display(), scheduler, "listening on {scheme}://{addr}/");
-        match rangeserve::app::serve(listener, config, shutdown_signal()).await {
+        let files = rangeserve::app::files(&config);
+        match rangeserve::app::serve(listeners, config, files, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rangeserve: error: {e}");

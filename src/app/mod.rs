@@ -60,7 +60,9 @@ pub fn router(config: &Config, files: ServeFiles) -> Router {
 /// of its routes (`Router::layer`), which would box each of them once more per request.
 pub fn app(config: &Config, files: ServeFiles) -> impl transport::App {
     tower::ServiceBuilder::new()
-        .layer(observe::ObserveLayer)
+        .layer(observe::ObserveLayer {
+            trusted_proxies: config.trusted_proxies.clone().into(),
+        })
         .option_layer(access_log_on().then(|| SetRequestIdLayer::x_request_id(Sequential)))
         .option_layer(
             config
@@ -105,21 +107,70 @@ fn panicked(_: Box<dyn std::any::Any + Send>) -> Response<Body> {
     internal_error()
 }
 
-/// Serve the application `config` describes on `listener` until `shutdown` completes: the
-/// engine started (prehash, watch), the metrics listener and the TLS redirect listener beside
-/// it, the connection layer with the configuration's limits.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    config: Arc<Config>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let files = files(&config);
-    serve_files(listener, config, files, shutdown).await
+/// The sockets the server listens on, bound before anything says "listening", so that a port
+/// in use is a one-line start-up error.
+pub struct Listeners {
+    /// `listen`.
+    pub main: tokio::net::TcpListener,
+    /// `metrics_listen`.
+    pub metrics: Option<tokio::net::TcpListener>,
+    /// `[tls] redirect_listen`.
+    pub redirect: Option<tokio::net::TcpListener>,
 }
 
-/// [`serve`] with an engine built by the caller (who may keep a clone to look at it).
+async fn bind(key: &str, addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{key} {addr}: {e}"))
+}
+
+impl Listeners {
+    /// Bind every listener `config` asks for; the error is one line naming the key.
+    pub async fn bind(config: &Config) -> Result<Listeners, String> {
+        let main = bind("listen", config.listen).await?;
+        Listeners::beside(main, config).await
+    }
+
+    /// `main`, and the other listeners `config` asks for.
+    pub async fn beside(
+        main: tokio::net::TcpListener,
+        config: &Config,
+    ) -> Result<Listeners, String> {
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(bind("metrics_listen", addr).await?),
+            None => None,
+        };
+        let redirect = match config.tls_redirect_listen {
+            Some(addr) => Some(bind("tls.redirect_listen", addr).await?),
+            None => None,
+        };
+        Ok(Listeners {
+            main,
+            metrics,
+            redirect,
+        })
+    }
+}
+
+/// Serve the application `config` describes on `listener` until `shutdown` completes, with
+/// the other listeners `config` asks for (bound here).
 pub async fn serve_files(
     listener: tokio::net::TcpListener,
+    config: Arc<Config>,
+    files: ServeFiles,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listeners = Listeners::beside(listener, &config)
+        .await
+        .map_err(std::io::Error::other)?;
+    serve(listeners, config, files, shutdown).await
+}
+
+/// Serve until `shutdown` completes: the engine started (prehash, watch), the metrics and TLS
+/// redirect listeners beside the main one, the connection layer with the configuration's
+/// limits.
+pub async fn serve(
+    listeners: Listeners,
     config: Arc<Config>,
     files: ServeFiles,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -143,21 +194,20 @@ pub async fn serve_files(
         );
     }
     files.start().await?;
-    let _metrics = match config.metrics_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("metrics_listen {addr}: {e}"))
-            })?;
+    let Listeners {
+        main: listener,
+        metrics,
+        redirect,
+    } = listeners;
+    let _metrics = match metrics {
+        Some(l) => {
             tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
             Some(AbortOnDrop(tokio::spawn(metrics::serve(l))))
         }
         None => None,
     };
-    let redirect = match config.tls_redirect_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("tls.redirect_listen {addr}: {e}"))
-            })?;
+    let redirect = match redirect {
+        Some(l) => {
             let https_port = listener.local_addr()?.port();
             tracing::info!("redirecting http://{}/ to https", l.local_addr()?);
             Some((l, redirect::router(https_port)))

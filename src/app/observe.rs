@@ -6,26 +6,38 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use http::{Request, Response};
+use ipnet::IpNet;
 
 use crate::ops::access_log::{self, Pending};
 use crate::ops::metrics::{Handling, METRICS};
+use crate::ops::ClientAddr;
 
-/// Adds metrics and the access log to a service.
-#[derive(Clone, Copy, Default)]
-pub struct ObserveLayer;
+/// Adds metrics and the access log to a service; `trusted_proxies` may name the client.
+#[derive(Clone, Default)]
+pub struct ObserveLayer {
+    pub trusted_proxies: Arc<[IpNet]>,
+}
 
 impl<S> tower::Layer<S> for ObserveLayer {
     type Service = Observe<S>;
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner }
+        Observe {
+            inner,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
+    trusted_proxies: Arc<[IpNet]>,
 }
 
 impl<S> tower::Service<Request<Body>> for Observe<S>
@@ -42,7 +54,24 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let handling = METRICS.handling();
-        let log = access_log::begin(&req);
+        let peer = |req: &Request<Body>| {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        };
+        // Behind a trusted proxy, the client it forwarded for, for every log line of the
+        // request (nothing to do, and nothing spent, without trusted proxies).
+        let mut req = req;
+        let mut forwarded = None;
+        if !self.trusted_proxies.is_empty() {
+            let socket = peer(&req);
+            let client = access_log::client(socket, req.headers(), &self.trusted_proxies);
+            if let Some(c) = client.filter(|c| Some(*c) != socket) {
+                req.extensions_mut().insert(ClientAddr(c));
+            }
+            forwarded = Some(client);
+        }
+        let log = access_log::begin(&req, || forwarded.unwrap_or_else(|| peer(&req)));
         ObserveFuture {
             inner: self.inner.call(req),
             log,

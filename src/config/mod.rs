@@ -17,6 +17,8 @@ use crate::http::cors::Cors;
 use crate::http::header_rules::{HeaderRules, RuleSpec};
 use crate::transport::limits;
 
+pub mod log_filter;
+
 /// The configuration the server runs with, after every layer has been applied and checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,6 +85,11 @@ pub struct Config {
     pub max_connections: usize,
     /// Header fields allowed in one HTTP/1 request head; more are answered 431.
     pub max_headers: usize,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client (addresses or CIDRs);
+    /// from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The configuration file that was read, if any.
+    pub config_file: Option<PathBuf>,
 }
 
 /// How log lines are written.
@@ -149,6 +156,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_headers: Option<usize>,
     fast_path: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// One `[[headers]]` entry of `config.toml`.
@@ -361,6 +369,15 @@ pub struct Cli {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub fast_path: Option<bool>,
+
+    /// Proxies whose Forwarded / X-Forwarded-For headers name the client: addresses or CIDRs, comma-separated [default: none]
+    #[arg(
+        long,
+        env = "RANGESERVE_TRUSTED_PROXIES",
+        value_name = "ADDRS",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -404,26 +421,37 @@ pub enum Command {
 }
 
 impl Cli {
-    /// The address the server listens on by these settings (file < environment < flag), for
-    /// the healthcheck; a config problem is left to the server to report.
-    pub fn listen_addr(&self) -> SocketAddr {
+    /// The address the server listens on by these settings (file < environment < flag), and
+    /// whether it serves TLS there, for the healthcheck; a config problem is left to the
+    /// server to report.
+    pub fn listen_addr(&self) -> (SocketAddr, bool) {
         let path = self
             .config
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
-        let from_file = read_file(&path).ok().and_then(|f| f.listen);
-        self.listen
-            .or(from_file)
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"))
+        let file = read_file(&path).ok();
+        let listen = self
+            .listen
+            .or(file.as_ref().and_then(|f| f.listen))
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let given = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
+        let file_tls = file.as_ref().and_then(|f| f.tls.as_ref());
+        let tls = (given(&self.tls_cert) || file_tls.is_some_and(|t| given(&t.cert)))
+            && (given(&self.tls_key) || file_tls.is_some_and(|t| given(&t.key)));
+        (listen, tls)
     }
 
     /// Apply the layers: defaults < file < environment/flags (clap already merged those two).
     pub fn load(self) -> Result<Config, ConfigError> {
-        let mut file = match &self.config {
-            Some(path) => read_file(path)?,
+        let config_file = match &self.config {
+            Some(path) => Some(path.clone()),
             None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-                read_file(Path::new(DEFAULT_CONFIG_FILE))?
+                Some(PathBuf::from(DEFAULT_CONFIG_FILE))
             }
+            None => None,
+        };
+        let mut file = match &config_file {
+            Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
         macro_rules! overlay {
@@ -453,7 +481,8 @@ impl Cli {
             send_timeout,
             max_connections,
             max_headers,
-            fast_path
+            fast_path,
+            trusted_proxies
         );
         if self.cors_allowed_origins.is_some() || self.cors_max_age.is_some() {
             let cors = file.cors.get_or_insert_with(CorsFileConfig::default);
@@ -489,7 +518,9 @@ impl Cli {
             .root
             .take()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-        file.finish(root)
+        let mut config = file.finish(root)?;
+        config.config_file = config_file;
+        Ok(config)
     }
 }
 
@@ -562,11 +593,7 @@ impl FileConfig {
         let log_level = self
             .log_level
             .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            return Err(ConfigError(format!(
-                "log_level: {log_level:?} is not a level (error, warn, info, debug, trace) or a filter directive"
-            )));
-        }
+        log_filter::check(&log_level).map_err(|e| ConfigError(format!("log_level: {e}")))?;
         let state_dir = match self.state_dir {
             Some(dir) if !dir.as_os_str().is_empty() => Some(check_state_dir(&dir, &root)?),
             _ => None,
@@ -621,6 +648,22 @@ impl FileConfig {
                 ))
             })?),
         };
+        let trusted_proxies = self
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "trusted_proxies: {p:?} is not an address or CIDR (10.0.0.1, 10.0.0.0/8, ::1)"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let limits = limits::check(
             self.header_read_timeout,
             self.keepalive_timeout,
@@ -664,6 +707,8 @@ impl FileConfig {
             send_timeout: limits.send_timeout,
             max_connections: limits.max_connections,
             max_headers: limits.max_headers,
+            trusted_proxies,
+            config_file: None,
         })
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,6 +54,30 @@ fn chunk_size() -> u64 {
     (READ_BUDGET / active).clamp(MIN_CHUNK, CHUNK) as u64
 }
 
+/// Whose response a body is: named in the log when it has to be aborted.
+#[derive(Clone, Copy, Default)]
+pub struct Origin<'a> {
+    /// The request's path.
+    pub path: &'a str,
+    /// The request's extensions, where the client's address is (looked up only when a body
+    /// streams): `ops::ClientAddr`, else axum's `ConnectInfo`.
+    pub extensions: Option<&'a http::Extensions>,
+}
+
+impl Origin<'_> {
+    fn client(&self) -> Option<IpAddr> {
+        let ext = self.extensions?;
+        if let Some(c) = ext.get::<crate::ops::ClientAddr>() {
+            return Some(c.0);
+        }
+        #[cfg(feature = "server")]
+        if let Some(c) = ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+            return Some(c.0.ip());
+        }
+        None
+    }
+}
+
 /// A piece of a response body: literal bytes (multipart framing) or a run of the source.
 pub enum Piece {
     Literal(Bytes),
@@ -71,7 +96,12 @@ impl Piece {
 /// The body made of these pieces. A read error or a source that ends early fails the body,
 /// which makes hyper abort the connection: a client never takes a short body for a whole one.
 /// With a `sink` (plain HTTP/1.x), long runs of a file are sent with `sendfile`.
-pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>, sink: Option<Sink>) -> Body {
+pub fn body(
+    source: Arc<dyn Source>,
+    pieces: Vec<Piece>,
+    sink: Option<Sink>,
+    origin: &Origin<'_>,
+) -> Body {
     let total: u64 = pieces.iter().map(Piece::len).sum();
     let sink = sink.filter(|_| {
         source.raw_fd().is_some()
@@ -98,6 +128,7 @@ pub fn body(source: Arc<dyn Source>, pieces: Vec<Piece>, sink: Option<Sink>) -> 
         remaining: total,
         sink,
         last: None,
+        origin: Box::new((origin.path.to_owned(), origin.client())),
     })
 }
 
@@ -151,11 +182,17 @@ struct Streamed {
     sink: Option<Sink>,
     /// The final frame, held until the file is known to be unchanged (see `release_last`).
     last: Option<Bytes>,
+    /// The request's path and client, for the log line of an abort.
+    origin: Box<(String, Option<IpAddr>)>,
 }
 
 impl Streamed {
     fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        tracing::warn!("aborting response body: {e}");
+        let (path, client) = &*self.origin;
+        match client {
+            Some(client) => tracing::warn!(path, %client, "aborting response body: {e}"),
+            None => tracing::warn!(path, "aborting response body: {e}"),
+        }
         self.pieces.clear();
         self.inflight = None;
         self.last = None;

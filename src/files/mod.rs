@@ -37,6 +37,7 @@ use crate::fs::sendfile;
 use crate::http::encoding::{Accept, Coding, Negotiated};
 use crate::http::header_rules::{HeaderRules, PathHeaders};
 use crate::http::response::{moved_permanently, text};
+pub(crate) use body::Origin;
 pub(crate) use respond::respond;
 
 /// Serves the files of a [`Storage`] (by default a directory on disk) with every range and
@@ -294,6 +295,10 @@ async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Re
         &inner.opts,
         SystemTime::now(),
         sink,
+        &Origin {
+            path: uri.path(),
+            extensions: Some(&extensions),
+        },
     );
     negotiated.apply(resp.status(), resp.headers_mut());
     resp
@@ -410,7 +415,8 @@ impl<S> ServeFiles<S> {
         headers: &http::HeaderMap,
         rep: &Representation,
         now: SystemTime,
+        origin: &Origin<'_>,
     ) -> Response {
-        respond(method, headers, rep, &self.inner.opts, now, None)
+        respond(method, headers, rep, &self.inner.opts, now, None, origin)
     }
 }

@@ -9,7 +9,7 @@ use axum::response::Response;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::files::body::{self, Piece};
+use crate::files::body::{self, Origin, Piece};
 use crate::files::options::Options;
 use crate::files::storage::{OpenError, Representation};
 use crate::fs::sendfile::Sink;
@@ -30,6 +30,7 @@ pub fn respond(
     opts: &Options,
     now: SystemTime,
     sink: Option<Sink>,
+    origin: &Origin<'_>,
 ) -> Response {
     // Each time converted to seconds once (the conversion showed in the profile of 304s).
     let now_secs = preconditions::unix_secs(now);
@@ -141,7 +142,7 @@ pub fn respond(
     let body = if method == Method::HEAD || length == 0 {
         Body::empty()
     } else {
-        body::body(rep.source.clone(), pieces, sink)
+        body::body(rep.source.clone(), pieces, sink, origin)
     };
     with_headers(status, h, body)
 }

@@ -55,6 +55,8 @@ pub struct DigestCache<D = Sha256Sum> {
     clock: AtomicU64,
     /// How many hashes were started, for tests and diagnostics.
     computed: Arc<AtomicU64>,
+    /// Bytes those hashes read.
+    hashed_bytes: Arc<AtomicU64>,
     /// Where new hashes are appended, when the cache persists.
     state: Option<Arc<StateFile>>,
 }
@@ -72,6 +74,7 @@ impl<D: Digest> DigestCache<D> {
             capacity: capacity.max(1),
             clock: AtomicU64::new(0),
             computed: Arc::new(AtomicU64::new(0)),
+            hashed_bytes: Arc::new(AtomicU64::new(0)),
             state: None,
         }
     }
@@ -144,6 +147,7 @@ impl<D: Digest> DigestCache<D> {
     /// Hash `file` into `cell`, or wait for the computation under way.
     async fn compute(&self, cell: Arc<OnceCell<D>>, file: Arc<File>, id: FileId) -> io::Result<D> {
         let computed = self.computed.clone();
+        let hashed_bytes = self.hashed_bytes.clone();
         let persist = self
             .state
             .clone()
@@ -158,6 +162,7 @@ impl<D: Digest> DigestCache<D> {
                     tokio::task::spawn_blocking(move || {
                         let started = std::time::Instant::now();
                         let sum = hash_file(&file, id)?;
+                        hashed_bytes.fetch_add(id.size, Ordering::Relaxed);
                         METRICS.hashed(id.size, started.elapsed());
                         if let Some((state, entries, capacity)) = persist {
                             state.record(id, &sum, &entries, capacity);
@@ -214,6 +219,11 @@ impl<D: Digest> DigestCache<D> {
     /// Hash computations started so far.
     pub fn computations(&self) -> u64 {
         self.computed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read by hash computations that completed.
+    pub fn hashed_bytes(&self) -> u64 {
+        self.hashed_bytes.load(Ordering::Relaxed)
     }
 }
 

@@ -78,7 +78,8 @@ fn prehash_root<D: Digest>(
         "prehash: {total_files} files, {} to check",
         megabytes(total_bytes)
     );
-    let computed_before = cache.computations();
+    let (computed_before, hashed_before) = (cache.computations(), cache.hashed_bytes());
+    // Only bytes hashed now make a rate: files already known cost a stat, not a read.
     let (mut files, mut bytes, mut skipped) = (0u64, 0u64, 0u64);
     let mut last_report = Instant::now();
     let finished = walk(root, show_hidden, &mut |path, _| {
@@ -99,23 +100,30 @@ fn prehash_root<D: Digest>(
         files += 1;
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
+            let hashed_bytes = cache.hashed_bytes().saturating_sub(hashed_before);
             tracing::info!(
-                "prehash: {files}/{total_files} files, {}/{}, {}",
+                "prehash: {files}/{total_files} files, {}/{} checked, {} hashed at {}",
                 megabytes(bytes),
                 megabytes(total_bytes),
-                rate(bytes, started.elapsed())
+                megabytes(hashed_bytes),
+                rate(hashed_bytes, started.elapsed())
             );
         }
         true
     });
     let took = started.elapsed();
     let hashed = cache.computations().saturating_sub(computed_before);
+    let hashed_bytes = cache.hashed_bytes().saturating_sub(hashed_before);
+    let known = files.saturating_sub(hashed + skipped);
     if finished {
+        let speed = match hashed_bytes {
+            0 => String::new(),
+            n => format!(" at {}", rate(n, took)),
+        };
         tracing::info!(
-            "prehash: done: {files} files ({hashed} hashed, {skipped} skipped), {} in {:.1} s, {}",
-            megabytes(bytes),
+            "prehash: done in {:.1} s: {files} files found, {hashed} hashed ({}{speed}), {known} already known, {skipped} skipped",
             took.as_secs_f64(),
-            rate(bytes, took)
+            megabytes(hashed_bytes),
         );
     } else {
         tracing::info!("prehash: stopped after {files} of {total_files} files");

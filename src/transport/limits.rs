@@ -22,6 +22,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -69,6 +70,8 @@ impl Default for Limits {
 /// What one connection is doing, as far as its deadlines care.
 pub struct Activity {
     state: Mutex<State>,
+    /// Requests in flight on every connection of the server (for the shutdown report).
+    server: Arc<AtomicUsize>,
 }
 
 struct State {
@@ -83,8 +86,10 @@ struct State {
 }
 
 impl Activity {
-    pub fn new() -> Arc<Activity> {
+    /// A new connection's activity; its requests also count in `server`.
+    pub fn new(server: Arc<AtomicUsize>) -> Arc<Activity> {
         Arc::new(Activity {
+            server,
             state: Mutex::new(State {
                 in_flight: 0,
                 idle_since: Instant::now(),
@@ -96,6 +101,7 @@ impl Activity {
 
     /// A request starts; it ends when the returned guard drops.
     pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.server.fetch_add(1, Ordering::Relaxed);
         let mut s = self.state.lock().unwrap();
         s.in_flight += 1;
         s.fresh = false;
@@ -131,6 +137,7 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.0.server.fetch_sub(1, Ordering::Relaxed);
         let mut s = self.0.state.lock().unwrap();
         s.in_flight -= 1;
         if s.in_flight == 0 {

@@ -19,10 +19,13 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -130,6 +133,7 @@ pub async fn run<A: App>(
         None => (None, None),
     };
     let builders = Arc::new(Builders::new(&limits));
+    let in_flight = Arc::new(AtomicUsize::new(0));
     // Both listeners count against one cap.
     let mut gate = Gate::new(limits.max_connections);
     let graceful = GracefulShutdown::new();
@@ -138,16 +142,16 @@ pub async fn run<A: App>(
     let (stopping, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        let (stream, redirected) = tokio::select! {
+        let ((stream, peer), redirected) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => (stream, false),
+                Ok(accepted) => (accepted, false),
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
                 }
             },
             accepted = accept_opt(redirect.as_ref()) => match accepted {
-                Ok(stream) => (stream, true),
+                Ok(accepted) => (accepted, true),
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -161,7 +165,12 @@ pub async fn run<A: App>(
             drop(stream);
             continue;
         };
-        let conn = Conn { limits, permit };
+        let conn = Conn {
+            limits,
+            permit,
+            peer,
+            in_flight: in_flight.clone(),
+        };
         // Headers and small bodies go out in one write anyway; don't hold back what remains.
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
@@ -203,12 +212,24 @@ pub async fn run<A: App>(
     drop(listener);
     drop(redirect);
     let _ = stopping.send(true);
-    tracing::info!("shutting down: no new connections; in-flight responses have {grace:?}");
-    tokio::select! {
-        () = graceful.shutdown() => {}
+    let at_start = in_flight.load(Ordering::Relaxed);
+    tracing::info!(
+        "shutting down: no new connections; {at_start} responses in flight have {grace:?} to finish"
+    );
+    let cut = tokio::select! {
+        () = graceful.shutdown() => 0,
         () = tokio::time::sleep(grace) => {
+            let open = in_flight.load(Ordering::Relaxed);
             tracing::warn!("grace period of {grace:?} over: closing the connections still open");
+            open
         }
+    };
+    match at_start {
+        0 => tracing::info!("stopped: no response was in flight"),
+        n => tracing::info!(
+            "stopped: {n} responses were in flight at shutdown: {} finished, {cut} cut at the end of the grace period",
+            n.saturating_sub(cut)
+        ),
     }
     Ok(())
 }
@@ -270,6 +291,10 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// What an admitted connection carries: its limits, and its place under the cap (given back
 /// when the connection ends).
 struct Conn {
+    /// The client's address (as the socket sees it), given to each request as `ConnectInfo`.
+    peer: SocketAddr,
+    /// Requests in flight on the whole server.
+    in_flight: Arc<AtomicUsize>,
     limits: Limits,
     permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -285,11 +310,16 @@ async fn serve_io<IO, A: App>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Conn { limits, permit } = conn;
+    let Conn {
+        limits,
+        permit,
+        peer,
+        in_flight,
+    } = conn;
     let _permit = permit;
-    let activity = Activity::new();
+    let activity = Activity::new(in_flight);
     let io = Deadline::new(io, limits, activity.clone());
-    hyper_conn(&builders.any, io, service, activity, watcher).await;
+    hyper_conn(&builders.any, io, service, activity, watcher, peer).await;
 }
 
 /// hyper serves `io` (already under its deadlines) to its end, requests counted on `activity`.
@@ -299,12 +329,17 @@ async fn hyper_conn<IO, A: App>(
     service: A,
     activity: Arc<Activity>,
     watcher: Watcher,
+    peer: SocketAddr,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // hyper's request body, boxed into the one body type the application takes.
-    let service =
-        tower::util::MapRequest::new(service, |req: http::Request<Incoming>| req.map(Body::new));
+    // hyper's request body, boxed into the one body type the application takes; the client's
+    // address as axum's `ConnectInfo`.
+    let service = tower::util::MapRequest::new(service, move |req: http::Request<Incoming>| {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req
+    });
     let service = limits::track(TowerToHyperService::new(service), activity);
     // Without upgrades: the application never answers 101, and only this way does the
     // builder keep to `http1_only` (hyper-util ignores it under `..._with_upgrades`).
@@ -331,10 +366,15 @@ async fn serve_plain<A: App>(
     if !fast_path || limits.keepalive_timeout.is_zero() || limits.max_headers != h1::MAX_HEADERS {
         return serve_io(builders, io, app, watcher, conn).await;
     }
-    let Conn { limits, permit } = conn;
-    let activity = Activity::new();
+    let Conn {
+        limits,
+        permit,
+        peer,
+        in_flight,
+    } = conn;
+    let activity = Activity::new(in_flight);
     let mut io = Deadline::new(io, limits, activity.clone());
-    let (read, answered) = match h1::serve(&mut io, &app, &activity, MAX_BUF, stop).await {
+    let (read, answered) = match h1::serve(&mut io, &app, &activity, MAX_BUF, stop, peer).await {
         h1::End::Closed => {
             // The slot is free before the client sees the connection end, so a client that
             // reconnects at once under `max_connections` is admitted.
@@ -353,13 +393,13 @@ async fn serve_plain<A: App>(
     } else {
         &builders.any
     };
-    hyper_conn(builder, io, app, activity, watcher).await;
+    hyper_conn(builder, io, app, activity, watcher, peer).await;
 }
 
 /// Accept on `listener`, or wait forever when there is none.
-async fn accept_opt(listener: Option<&TcpListener>) -> std::io::Result<TcpStream> {
+async fn accept_opt(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
     match listener {
-        Some(l) => l.accept().await.map(|(s, _)| s),
+        Some(l) => l.accept().await,
         None => std::future::pending().await,
     }
 }

@@ -95,6 +95,7 @@ fn millis(name: &str, value: &str) -> Result<Duration, String> {
 /// Parse a lab URL's query. Unknown parameters and bad values are errors naming the parameter.
 pub fn parse(query: Option<&str>) -> Result<Params, String> {
     let mut p = Params::default();
+    let mut seen: Vec<String> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = percent_encoding::percent_decode_str(name)
@@ -105,6 +106,11 @@ pub fn parse(query: Option<&str>) -> Result<Params, String> {
             .into_owned();
         let v = value.as_str();
         let n = name.as_str();
+        // Given twice (`seed=1&seed=2`, `ranges=ignore&ranges=none`): which one was meant?
+        if seen.iter().any(|s| s == n) {
+            return Err(format!("parameter `{n}`: given more than once"));
+        }
+        seen.push(name.clone());
         match n {
             "seed" => p.seed = number(n, v)?,
             "key" => {
@@ -181,6 +187,12 @@ pub fn parse(query: Option<&str>) -> Result<Params, String> {
     }
     if p.fail_times.is_some() && p.fail.is_none() {
         return Err("parameter `fail_times`: needs `fail`".to_string());
+    }
+    if p.etag_rotate && p.validators == Some(Validators::None) {
+        return Err(
+            "parameter `etag`: rotate contradicts `validators=none` (there is no ETag to rotate)"
+                .to_string(),
+        );
     }
     Ok(p)
 }

@@ -45,13 +45,19 @@ pub struct Lab {
     requests: record::Recorder,
 }
 
+/// Faults that act on the body: listed as applied only when they take effect on it.
+const BODY_FAULTS: [&str; 6] = ["cut", "rate", "ttfb", "pause", "corrupt", "encoding"];
+
 /// Keys with a `fail_times` counter kept at once.
 const FAIL_KEYS: usize = 10_000;
 
 impl Lab {
-    /// Whether this request, the next one of `key` asking for a failure, fails: the first
-    /// `times` do.
-    fn should_fail(&self, key: &str, times: u64) -> bool {
+    /// Whether this request fails: the first `times` requests for the same key, lab path and
+    /// fault do (each URL and fault counts on its own, so a run of one client does not use up
+    /// another's failures).
+    fn should_fail(&self, key: &str, path: &str, fault: &str, times: u64) -> bool {
+        let key = format!("{key}\u{0}{path}\u{0}{fault}");
+        let key = key.as_str();
         let mut fails = self.fails.lock().unwrap();
         if !fails.contains_key(key) && fails.len() >= FAIL_KEYS {
             if let Some(k) = fails.keys().next().cloned() {
@@ -148,6 +154,21 @@ async fn answer(state: &State, req: Request, rest: &str) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
+    if rest == "/reset" {
+        // Counters and records of a key start over: a worked example can be run again.
+        let Some(key) = key else {
+            return bad_request("parameter `key`: required (or the X-Lab-Key header)".into());
+        };
+        let prefix = format!("{key}\u{0}");
+        state
+            .lab
+            .fails
+            .lock()
+            .unwrap()
+            .retain(|k, _| !k.starts_with(&prefix));
+        state.lab.requests.forget(&key);
+        return plain_text(StatusCode::OK, format!("reset {key}\n"));
+    }
     if rest == "/requests" {
         let Some(key) = key else {
             return bad_request("parameter `key`: required (or the X-Lab-Key header)".into());
@@ -163,7 +184,8 @@ async fn answer(state: &State, req: Request, rest: &str) -> Response {
     let mut applied: Vec<String> = params
         .given
         .iter()
-        .filter(|(n, _)| n != "fail" && n != "fail_times")
+        // Body faults are listed when they take effect (`after`), `fail` when it fails.
+        .filter(|(n, _)| !BODY_FAULTS.contains(&n.as_str()) && n != "fail" && n != "fail_times")
         .map(|(n, v)| format!("{n}={v}"))
         .collect();
     let resp = answer_with(state, req, rest, &params, key.as_deref(), &mut applied).await;
@@ -198,7 +220,13 @@ async fn answer_with(
     if let Some(fail) = params.fail {
         let fails = match params.fail_times {
             None => true,
-            Some(times) => lab.should_fail(key.unwrap_or(""), times),
+            Some(times) => {
+                let fault = match fail {
+                    Fail::Status(s) => s.as_str().to_owned(),
+                    Fail::Truncate => "truncate".to_owned(),
+                };
+                lab.should_fail(key.unwrap_or(""), rest, &fault, times)
+            }
         };
         if fails {
             match fail {
@@ -268,7 +296,7 @@ async fn answer_with(
     } else {
         return plain_text(StatusCode::NOT_FOUND, "404 Not Found\n");
     };
-    after(resp, &method, params, truncate)
+    after(resp, &method, params, truncate, applied)
 }
 
 /// `files::respond` with the representation and request headers the faults ask for.
@@ -302,11 +330,24 @@ fn respond(state: &State, req: &Request, mut rep: Representation, p: &Params) ->
         headers.remove(header::IF_RANGE);
     }
     // No sendfile: faults act on the body's bytes.
-    state.files.respond(req.method(), &headers, &rep, now)
+    let origin = crate::files::Origin {
+        path: req.uri().path(),
+        extensions: Some(req.extensions()),
+    };
+    state
+        .files
+        .respond(req.method(), &headers, &rep, now, &origin)
 }
 
-/// The response header edits and body faults.
-fn after(mut resp: Response, method: &Method, p: &Params, truncate: bool) -> Response {
+/// The response header edits and body faults; the body faults that take effect (not a `cut`
+/// past the body's end, nor a `pause` or `corrupt` offset past it) are added to `applied`.
+fn after(
+    mut resp: Response,
+    method: &Method,
+    p: &Params,
+    truncate: bool,
+    applied: &mut Vec<String>,
+) -> Response {
     let h = resp.headers_mut();
     match p.ranges {
         Some(Ranges::Ignore) => {
@@ -343,14 +384,37 @@ fn after(mut resp: Response, method: &Method, p: &Params, truncate: bool) -> Res
             (a, b) => a.or(b),
         };
     }
+    // Within the body (of `length` bytes when it says), or it does nothing.
+    let within = |offset: u64| length.is_none_or(|l| offset < l);
     let f = BodyFaults {
-        cut,
-        rate: p.rate,
+        cut: cut.filter(|&c| within(c)),
+        rate: p.rate.filter(|_| length != Some(0)),
         ttfb: p.ttfb,
-        pause: p.pause.and_then(|(at, d)| Some((at.checked_sub(base)?, d))),
-        corrupt: p.corrupt.and_then(|c| c.checked_sub(base)),
+        pause: p
+            .pause
+            .and_then(|(at, d)| Some((at.checked_sub(base)?, d)))
+            .filter(|&(at, _)| within(at)),
+        corrupt: p
+            .corrupt
+            .and_then(|c| c.checked_sub(base))
+            .filter(|&c| within(c)),
         chunked: p.chunked,
     };
+    let took_effect = |name: &str| match name {
+        "cut" => f.cut.is_some() && p.cut.is_some(),
+        "rate" => f.rate.is_some(),
+        "ttfb" => f.ttfb.is_some(),
+        "pause" => f.pause.is_some(),
+        "corrupt" => f.corrupt.is_some(),
+        "encoding" => f.chunked,
+        _ => false,
+    };
+    applied.extend(
+        p.given
+            .iter()
+            .filter(|(n, _)| took_effect(n))
+            .map(|(n, v)| format!("{n}={v}")),
+    );
     if f.is_empty() {
         return resp;
     }

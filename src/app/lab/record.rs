@@ -102,6 +102,11 @@ impl Recorder {
     }
 
     /// The JSON document for `key`.
+    /// Forget what was seen under `key`.
+    pub fn forget(&self, key: &str) {
+        self.keys.lock().unwrap().remove(key);
+    }
+
     pub fn json(&self, key: &str) -> String {
         let keys = self.keys.lock().unwrap();
         let list: Vec<serde_json::Value> = keys
