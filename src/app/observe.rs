@@ -6,11 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use http::{Request, Response};
 use ipnet::IpNet;
 
@@ -54,24 +52,20 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let handling = METRICS.handling();
-        let peer = |req: &Request<Body>| {
-            req.extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        };
+        let peer = || crate::ops::peer().map(|p| p.ip());
         // Behind a trusted proxy, the client it forwarded for, for every log line of the
         // request (nothing to do, and nothing spent, without trusted proxies).
         let mut req = req;
         let mut forwarded = None;
         if !self.trusted_proxies.is_empty() {
-            let socket = peer(&req);
+            let socket = peer();
             let client = access_log::client(socket, req.headers(), &self.trusted_proxies);
             if let Some(c) = client.filter(|c| Some(*c) != socket) {
                 req.extensions_mut().insert(ClientAddr(c));
             }
             forwarded = Some(client);
         }
-        let log = access_log::begin(&req, || forwarded.unwrap_or_else(|| peer(&req)));
+        let log = access_log::begin(&req, || forwarded.unwrap_or_else(peer));
         ObserveFuture {
             inner: self.inner.call(req),
             log,

@@ -59,22 +59,16 @@ fn chunk_size() -> u64 {
 pub struct Origin<'a> {
     /// The request's path.
     pub path: &'a str,
-    /// The request's extensions, where the client's address is (looked up only when a body
-    /// streams): `ops::ClientAddr`, else axum's `ConnectInfo`.
+    /// The request's extensions: a client named by a trusted proxy (`ops::ClientAddr`) is
+    /// there (looked up only when a body streams); otherwise the connection's peer is.
     pub extensions: Option<&'a http::Extensions>,
 }
 
 impl Origin<'_> {
-    fn client(&self) -> Option<IpAddr> {
-        let ext = self.extensions?;
-        if let Some(c) = ext.get::<crate::ops::ClientAddr>() {
-            return Some(c.0);
-        }
-        #[cfg(feature = "server")]
-        if let Some(c) = ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
-            return Some(c.0.ip());
-        }
-        None
+    fn forwarded_client(&self) -> Option<IpAddr> {
+        self.extensions?
+            .get::<crate::ops::ClientAddr>()
+            .map(|c| c.0)
     }
 }
 
@@ -128,7 +122,7 @@ pub fn body(
         remaining: total,
         sink,
         last: None,
-        origin: Box::new((origin.path.to_owned(), origin.client())),
+        origin: Box::new((origin.path.to_owned(), origin.forwarded_client())),
     })
 }
 
@@ -189,6 +183,8 @@ struct Streamed {
 impl Streamed {
     fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let (path, client) = &*self.origin;
+        // The connection's peer is known here on HTTP/1 (this body runs in its task).
+        let client = client.or_else(|| crate::ops::peer().map(|p| p.ip()));
         match client {
             Some(client) => tracing::warn!(path, %client, "aborting response body: {e}"),
             None => tracing::warn!(path, "aborting response body: {e}"),

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::fs::sendfile as handoff;
+use crate::ops;
 use limits::{Activity, Deadline, Gate, Limits};
 use sendfile::SendfileStream;
 
@@ -168,7 +168,6 @@ pub async fn run<A: App>(
         let conn = Conn {
             limits,
             permit,
-            peer,
             in_flight: in_flight.clone(),
         };
         // Headers and small bodies go out in one write anyway; don't hold back what remains.
@@ -178,7 +177,8 @@ pub async fn run<A: App>(
             let service = redirect_service
                 .clone()
                 .expect("a redirect listener has a service");
-            tokio::spawn(serve_io(builders.clone(), stream, service, watcher, conn));
+            let served = serve_io(builders.clone(), stream, service, watcher, conn);
+            tokio::spawn(ops::with_peer(peer, served));
             continue;
         }
         let service = service.clone();
@@ -189,15 +189,13 @@ pub async fn run<A: App>(
                 let io = SendfileStream::new(stream);
                 let sink = io.sink();
                 let stop = stop.clone();
-                tokio::spawn(handoff::scope(
-                    sink,
-                    serve_plain(builders, io, service, watcher, conn, stop, fast_path),
-                ));
+                let served = serve_plain(builders, io, service, watcher, conn, stop, fast_path);
+                tokio::spawn(ops::with_peer(peer, handoff::scope(sink, served)));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let mut stop = stop.clone();
-                tokio::spawn(async move {
+                tokio::spawn(ops::with_peer(peer, async move {
                     let stream = tokio::select! {
                         s = tls::handshake(&acceptor, stream) => s,
                         _ = stop.wait_for(|stopping| *stopping) => None,
@@ -205,7 +203,7 @@ pub async fn run<A: App>(
                     if let Some(stream) = stream {
                         serve_io(builders, stream, service, watcher, conn).await;
                     }
-                });
+                }));
             }
         }
     }
@@ -291,8 +289,6 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// What an admitted connection carries: its limits, and its place under the cap (given back
 /// when the connection ends).
 struct Conn {
-    /// The client's address (as the socket sees it), given to each request as `ConnectInfo`.
-    peer: SocketAddr,
     /// Requests in flight on the whole server.
     in_flight: Arc<AtomicUsize>,
     limits: Limits,
@@ -313,13 +309,12 @@ async fn serve_io<IO, A: App>(
     let Conn {
         limits,
         permit,
-        peer,
         in_flight,
     } = conn;
     let _permit = permit;
     let activity = Activity::new(in_flight);
     let io = Deadline::new(io, limits, activity.clone());
-    hyper_conn(&builders.any, io, service, activity, watcher, peer).await;
+    hyper_conn(&builders.any, io, service, activity, watcher).await;
 }
 
 /// hyper serves `io` (already under its deadlines) to its end, requests counted on `activity`.
@@ -329,17 +324,12 @@ async fn hyper_conn<IO, A: App>(
     service: A,
     activity: Arc<Activity>,
     watcher: Watcher,
-    peer: SocketAddr,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // hyper's request body, boxed into the one body type the application takes; the client's
-    // address as axum's `ConnectInfo`.
-    let service = tower::util::MapRequest::new(service, move |req: http::Request<Incoming>| {
-        let mut req = req.map(Body::new);
-        req.extensions_mut().insert(ConnectInfo(peer));
-        req
-    });
+    // hyper's request body, boxed into the one body type the application takes.
+    let service =
+        tower::util::MapRequest::new(service, |req: http::Request<Incoming>| req.map(Body::new));
     let service = limits::track(TowerToHyperService::new(service), activity);
     // Without upgrades: the application never answers 101, and only this way does the
     // builder keep to `http1_only` (hyper-util ignores it under `..._with_upgrades`).
@@ -369,12 +359,11 @@ async fn serve_plain<A: App>(
     let Conn {
         limits,
         permit,
-        peer,
         in_flight,
     } = conn;
     let activity = Activity::new(in_flight);
     let mut io = Deadline::new(io, limits, activity.clone());
-    let (read, answered) = match h1::serve(&mut io, &app, &activity, MAX_BUF, stop, peer).await {
+    let (read, answered) = match h1::serve(&mut io, &app, &activity, MAX_BUF, stop).await {
         h1::End::Closed => {
             // The slot is free before the client sees the connection end, so a client that
             // reconnects at once under `max_connections` is admitted.
@@ -393,7 +382,7 @@ async fn serve_plain<A: App>(
     } else {
         &builders.any
     };
-    hyper_conn(builder, io, app, activity, watcher, peer).await;
+    hyper_conn(builder, io, app, activity, watcher).await;
 }
 
 /// Accept on `listener`, or wait forever when there is none.

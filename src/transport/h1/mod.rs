@@ -64,7 +64,6 @@ pub async fn serve<IO, A: App>(
     activity: &Arc<Activity>,
     max_buf: usize,
     stop: tokio::sync::watch::Receiver<bool>,
-    peer: std::net::SocketAddr,
 ) -> End
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -83,7 +82,7 @@ where
     let mut service = app.clone();
     let mut answered = false;
     loop {
-        let (mut req, close) = loop {
+        let (req, close) = loop {
             let read = match parse(&mut buf, max_buf) {
                 Parsed::Simple(req, close) => break (req, close),
                 Parsed::Other(head) if head.is_empty() => Some(buf.split().freeze()),
@@ -125,8 +124,6 @@ where
                 Ok(_) => {}
             }
         };
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(peer));
         let in_flight = activity.begin();
         let is_head = req.method() == Method::HEAD;
         // Always ready (see `App`): no waiting for readiness.
