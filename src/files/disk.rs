@@ -274,15 +274,28 @@ impl Storage for Disk {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(OpenError::Changing),
             Err(e) => return Err(e.into()),
         };
-        Ok(Representation {
-            len: meta.len(),
-            etag: Some(digest.etag),
-            modified: meta.modified().ok(),
-            content_type,
-            source: Arc::new(DiskSource(FileVersion::new(file, &meta))),
-            repr_digest: Some(digest.repr_digest),
-            path_headers: Default::default(),
-        })
+        Ok(representation(file, &meta, content_type, digest))
+    }
+
+    fn open_now(&self, path: &str) -> Option<Result<(Representation, PathBuf), OpenError>> {
+        let Some(ready) = self.ready.get()? else {
+            return Some(Err(self.unavailable()));
+        };
+        match resolve::find(&ready.root, path, &self.index_files, &self.policy) {
+            Err(e) => Some(Err(e.into())),
+            Ok(resolve::Found::File {
+                file,
+                meta,
+                name,
+                described,
+            }) => {
+                // Not known yet: `open` hashes it (the path is resolved again then, once).
+                let digest = ready.digests.known(FileId::of(&meta))?;
+                Some(Ok((representation(file, &meta, described, digest), name)))
+            }
+            // A redirect or a directory: answered by the asynchronous path.
+            Ok(_) => None,
+        }
     }
 
     async fn list(
@@ -309,6 +322,24 @@ impl Storage for Disk {
         })
         .await
         .map_err(io::Error::other)?
+    }
+}
+
+/// The representation of the open `file` whose metadata is `meta` and hash `digest`.
+fn representation(
+    file: Arc<File>,
+    meta: &Metadata,
+    content_type: HeaderValue,
+    digest: FileDigest,
+) -> Representation {
+    Representation {
+        len: meta.len(),
+        etag: Some(digest.etag),
+        modified: meta.modified().ok(),
+        content_type,
+        source: Arc::new(DiskSource(FileVersion::new(file, meta))),
+        repr_digest: Some(digest.repr_digest),
+        path_headers: Default::default(),
     }
 }
 

@@ -215,8 +215,15 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The body is never read: dropped here, so the future does not hold it.
         let (parts, _) = req.into_parts();
-        let inner = self.inner.clone();
-        Box::pin(async move { Ok(answer(&inner, parts).await) })
+        // Most requests are answered here and now (a file whose hash is known): the future
+        // then only hands the response over, and nothing large is moved into a box.
+        match answer_now(&self.inner, parts) {
+            Ok(resp) => Box::pin(std::future::ready(Ok(resp))),
+            Err(parts) => {
+                let inner = self.inner.clone();
+                Box::pin(async move { Ok(answer(&inner, parts).await) })
+            }
+        }
     }
 }
 
@@ -235,7 +242,13 @@ fn mount<'a>(uri: &'a Uri, extensions: &'a http::Extensions) -> (&'a str, bool) 
     (full.strip_suffix(path).unwrap_or(""), false)
 }
 
-async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Response {
+/// The answer, if it needs no waiting: another method than GET and HEAD, the mount point
+/// without its slash, or a file the storage has at hand (`Storage::open_now`); otherwise the
+/// request back, for [`answer`].
+fn answer_now<S: Storage>(
+    inner: &Inner<S>,
+    parts: http::request::Parts,
+) -> Result<Response, http::request::Parts> {
     match parts.method {
         Method::GET | Method::HEAD => {}
         Method::OPTIONS => {
@@ -243,65 +256,100 @@ async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Re
             *r.status_mut() = StatusCode::NO_CONTENT;
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            return r;
+            return Ok(r);
         }
         _ => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            return r;
+            return Ok(r);
         }
     }
-    let http::request::Parts {
-        method,
-        uri,
-        version,
-        headers,
-        extensions,
-        ..
-    } = parts;
-    let (base, at_mount_point) = mount(&uri, &extensions);
+    let (base, at_mount_point) = mount(&parts.uri, &parts.extensions);
     if at_mount_point {
         // The root is a directory: its URL ends with a slash, as any other directory's.
-        return redirect_with_query(&format!("{base}/"), uri.query());
+        return Ok(redirect_with_query(&format!("{base}/"), parts.uri.query()));
     }
-    // With `precompressed`, every file is checked for sidecars (its responses vary on them).
-    let accept = inner.opts.precompressed.then(|| Accept::parse(&headers));
-    let target = open_target(inner, uri.path(), base, uri.query(), accept.as_ref()).await;
-    let (rep, negotiated) = match target {
-        Ok(Target::File(rep, negotiated)) => (rep, negotiated),
-        Ok(Target::Dir { dir, name }) if inner.opts.listing => {
-            let at = listing::Location { base, name: &name };
-            // Boxed: a listing's future would be most of this one's size, moved on every
-            // request.
-            let listed = listing::answer(&inner.storage, &method, &headers, uri.query(), dir, at);
-            return Box::pin(listed).await;
-        }
-        Ok(Target::Dir { .. }) => return respond::open_error(OpenError::NotFound, uri.path()),
-        Err(resp) => return resp,
+    // Sidecars are looked for through the storage's asynchronous interface.
+    if inner.opts.precompressed {
+        return Err(parts);
+    }
+    let (rep, name) = match inner.storage.open_now(parts.uri.path()) {
+        Some(Ok(found)) => found,
+        Some(Err(e)) => return Ok(respond::open_error(e, parts.uri.path())),
+        None => return Err(parts),
     };
+    let query = if inner.opts.download {
+        parts.uri.query()
+    } else {
+        None
+    };
+    let rep = Representation {
+        path_headers: PathHeaders::new(&inner.opts.header_rules, &name, query),
+        ..rep
+    };
+    Ok(file_response(
+        inner,
+        &parts,
+        &rep,
+        Negotiated::default(),
+        &parts.headers,
+    ))
+}
+
+/// The response for `rep`, the representation `parts` asked for (in the `negotiated` coding;
+/// `headers` are the request's, as the preconditions should see them).
+fn file_response<S>(
+    inner: &Inner<S>,
+    parts: &http::request::Parts,
+    rep: &Representation,
+    negotiated: Negotiated,
+    headers: &http::HeaderMap,
+) -> Response {
     // Zero-copy bodies only where the connection passes body buffers through as they are.
-    let sink = match version {
+    let sink = match parts.version {
         http::Version::HTTP_10 | http::Version::HTTP_11 if inner.opts.sendfile => {
             sendfile::current()
         }
         _ => None,
     };
-    let headers = negotiated.request_headers(&headers);
     let mut resp = respond(
-        &method,
-        &headers,
-        &rep,
+        &parts.method,
+        headers,
+        rep,
         &inner.opts,
         SystemTime::now(),
         sink,
         &Origin {
-            path: uri.path(),
-            extensions: Some(&extensions),
+            path: parts.uri.path(),
+            extensions: Some(&parts.extensions),
         },
     );
     negotiated.apply(resp.status(), resp.headers_mut());
     resp
+}
+
+/// The answer to a GET or HEAD that [`answer_now`] could not give.
+async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Response {
+    let (base, _) = mount(&parts.uri, &parts.extensions);
+    let (uri, headers) = (&parts.uri, &parts.headers);
+    // With `precompressed`, every file is checked for sidecars (its responses vary on them).
+    let accept = inner.opts.precompressed.then(|| Accept::parse(headers));
+    let target = open_target(inner, uri.path(), base, uri.query(), accept.as_ref()).await;
+    let (rep, negotiated) = match target {
+        Ok(Target::File(rep, negotiated)) => (rep, negotiated),
+        Ok(Target::Dir { dir, name }) if inner.opts.listing => {
+            let at = listing::Location { base, name: &name };
+            // Boxed: a listing's future would be most of this one's size.
+            let listed =
+                listing::answer(&inner.storage, &parts.method, headers, uri.query(), dir, at);
+            return Box::pin(listed).await;
+        }
+        Ok(Target::Dir { .. }) => return respond::open_error(OpenError::NotFound, uri.path()),
+        Err(resp) => return resp,
+    };
+    let req_headers = negotiated.request_headers(headers);
+    file_response(inner, &parts, &rep, negotiated, &req_headers)
 }
 
 fn redirect_with_query(to: &str, query: Option<&str>) -> Response {

@@ -52,6 +52,15 @@ pub trait Storage: Send + Sync + 'static {
         file: Self::File,
     ) -> impl Future<Output = Result<Representation, OpenError>> + Send;
 
+    /// [`find`](Storage::find) then [`open`](Storage::open), when the answer is at hand
+    /// without waiting (on disk: the root is open and the file version's hash is known): the
+    /// representation and the file's name under the root, or why there is none. `None`: ask
+    /// `find` and `open` (also for a directory, which may be listed).
+    fn open_now(&self, path: &str) -> Option<Result<(Representation, PathBuf), OpenError>> {
+        let _ = path;
+        None
+    }
+
     /// Entries `offset..offset + limit` of `dir`, sorted (directories first), listing only what
     /// a request would serve.
     fn list(
