@@ -3,18 +3,93 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use rangeserve::config::Config;
 use rangeserve::ServeFiles;
 
+pub mod codings;
+pub mod curl;
 pub mod multipart;
 pub mod process;
 pub mod tls;
+
+// ------------------------------------------------------------------------------------------
+// Tests that need the process to themselves
+
+/// The in-process servers of this test process: how many run for tests other than the one that
+/// has the process to itself, and which test (thread) that is.
+struct Servers {
+    others: usize,
+    alone: Option<ThreadId>,
+}
+
+static SERVERS: Mutex<Servers> = Mutex::new(Servers {
+    others: 0,
+    alone: None,
+});
+static SERVERS_CHANGED: Condvar = Condvar::new();
+
+fn servers() -> MutexGuard<'static, Servers> {
+    SERVERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wait_servers(g: MutexGuard<'static, Servers>) -> MutexGuard<'static, Servers> {
+    SERVERS_CHANGED.wait(g).unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held by a test that reads process-wide counters (the sendfile byte count): from the moment
+/// it has it until it drops it, no other test's in-process [`Server`] runs in this process.
+/// Taking it waits until those running have stopped; others wait to start until it is dropped.
+pub struct Alone(());
+
+pub fn alone() -> Alone {
+    let mut g = servers();
+    while g.alone.is_some() || g.others > 0 {
+        g = wait_servers(g);
+    }
+    g.alone = Some(std::thread::current().id());
+    Alone(())
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        servers().alone = None;
+        SERVERS_CHANGED.notify_all();
+    }
+}
+
+/// A server's place among [`Servers`]: counted unless its test has the process to itself.
+struct Counted(bool);
+
+fn counted() -> Counted {
+    let me = std::thread::current().id();
+    let mut g = servers();
+    loop {
+        match g.alone {
+            Some(t) if t == me => return Counted(false),
+            Some(_) => g = wait_servers(g),
+            None => {
+                g.others += 1;
+                return Counted(true);
+            }
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.0 {
+            servers().others -= 1;
+            SERVERS_CHANGED.notify_all();
+        }
+    }
+}
 
 pub struct Server {
     pub addr: SocketAddr,
@@ -28,6 +103,8 @@ pub struct Server {
     pub files: ServeFiles,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Given up after the thread has stopped (fields drop after `Drop::drop`).
+    counted: Counted,
 }
 
 impl Server {
@@ -59,6 +136,7 @@ impl Server {
         tweak(&mut config);
         let config = Arc::new(config);
         let files = rangeserve::app::files(&config);
+        let counted = counted();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (served, served_config) = (files.clone(), config.clone());
@@ -91,6 +169,7 @@ impl Server {
             files,
             shutdown: Some(tx),
             thread: Some(thread),
+            counted,
         }
     }
 
@@ -272,6 +351,52 @@ pub fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> Response {
     }
 }
 
+/// Wait (at most `limit`) for the server to close `s`: EOF or a reset. Returns the bytes that
+/// came before and how long it took.
+pub fn wait_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, start.elapsed()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (got, start.elapsed()),
+            Err(e) => panic!("connection still open after {:?}: {e}", start.elapsed()),
+        }
+        assert!(
+            start.elapsed() < limit,
+            "connection still open after {limit:?}"
+        );
+    }
+}
+
+/// `sha-256=:BASE64:`, the Repr-Digest (RFC 9530) of these bytes, computed in the test.
+pub fn repr_digest(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let sum = sha2::Sha256::digest(bytes);
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(sum)
+    )
+}
+
+/// The lab's documented byte function, written independently of the server: word i (bytes
+/// 8i..8i+8, little-endian) is output i+1 of splitmix64 seeded with `seed`.
+pub fn lab_bytes(seed: u64, start: u64, len: u64) -> Vec<u8> {
+    (start..start + len)
+        .map(|off| {
+            let mut z = seed.wrapping_add((off / 8 + 1).wrapping_mul(0x9E3779B97F4A7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+            z ^= z >> 31;
+            z.to_le_bytes()[(off % 8) as usize]
+        })
+        .collect()
+}
+
 /// Deterministic test bytes (not text), so a misplaced slice cannot compare equal.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len)
@@ -311,4 +436,15 @@ impl Server {
             c.listen = listen;
         })
     }
+}
+
+/// Poll until `cond` holds, at most `limit` (then panic naming `what`); how long it took. The
+/// pause between polls is not a synchronisation: the condition decides.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
 }

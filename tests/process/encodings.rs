@@ -1,0 +1,63 @@
+//! `precompressed` of the binary: from the file, the environment and the flag. (Sidecars on
+//! the wire: `http/encodings.rs`.)
+
+use crate::common::codings::{decode, gzip, text, Enc};
+use crate::common::process::*;
+
+/// The binary with `precompressed` from the file, the environment and the flag (the flag wins
+/// over the variable, which wins over the file); a bad value is one line and exit code 2.
+#[test]
+fn config_key_env_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let original = text(9);
+    std::fs::write(root.join("f.txt"), &original).unwrap();
+    std::fs::write(root.join("f.txt.gz"), gzip(&original)).unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "precompressed = true\n").unwrap();
+    let logs = dir.path().join("logs");
+    // (file, env, flag) -> served gzip-encoded
+    let cases: [(bool, Option<&str>, Option<&str>, bool); 6] = [
+        (false, None, None, false),
+        (true, None, None, true),
+        (false, Some("true"), None, true),
+        (true, Some("false"), None, false),
+        (true, Some("false"), Some("--precompressed"), true),
+        (false, Some("on"), Some("--precompressed=false"), false),
+    ];
+    for (file, env, flag, encoded) in cases {
+        let run = start(dir.path(), &logs, |port, c| {
+            c.arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--root")
+                .arg(&root);
+            if file {
+                c.arg("--config").arg(&cfg);
+            }
+            if let Some(v) = env {
+                c.env("RANGESERVE_PRECOMPRESSED", v);
+            }
+            if let Some(f) = flag {
+                c.arg(f);
+            }
+        });
+        let r = run.get("/f.txt", &[("Accept-Encoding", "gzip")]);
+        let what = format!("file={file} env={env:?} flag={flag:?}");
+        assert_eq!(r.status, 200, "{what}");
+        assert_eq!(
+            r.header("content-encoding"),
+            encoded.then_some("gzip"),
+            "{what}"
+        );
+        assert_eq!(decode(Enc::Gzip.when(encoded), &r.body), original, "{what}");
+    }
+    std::fs::write(&cfg, "precompressed = \"maybe\"\n").unwrap();
+    let mut c = command(dir.path());
+    c.arg("--config").arg(&cfg).arg("--root").arg(&root);
+    let (st, out, err) = run_to_exit(c, &logs);
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.contains("precompressed"), "{err}");
+    assert!(out.is_empty());
+}

@@ -1,0 +1,55 @@
+//! `[[headers]]` rules the binary refuses to start with. (Rules on the wire:
+//! `http/headers.rs`.)
+
+use crate::common::process::*;
+
+#[test]
+fn bad_rules_stop_the_server_with_one_line_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    for (toml, needle) in [
+        ("[[headers]]\npath = \"dl/*\"\n", "headers[1].path"),
+        (
+            "[[headers]]\npath = \"/a\"\n[[headers]]\npath = \"/dl/[\"\n",
+            "headers[2].path",
+        ),
+        (
+            "[[headers]]\npath = \"/a\"\nset = { \"Content-Length\" = \"1\" }\n",
+            "headers[1].set: Content-Length",
+        ),
+        (
+            "[[headers]]\npath = \"/a\"\nset = { \"Access-Control-Allow-Origin\" = \"*\" }\n",
+            "[cors]",
+        ),
+        (
+            "[[headers]]\npath = \"/a\"\nset = { \"X-A\" = \"a\\nb\" }\n",
+            "headers[1].set: X-A",
+        ),
+        (
+            "[[headers]]\npath = \"/a\"\nset = { \"Bad Name\" = \"1\" }\n",
+            "headers[1].set",
+        ),
+        (
+            "[[headers]]\npath = \"/a\"\nset = { \"X-A\" = 1 }\n",
+            "line 3: key `set`",
+        ),
+        ("[[headers]]\npattern = \"/a\"\n", "pattern"),
+    ] {
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let port = free_port();
+        let mut c = command(dir.path());
+        c.arg("--config")
+            .arg(&cfg)
+            .arg("--root")
+            .arg(&root)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"));
+        let (st, _out, err) = run_to_exit(c, &dir.path().join("logs"));
+        assert_eq!(st.code(), Some(2), "{toml}: {err}");
+        assert_eq!(err.lines().count(), 1, "{toml}: {err:?}");
+        assert!(err.contains(needle), "{toml}: {err}");
+        assert!(!port_is_open(port));
+    }
+}

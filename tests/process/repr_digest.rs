@@ -1,0 +1,38 @@
+//! `repr_digest` of the binary: from the environment and the flag. (Repr-Digest on the wire:
+//! `http/repr_digest.rs`.)
+
+use crate::common::process::*;
+use crate::common::repr_digest;
+
+#[test]
+fn the_switch_from_environment_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("f.txt"), b"hello\n").unwrap();
+    let logs = dir.path().join("logs");
+    let want = repr_digest(b"hello\n");
+    let by_env = start(dir.path(), &logs, |port, c| {
+        c.arg("--root").arg(&root).arg("--listen");
+        c.arg(format!("127.0.0.1:{port}"));
+        c.env("RANGESERVE_REPR_DIGEST", "false");
+    });
+    assert_eq!(by_env.get("/f.txt", &[]).header("repr-digest"), None);
+    assert_eq!(
+        by_env
+            .get("/f.txt", &[("Want-Repr-Digest", "sha-256=1")])
+            .header("repr-digest"),
+        Some(want.as_str())
+    );
+    // The flag wins over the variable.
+    let by_flag = start(dir.path(), &logs, |port, c| {
+        c.arg("--root").arg(&root).arg("--listen");
+        c.arg(format!("127.0.0.1:{port}"));
+        c.arg("--repr-digest=true");
+        c.env("RANGESERVE_REPR_DIGEST", "false");
+    });
+    assert_eq!(
+        by_flag.get("/f.txt", &[]).header("repr-digest"),
+        Some(want.as_str())
+    );
+}
