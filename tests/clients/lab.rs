@@ -1,6 +1,7 @@
 //! Real download clients against the lab: they must recover from the faults it injects, and the
 //! bytes they end with must hash to what `{size}.sha256` says.
 use crate::common::process::*;
+use crate::common::sha256_file;
 
 use std::path::Path;
 use std::process::Command;
@@ -36,14 +37,6 @@ fn lab_server(dir: &Path) -> Running {
             .arg(&root)
             .arg("--lab");
     })
-}
-
-fn sha256_file(p: &Path) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    let mut f = std::fs::File::open(p).unwrap();
-    std::io::copy(&mut f, &mut h).unwrap();
-    hex::encode(h.finalize())
 }
 
 /// What the lab says the whole generated file hashes to.

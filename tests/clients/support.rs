@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+
+use crate::common::{exchange, process, Response};
+pub use crate::common::{free_port, sha256_file, sha256_hex};
 
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
@@ -140,25 +143,6 @@ impl Pattern {
         }
         fs::rename(&tmp, path).unwrap();
     }
-}
-
-/// SHA-256 of a file on disk, lowercase hex.
-pub fn sha256_file(path: &Path) -> String {
-    let mut f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; MIB as usize];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    hex::encode(h.finalize())
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// A file as it is on disk: what every download is checked against.
@@ -620,14 +604,6 @@ pub struct Server {
     pub root: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {
@@ -1095,23 +1071,22 @@ fn sweep_stale_runs(base: &Path) {
     }
 }
 
-/// `HEAD path` over raw TCP; the ETag of the 200 (waits for the server's first hash).
+/// `HEAD path` over raw TCP; the ETag of the 200 (waits, up to 10 minutes, for the server's
+/// first hash).
 fn head_etag(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
-    write!(
-        s,
-        "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "HEAD {path}: {out}");
-    out.lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("etag"))
-                .map(|(_, v)| v.trim().to_string())
-        })
+    let request = format!("HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let raw = exchange(
+        process::addr(port),
+        request.as_bytes(),
+        Duration::from_secs(600),
+    );
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "HEAD {path}: {}",
+        String::from_utf8_lossy(&raw)
+    );
+    Response::parse(&raw, true)
+        .header("etag")
         .expect("ETag on HEAD")
+        .to_string()
 }

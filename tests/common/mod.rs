@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rangeserve::config::Config;
 use rangeserve::ServeFiles;
@@ -181,6 +181,11 @@ impl Server {
         p
     }
 
+    /// A fresh connection whose reads give up after 10 s.
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr, Duration::from_secs(10))
+    }
+
     /// Send raw request bytes on a fresh connection and read the response to EOF.
     pub fn raw(&self, request: &[u8]) -> Vec<u8> {
         raw_at(self.addr, request)
@@ -218,14 +223,37 @@ pub fn fast_path_from_env() -> Option<bool> {
     }
 }
 
-/// Send raw request bytes to `addr` on a fresh connection and read the response to EOF.
-pub fn raw_at(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A connection to `addr` whose reads give up after `read_timeout`.
+pub fn connect(addr: SocketAddr, read_timeout: Duration) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    s
+}
+
+/// Send `request` to `addr` on a fresh connection and read to EOF (or to a read error, or
+/// `timeout` without a byte).
+pub fn exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut s = connect(addr, timeout);
     s.write_all(request).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     out
+}
+
+/// Send raw request bytes to `addr` on a fresh connection and read the response to EOF. The
+/// read timeout is long enough for the lab's SHA-256 of a 2 GiB generated file on a loaded
+/// machine.
+pub fn raw_at(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    exchange(addr, request, Duration::from_secs(60))
 }
 
 /// `METHOD path` to `addr` with these headers (plus Host and Connection: close); the parsed
@@ -294,6 +322,11 @@ impl Response {
         }
     }
 
+    /// A response head as [`read_head`] gives it (without the empty line), parsed.
+    pub fn parse_head(head: &str) -> Response {
+        Response::parse(format!("{head}\r\n\r\n").as_bytes(), true)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
@@ -351,6 +384,22 @@ pub fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> Response {
     }
 }
 
+/// Read from `s` until the end of a response head; return the head (without the empty line
+/// that ends it) and the body bytes that came with it.
+pub fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed before the response head");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8(buf[..i].to_vec()).unwrap();
+            return (head, buf[i + 4..].to_vec());
+        }
+    }
+}
+
 /// Wait (at most `limit`) for the server to close `s`: EOF or a reset. Returns the bytes that
 /// came before and how long it took.
 pub fn wait_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
@@ -370,6 +419,14 @@ pub fn wait_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
             "connection still open after {limit:?}"
         );
     }
+}
+
+/// The first position of `needle` in `hay` (None for an empty needle).
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `sha-256=:BASE64:`, the Repr-Digest (RFC 9530) of these bytes, computed in the test.
@@ -408,6 +465,69 @@ pub fn pattern(len: usize) -> Vec<u8> {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// SHA-256 of a file on disk, lowercase hex, read a MiB at a time.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let mut f =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The ETag rangeserve documents for these bytes: their SHA-256, quoted.
+pub fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", sha256_hex(bytes))
+}
+
+/// A 200 with the whole file: no Content-Range, Content-Length the file's length, and the
+/// file's bytes.
+pub fn assert_full(r: &Response, data: &[u8]) {
+    assert_eq!(r.status, 200, "headers: {:?}", r.headers);
+    assert_eq!(r.header("content-range"), None);
+    assert_eq!(
+        r.header("content-length"),
+        Some(data.len().to_string().as_str())
+    );
+    assert!(r.body == data, "200 body differs from the file");
+}
+
+/// A single-part 206 of `data[first..=last]`: its Content-Range, Content-Length and bytes.
+pub fn assert_206(r: &Response, data: &[u8], first: usize, last: usize) {
+    assert_eq!(r.status, 206, "headers: {:?}", r.headers);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes {first}-{last}/{}", data.len()).as_str())
+    );
+    assert_eq!(
+        r.header("content-length"),
+        Some((last - first + 1).to_string().as_str())
+    );
+    assert_eq!(r.body, &data[first..=last]);
+}
+
+/// 2024-01-02T03:04:05Z, the mtime given to files whose Last-Modified is checked, and that
+/// time as an IMF-fixdate.
+pub const MTIME_SECS: u64 = 1_704_164_645;
+pub const MTIME_STR: &str = "Tue, 02 Jan 2024 03:04:05 GMT";
+
+/// The time `secs` seconds after the Unix epoch.
+pub fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Set the mtime of a file or directory.
+pub fn set_mtime(path: &Path, t: SystemTime) {
+    std::fs::File::open(path).unwrap().set_modified(t).unwrap();
 }
 
 impl Server {

@@ -1,25 +1,15 @@
 //! The server binary as a child process: started in a directory of the test's choosing (so no
 //! stray config.toml is read), on a port that was free a moment ago, killed when dropped.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Response;
+use super::{free_port, request_at, Response};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rangeserve");
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -110,18 +100,7 @@ impl Running {
 
 /// `GET path` on 127.0.0.1:`port`, Connection: close; the parsed response.
 pub fn get_at(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    // Long enough for the lab's SHA-256 of a 2 GiB generated file on a loaded machine.
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    Response::parse(&raw, false)
+    request_at(addr(port), "GET", path, headers)
 }
 
 /// Start the binary in `cwd`; `setup` gets a free port and adds whatever makes the server

@@ -4,41 +4,20 @@
 
 use crate::common::*;
 
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// 2024-01-02T03:04:05Z, the mtime given to most files here.
-const MTIME_SECS: u64 = 1_704_164_645;
-const MTIME_STR: &str = "Tue, 02 Jan 2024 03:04:05 GMT";
+// MTIME_SECS (2024-01-02T03:04:05Z, `common`) is the mtime given to most files here.
 const RFC850: &str = "Tuesday, 02-Jan-24 03:04:05 GMT";
 const ASCTIME: &str = "Tue Jan  2 03:04:05 2024";
-
-fn at(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
-}
 
 /// IMF-fixdate of a whole second, for dates near MTIME_SECS.
 fn date(secs: u64) -> String {
     httpdate::fmt_http_date(at(secs))
 }
 
-fn etag(bytes: &[u8]) -> String {
-    format!("\"{}\"", sha256_hex(bytes))
-}
-
 fn weak(bytes: &[u8]) -> String {
     format!("W/\"{}\"", sha256_hex(bytes))
-}
-
-fn set_mtime(path: &Path, t: SystemTime) {
-    File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(t)
-        .unwrap();
 }
 
 /// A file whose mtime is MTIME_SECS.
@@ -73,26 +52,11 @@ fn assert_date_between(r: &Response, lo: u64, hi: u64) -> u64 {
     secs
 }
 
-fn assert_full(r: &Response, data: &[u8]) {
-    assert_eq!(r.status, 200, "headers: {:?}", r.headers);
-    assert_eq!(r.header("content-range"), None);
-    assert!(r.body == data, "200 body differs from the file");
-}
-
-fn assert_206(r: &Response, data: &[u8], first: usize, last: usize) {
-    assert_eq!(r.status, 206, "headers: {:?}", r.headers);
-    assert_eq!(
-        r.header("content-range"),
-        Some(format!("bytes {first}-{last}/{}", data.len()).as_str())
-    );
-    assert_eq!(r.body, &data[first..=last]);
-}
-
 /// 304: no body (the harness checks), the validators and the cache headers a 200 would carry.
 fn assert_304(r: &Response, data: &[u8], last_modified: &str, cache_control: Option<&str>) {
     assert_eq!(r.status, 304, "headers: {:?}", r.headers);
     assert!(r.body.is_empty());
-    assert_eq!(r.header("etag"), Some(etag(data).as_str()));
+    assert_eq!(r.header("etag"), Some(etag_of(data).as_str()));
     assert_eq!(r.header("last-modified"), Some(last_modified));
     assert_eq!(r.header("cache-control"), cache_control);
     assert!(r.header("date").is_some(), "304 without Date");
@@ -111,7 +75,7 @@ fn etag_and_last_modified_on_200_206_304_and_head() {
     let s = Server::start();
     let data = pattern(500);
     fixed_file(&s, "a.bin", &data);
-    let tag = etag(&data);
+    let tag = etag_of(&data);
     let lo = now_secs();
 
     let r = s.get("/a.bin", &[]);
@@ -177,7 +141,7 @@ fn date_on_every_response() {
     let s = Server::start();
     let data = pattern(100);
     fixed_file(&s, "a.bin", &data);
-    let tag = etag(&data);
+    let tag = etag_of(&data);
     let lo = now_secs();
     let rs = [
         s.get("/a.bin", &[]),
@@ -207,7 +171,7 @@ fn same_content_gives_same_etag() {
     let p3 = s.root.join("three.dat");
     std::fs::copy(s.root.join("one.bin"), &p3).unwrap();
     set_mtime(&p3, at(MTIME_SECS - 5000));
-    let want = etag(&data);
+    let want = etag_of(&data);
     for (path, lm) in [
         ("/one.bin", date(MTIME_SECS)),
         ("/two.bin", date(MTIME_SECS + 1000)),
@@ -222,8 +186,8 @@ fn same_content_gives_same_etag() {
     let other = pattern(778);
     s.file("four.bin", &other);
     let r = s.get("/four.bin", &[]);
-    assert_eq!(r.header("etag"), Some(etag(&other).as_str()));
-    assert_ne!(etag(&other), want);
+    assert_eq!(r.header("etag"), Some(etag_of(&other).as_str()));
+    assert_ne!(etag_of(&other), want);
 }
 
 // ---- If-Match / If-Unmodified-Since ----------------------------------------------------------
@@ -233,14 +197,14 @@ fn if_match_uses_strong_comparison() {
     let s = Server::start();
     let data = pattern(100);
     fixed_file(&s, "a.bin", &data);
-    let tag = etag(&data);
+    let tag = etag_of(&data);
     let get = |v: &str| s.get("/a.bin", &[("If-Match", v)]);
     assert_full(&get(&tag), &data);
     assert_full(&get("*"), &data);
     assert_full(&get(&format!("\"x\", {tag}")), &data);
     assert_full(&get(&format!("{tag},\"y\"")), &data);
     assert_412(&get("\"nope\""));
-    assert_412(&get(&format!("\"{}\"", sha256_hex(b"other"))));
+    assert_412(&get(&etag_of(b"other")));
     assert_412(&get(&weak(&data)));
     assert_412(&get(&format!("\"x\", {}", weak(&data))));
 }
@@ -250,7 +214,7 @@ fn if_unmodified_since() {
     let s = Server::start();
     let data = pattern(100);
     fixed_file(&s, "a.bin", &data);
-    let tag = etag(&data);
+    let tag = etag_of(&data);
     let get = |hs: &[(&str, &str)]| s.get("/a.bin", hs);
     assert_412(&get(&[("If-Unmodified-Since", &date(MTIME_SECS - 1))]));
     assert_412(&get(&[("If-Unmodified-Since", &date(MTIME_SECS - 86400))]));
@@ -287,7 +251,7 @@ fn if_none_match_gives_304_with_validators() {
     let s = Server::start();
     let data = pattern(100);
     fixed_file(&s, "a.bin", &data);
-    let tag = etag(&data);
+    let tag = etag_of(&data);
     let nc = Some("no-cache");
     let get = |v: &str| s.get("/a.bin", &[("If-None-Match", v)]);
     assert_304(&get(&tag), &data, MTIME_STR, nc);
@@ -322,7 +286,7 @@ fn cache_control_is_configurable_and_sent_with_304() {
     assert_full(&r, &data);
     assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
     assert_304(
-        &s.get("/a.bin", &[("If-None-Match", &etag(&data))]),
+        &s.get("/a.bin", &[("If-None-Match", &etag_of(&data))]),
         &data,
         MTIME_STR,
         Some("public, max-age=60"),
@@ -393,7 +357,7 @@ fn if_modified_since_is_ignored_with_if_none_match() {
         &s.get(
             "/a.bin",
             &[
-                ("If-None-Match", &etag(&data)),
+                ("If-None-Match", &etag_of(&data)),
                 ("If-Modified-Since", &date(MTIME_SECS - 100)),
             ],
         ),
@@ -411,7 +375,7 @@ fn preconditions_are_evaluated_before_range() {
     let data = pattern(100);
     fixed_file(&s, "a.bin", &data);
     let range = ("Range", "bytes=0-9");
-    let tag = etag(&data);
+    let tag = etag_of(&data);
     let nc = Some("no-cache");
     assert_304(
         &s.get("/a.bin", &[("If-None-Match", &tag), range]),
@@ -454,11 +418,11 @@ fn if_range_with_entity_tag() {
     fixed_file(&s, "a.bin", &data);
     let range = ("Range", "bytes=10-19");
     let ir = |v: &str| s.get("/a.bin", &[range, ("If-Range", v)]);
-    let r = ir(&etag(&data));
+    let r = ir(&etag_of(&data));
     assert_206(&r, &data, 10, 19);
-    assert_eq!(r.header("etag"), Some(etag(&data).as_str()));
+    assert_eq!(r.header("etag"), Some(etag_of(&data).as_str()));
     assert_full(&ir("\"nope\""), &data);
-    assert_full(&ir(&format!("\"{}\"", sha256_hex(b"x"))), &data);
+    assert_full(&ir(&etag_of(b"x")), &data);
     // Weak tags never match for If-Range.
     assert_full(&ir(&weak(&data)), &data);
     // Garbage.
@@ -467,7 +431,7 @@ fn if_range_with_entity_tag() {
     // Multi-range honoured under a matching If-Range as well.
     let r = s.get(
         "/a.bin",
-        &[("Range", "bytes=0-1,50-51"), ("If-Range", &etag(&data))],
+        &[("Range", "bytes=0-1,50-51"), ("If-Range", &etag_of(&data))],
     );
     assert_eq!(r.status, 206);
     assert!(r
@@ -481,7 +445,11 @@ fn if_range_without_range_is_a_plain_200() {
     let s = Server::start();
     let data = pattern(100);
     fixed_file(&s, "a.bin", &data);
-    for v in [etag(&data), "\"nope\"".to_string(), MTIME_STR.to_string()] {
+    for v in [
+        etag_of(&data),
+        "\"nope\"".to_string(),
+        MTIME_STR.to_string(),
+    ] {
         let r = s.get("/a.bin", &[("If-Range", &v)]);
         assert_full(&r, &data);
         assert_eq!(r.header("content-length"), Some("100"));
@@ -556,7 +524,7 @@ fn etag_follows_content_when_size_and_mtime_are_unchanged() {
     let r = s.get("/k.bin", &[]);
     assert_full(&r, &old);
     let old_tag = r.header("etag").unwrap().to_string();
-    assert_eq!(old_tag, etag(&old));
+    assert_eq!(old_tag, etag_of(&old));
     let before = std::fs::metadata(&p).unwrap();
 
     // Rewrite in place (same inode, same size) and put the old mtime back: only ctime moves.
@@ -583,18 +551,18 @@ fn etag_follows_content_when_size_and_mtime_are_unchanged() {
 
     let r = s.get("/k.bin", &[]);
     assert_full(&r, &new);
-    assert_eq!(r.header("etag"), Some(etag(&new).as_str()));
-    assert_ne!(etag(&new), old_tag);
+    assert_eq!(r.header("etag"), Some(etag_of(&new).as_str()));
+    assert_ne!(etag_of(&new), old_tag);
     assert_eq!(r.header("last-modified"), Some(MTIME_STR));
 
     // A resume against the old version must not splice: the whole new file.
     let r = s.get("/k.bin", &[("Range", "bytes=10-"), ("If-Range", &old_tag)]);
     assert_full(&r, &new);
-    assert_eq!(r.header("etag"), Some(etag(&new).as_str()));
+    assert_eq!(r.header("etag"), Some(etag_of(&new).as_str()));
     // Against the new version: the range of the new content.
     let r = s.get(
         "/k.bin",
-        &[("Range", "bytes=10-"), ("If-Range", &etag(&new))],
+        &[("Range", "bytes=10-"), ("If-Range", &etag_of(&new))],
     );
     assert_206(&r, &new, 10, new.len() - 1);
     // A cache holding the old version is not told "not modified".

@@ -44,10 +44,6 @@ fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, root, state)
 }
 
-fn etag_of(bytes: &[u8]) -> String {
-    format!("\"{}\"", sha256_hex(bytes))
-}
-
 /// The state line the server should have written for `path` holding `bytes`, built here from
 /// the file's metadata and the test's own SHA-256.
 fn expected_line(path: &Path, bytes: &[u8]) -> String {

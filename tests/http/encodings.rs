@@ -10,12 +10,6 @@ use crate::common::codings::*;
 use crate::common::*;
 
 use std::io::Write;
-use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
-
-fn etag(bytes: &[u8]) -> String {
-    format!("\"{}\"", sha256_hex(bytes))
-}
 
 /// A file and the sidecars asked for; returns the original and each coding's bytes.
 struct Fixture {
@@ -77,7 +71,7 @@ fn assert_served(r: &Response, f: &Fixture, enc: Enc, ctype: &str, what: &str) {
         Enc::Gzip => Some("gzip"),
     };
     assert_eq!(r.header("content-encoding"), ce, "{what}");
-    assert_eq!(r.header("etag"), Some(etag(bytes).as_str()), "{what}");
+    assert_eq!(r.header("etag"), Some(etag_of(bytes).as_str()), "{what}");
     assert_eq!(
         r.header("content-length"),
         Some(bytes.len().to_string().as_str()),
@@ -223,7 +217,7 @@ fn ranges_apply_to_the_encoded_bytes() {
                 "{what}: not the slice of the sidecar"
             );
             assert_eq!(r.header("content-encoding"), Some(enc_token(enc)), "{what}");
-            assert_eq!(r.header("etag"), Some(etag(bytes).as_str()), "{what}");
+            assert_eq!(r.header("etag"), Some(etag_of(bytes).as_str()), "{what}");
             assert_eq!(r.header("content-type"), Some(TXT), "{what}");
             assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{what}");
         }
@@ -252,10 +246,6 @@ fn enc_token(enc: Enc) -> &'static str {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 #[test]
 fn multiple_ranges_of_the_encoded_bytes() {
     let s = server();
@@ -270,7 +260,7 @@ fn multiple_ranges_of_the_encoded_bytes() {
     // Representation metadata of the 206 (§15.3.7): the coding applies to the ranges' source.
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert_eq!(r.header("vary"), Some("Accept-Encoding"));
-    assert_eq!(r.header("etag"), Some(etag(&f.gz).as_str()));
+    assert_eq!(r.header("etag"), Some(etag_of(&f.gz).as_str()));
     let mut from = 0;
     for (a, b) in [(0, 9), (50, 59), (len - 5, len - 1)] {
         let head = format!("Content-Type: {TXT}\r\nContent-Range: bytes {a}-{b}/{len}\r\n\r\n");
@@ -285,8 +275,8 @@ fn multiple_ranges_of_the_encoded_bytes() {
 fn if_range_never_crosses_representations() {
     let s = server();
     let f = make(&s, "doc.txt", 1, ALL);
-    let id_tag = etag(&f.original);
-    let gz_tag = etag(&f.gz);
+    let id_tag = etag_of(&f.original);
+    let gz_tag = etag_of(&f.gz);
     // A resume of an identity download, asked with gzip accepted: the whole gzip representation.
     let r = get_ae(
         &s,
@@ -306,7 +296,7 @@ fn if_range_never_crosses_representations() {
         &s,
         "/doc.txt",
         "br",
-        &[("Range", "bytes=100-"), ("If-Range", &etag(&f.br))],
+        &[("Range", "bytes=100-"), ("If-Range", &etag_of(&f.br))],
     );
     assert_eq!(r.status, 206);
     assert!(r.body == f.br[100..]);
@@ -321,29 +311,16 @@ fn if_range_never_crosses_representations() {
     assert_served(&r, &f, Enc::Br, TXT, "If-Range gzip tag, br selected");
 }
 
-/// 2024-01-02T03:04:05Z.
-const MTIME_SECS: u64 = 1_704_164_645;
-const MTIME_STR: &str = "Tue, 02 Jan 2024 03:04:05 GMT";
-
-fn set_mtime(path: &Path, secs: u64) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(UNIX_EPOCH + Duration::from_secs(secs))
-        .unwrap();
-}
-
 #[test]
 fn if_range_dates_never_match_a_file_with_sidecars() {
     // `gzip -k` keeps the original's mtime: both representations show the same Last-Modified,
     // so the date cannot say which bytes the client holds.
     let s = server();
     let f = make(&s, "doc.txt", 1, &[Enc::Gzip]);
-    set_mtime(&s.root.join("doc.txt"), MTIME_SECS);
-    set_mtime(&s.root.join("doc.txt.gz"), MTIME_SECS);
+    set_mtime(&s.root.join("doc.txt"), at(MTIME_SECS));
+    set_mtime(&s.root.join("doc.txt.gz"), at(MTIME_SECS));
     let plain = s.file("plain.txt", &f.original);
-    set_mtime(&plain, MTIME_SECS);
+    set_mtime(&plain, at(MTIME_SECS));
     let range = [("Range", "bytes=100-"), ("If-Range", MTIME_STR)];
     // Control: without sidecars the same date validates the range.
     let r = s.get("/plain.txt", &range);
@@ -361,8 +338,8 @@ fn if_range_dates_never_match_a_file_with_sidecars() {
 fn if_none_match_never_crosses_representations() {
     let s = server();
     let f = make(&s, "doc.txt", 1, ALL);
-    let id_tag = etag(&f.original);
-    let gz_tag = etag(&f.gz);
+    let id_tag = etag_of(&f.original);
+    let gz_tag = etag_of(&f.gz);
     let r = get_ae(&s, "/doc.txt", "gzip", &[("If-None-Match", &id_tag)]);
     assert_served(&r, &f, Enc::Gzip, TXT, "INM identity tag, gzip");
     let r = s.get("/doc.txt", &[("If-None-Match", &gz_tag)]);
@@ -394,7 +371,7 @@ fn vary_on_every_status() {
     let f = make(&s, "doc.txt", 1, ALL);
     for (ae, enc) in [("gzip", Enc::Gzip), ("identity", Enc::Identity)] {
         let bytes = f.bytes(enc);
-        let tag = etag(bytes);
+        let tag = etag_of(bytes);
         let cases: [(&[(&str, &str)], u16); 5] = [
             (&[], 200),
             (&[("Range", "bytes=0-4")], 206),
@@ -435,7 +412,7 @@ fn head_matches_get() {
             r.header("content-length"),
             Some(bytes.len().to_string().as_str())
         );
-        assert_eq!(r.header("etag"), Some(etag(bytes).as_str()));
+        assert_eq!(r.header("etag"), Some(etag_of(bytes).as_str()));
         assert_eq!(
             r.header("content-encoding"),
             (enc != Enc::Identity).then(|| enc_token(enc))
@@ -450,7 +427,7 @@ fn a_file_without_sidecars_does_not_vary() {
     let s = server();
     let data = text(3);
     s.file("plain.txt", &data);
-    let tag = etag(&data);
+    let tag = etag_of(&data);
     for more in [
         &[][..],
         &[("Range", "bytes=0-4")][..],
@@ -476,7 +453,7 @@ fn off_by_default() {
     assert!(r.body == f.original);
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.header("vary"), None);
-    assert_eq!(r.header("etag"), Some(etag(&f.original).as_str()));
+    assert_eq!(r.header("etag"), Some(etag_of(&f.original).as_str()));
 }
 
 #[test]
@@ -489,7 +466,7 @@ fn a_sidecar_asked_for_by_name_is_a_plain_file() {
     assert_eq!(r.header("content-type"), Some("application/gzip"));
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.header("vary"), None);
-    assert_eq!(r.header("etag"), Some(etag(&f.gz).as_str()));
+    assert_eq!(r.header("etag"), Some(etag_of(&f.gz).as_str()));
 }
 
 #[test]
@@ -559,7 +536,7 @@ fn sidecars_that_appear_or_change_are_seen_at_once() {
     let r = get_ae(&s, "/doc.txt", "gzip", &[]);
     assert_eq!(r.status, 200);
     assert!(r.body == fast);
-    assert_eq!(r.header("etag"), Some(etag(&fast).as_str()));
+    assert_eq!(r.header("etag"), Some(etag_of(&fast).as_str()));
     assert_eq!(decode(Enc::Gzip, &r.body), f.original);
     // Removed: identity, and no Vary.
     std::fs::remove_file(s.root.join("doc.txt.gz")).unwrap();

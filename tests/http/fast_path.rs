@@ -6,18 +6,6 @@
 use crate::common::*;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-fn connect(s: &Server) -> TcpStream {
-    let c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c
-}
-
-fn etag_of(data: &[u8]) -> String {
-    format!("\"{}\"", sha256_hex(data))
-}
 
 #[test]
 fn pipelined_requests_across_the_hand_over_are_answered_in_order() {
@@ -25,7 +13,7 @@ fn pipelined_requests_across_the_hand_over_are_answered_in_order() {
     let data = pattern(300_000);
     s.file("f.bin", &data);
     let etag = etag_of(&data);
-    let mut c = connect(&s);
+    let mut c = s.connect();
     // Five requests in one write: four simple ones, then a POST (hyper's), then a GET that
     // hyper serves because the connection is its own from the POST on.
     let reqs = format!(
@@ -80,7 +68,7 @@ fn a_head_that_arrives_a_byte_at_a_time_is_answered() {
     let s = Server::start();
     let data = pattern(70_000);
     s.file("slow.bin", &data);
-    let mut c = connect(&s);
+    let mut c = s.connect();
     c.set_nodelay(true).unwrap();
     for b in b"GET /slow.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=5-9\r\n\r\n" {
         c.write_all(&[*b]).unwrap();
@@ -134,7 +122,7 @@ fn requests_the_fast_path_leaves_to_hyper_are_still_answered() {
     );
     assert_eq!(Response::parse(&raw, false).body, data);
     // An absolute-form target.
-    let mut c = connect(&s);
+    let mut c = s.connect();
     c.write_all(b"GET http://t/f.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n")
         .unwrap();
     let mut buf = Vec::new();
@@ -148,7 +136,7 @@ fn requests_the_fast_path_leaves_to_hyper_are_still_answered() {
         String::from_utf8_lossy(&raw)
     );
     // A head larger than the 16 KiB buffer: 431, after a simple request on the connection.
-    let mut c = connect(&s);
+    let mut c = s.connect();
     let big = format!(
         "GET /f.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /f.bin HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
@@ -181,7 +169,7 @@ fn a_304_after_richer_responses_carries_only_its_own_headers() {
     let data = pattern(10_000);
     s.file("f.bin", &data);
     let etag = etag_of(&data);
-    let mut c = connect(&s);
+    let mut c = s.connect();
     let mut buf = Vec::new();
     for _ in 0..3 {
         let reqs = format!(
@@ -223,7 +211,7 @@ fn field_values_are_taken_as_httparse_checked_them() {
     s.file("f.bin", &data);
     let mut buf = Vec::new();
 
-    let mut c = connect(&s);
+    let mut c = s.connect();
     c.write_all(b"GET /f.bin HTTP/1.1\r\nHost: t\r\nX-Odd: a\tb \xe9\xff~\r\n\r\n")
         .unwrap();
     let r = read_one(&mut c, &mut buf, false);
@@ -231,7 +219,7 @@ fn field_values_are_taken_as_httparse_checked_them() {
     assert_eq!(r.body, data);
 
     for bad in [&b"\x01"[..], b"\x7f", b"\x00"] {
-        let mut c = connect(&s);
+        let mut c = s.connect();
         let mut req = b"GET /f.bin HTTP/1.1\r\nHost: t\r\nX-Bad: a".to_vec();
         req.extend_from_slice(bad);
         req.extend_from_slice(b"b\r\n\r\n");

@@ -4,15 +4,11 @@ use crate::common::*;
 
 use std::os::unix::fs::{symlink, MetadataExt};
 
-fn etag(bytes: &[u8]) -> String {
-    format!("\"{}\"", sha256_hex(bytes))
-}
-
 fn assert_serves(s: &Server, path: &str, bytes: &[u8]) {
     let r = s.get(path, &[]);
     assert_eq!(r.status, 200, "{path}");
     assert_eq!(r.body, bytes, "{path}");
-    assert_eq!(r.header("etag"), Some(etag(bytes).as_str()), "{path}");
+    assert_eq!(r.header("etag"), Some(etag_of(bytes).as_str()), "{path}");
 }
 
 #[test]

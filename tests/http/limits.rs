@@ -149,10 +149,9 @@ fn keepalive_timeout_zero_closes_after_each_response() {
 /// server's handle the only one left: the file is removed, and a request for it drops the
 /// handle cache's entry. Returns the connection and the path its descriptor now shows.
 fn start_download_and_unlink(s: &Server, path: &Path) -> (TcpStream, String) {
-    let mut c = TcpStream::connect(s.addr).unwrap();
+    let mut c = connect(s.addr, Duration::from_secs(30));
     c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut first = vec![0u8; 64 * 1024];
     c.read_exact(&mut first).unwrap();
     assert!(first.starts_with(b"HTTP/1.1 200 OK\r\n"));

@@ -4,22 +4,12 @@
 
 use crate::common::*;
 
-use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
 fn listing_server() -> Server {
     Server::start_with(|c| c.listing = true)
-}
-
-fn set_mtime(path: &Path, secs_after_epoch: i64) {
-    let t = if secs_after_epoch >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs_after_epoch as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs_after_epoch.unsigned_abs())
-    };
-    std::fs::File::open(path).unwrap().set_modified(t).unwrap();
 }
 
 fn json_of(r: &Response) -> Value {
@@ -61,9 +51,9 @@ fn html_lists_names_sizes_times_and_carries_listing_headers() {
     s.file("d/a.txt", b"hello");
     s.file("d/big.bin", &vec![7u8; 1536]);
     s.file("d/sub/x", b"x");
-    set_mtime(&s.root.join("d/a.txt"), 1_600_000_000);
-    set_mtime(&s.root.join("d/big.bin"), 1_500_000_000);
-    set_mtime(&s.root.join("d/sub"), 1_700_000_000);
+    set_mtime(&s.root.join("d/a.txt"), at(1_600_000_000));
+    set_mtime(&s.root.join("d/big.bin"), at(1_500_000_000));
+    set_mtime(&s.root.join("d/sub"), at(1_700_000_000));
     let r = s.get("/d/", &[]);
     let page = html(&r);
     assert_eq!(
@@ -114,8 +104,8 @@ fn json_by_accept_or_format_with_size_mtime_and_url() {
     let s = listing_server();
     s.file("d/a.txt", b"hello");
     s.file("d/sub/x", b"x");
-    set_mtime(&s.root.join("d/a.txt"), 1_600_000_000);
-    set_mtime(&s.root.join("d/sub"), 1_700_000_000);
+    set_mtime(&s.root.join("d/a.txt"), at(1_600_000_000));
+    set_mtime(&s.root.join("d/sub"), at(1_700_000_000));
     let by_accept = s.get("/d/", &[("Accept", "application/json")]);
     let by_query = s.get("/d/?format=json", &[]);
     assert_eq!(by_accept.body, by_query.body);
@@ -234,12 +224,12 @@ fn sorting_by_name_size_and_mtime_both_ways_directories_first() {
         ("c.bin", 100, 1_100_000_000),
     ] {
         s.file(&format!("d/{name}"), &vec![1u8; size]);
-        set_mtime(&s.root.join("d").join(name), time);
+        set_mtime(&s.root.join("d").join(name), at(time));
     }
     s.file("d/zdir/x", b"");
     s.file("d/adir/x", b"");
-    set_mtime(&s.root.join("d/zdir"), 1_000);
-    set_mtime(&s.root.join("d/adir"), 2_000);
+    set_mtime(&s.root.join("d/zdir"), at(1_000));
+    set_mtime(&s.root.join("d/adir"), at(2_000));
     let order = |q: &str| names(&json_of(&s.get(&format!("/d/?format=json&{q}"), &[])));
     assert_eq!(order(""), ["adir", "zdir", "a.bin", "b.bin", "c.bin"]);
     assert_eq!(
@@ -480,7 +470,10 @@ fn head_range_and_conditionals_on_a_listing() {
 fn times_outside_rfc3339_are_null_not_a_panic() {
     let s = listing_server();
     s.file("d/old", b"o");
-    set_mtime(&s.root.join("d/old"), -86_400 * 365 * 10);
+    set_mtime(
+        &s.root.join("d/old"),
+        UNIX_EPOCH - Duration::from_secs(86_400 * 365 * 10),
+    );
     let v = json_of(&s.get("/d/?format=json", &[]));
     assert_eq!(v["entries"][0]["mtime"], Value::Null);
     let page = html(&s.get("/d/", &[]));

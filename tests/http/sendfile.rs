@@ -7,7 +7,6 @@
 use crate::common::*;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -70,8 +69,7 @@ fn pipelined_responses_mix_sendfile_and_copied_bodies_in_order() {
         "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-40000\r\nConnection: close\r\n\r\n"
             .to_string(),
     ];
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut c = connect(s.addr, Duration::from_secs(30));
     // All at once: responses queue up behind each other on the connection.
     c.write_all(reqs.concat().as_bytes()).unwrap();
     let mut raw = Vec::new();

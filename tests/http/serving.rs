@@ -3,7 +3,6 @@
 use crate::common::*;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime};
 
 /// `Date` is present and is an IMF-fixdate within a few seconds of now.
@@ -18,12 +17,6 @@ fn assert_date(r: &Response, what: &str) {
         Err(e) => e.duration(),
     };
     assert!(skew < Duration::from_secs(5), "{what}: Date {d:?} is off");
-}
-
-fn connect(s: &Server) -> TcpStream {
-    let c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c
 }
 
 #[test]
@@ -270,7 +263,7 @@ fn keep_alive_serves_two_requests_on_one_connection() {
     let b: Vec<u8> = pattern(4001).into_iter().rev().collect();
     s.file("a.bin", &a);
     s.file("b.bin", &b);
-    let mut c = connect(&s);
+    let mut c = s.connect();
     let mut buf = Vec::new();
     c.write_all(b"GET /a.bin HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -295,7 +288,7 @@ fn pipelined_requests_are_answered_in_order() {
     let a = pattern(1234);
     s.file("a.bin", &a);
     s.file("b.txt", b"bee");
-    let mut c = connect(&s);
+    let mut c = s.connect();
     c.write_all(
         b"GET /a.bin HTTP/1.1\r\nHost: t\r\n\r\n\
           HEAD /b.txt HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -393,7 +386,7 @@ fn fifo_is_not_found_and_does_not_hang() {
     for (p, fifo) in [("/pipe", "pipe"), ("/fdir/", "fdir/index.html")] {
         for m in ["GET", "HEAD"] {
             let start = Instant::now();
-            let mut c = connect(&s);
+            let mut c = s.connect();
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             write!(
                 c,

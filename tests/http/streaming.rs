@@ -3,23 +3,7 @@
 use crate::common::*;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
-
-/// Read until the end of the response head; return the head and the body bytes already read.
-fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "connection closed before the response head");
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8(buf[..i].to_vec()).unwrap();
-            return (head, buf[i + 4..].to_vec());
-        }
-    }
-}
 
 #[test]
 fn a_file_truncated_mid_body_aborts_the_connection() {
@@ -36,8 +20,7 @@ fn truncated_mid_body(sendfile: bool) {
     let s = Server::start_with(|c| c.sendfile = sendfile);
     let len = 64 << 20;
     let path = s.file("big.bin", &pattern(len));
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut c = connect(s.addr, Duration::from_secs(30));
     c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let (head, mut body) = read_head(&mut c);

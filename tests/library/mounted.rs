@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use rangeserve::ServeFiles;
 
-use crate::common::{multipart, pattern, sha256_hex, Response, Server};
+use crate::common::{etag_of, multipart, pattern, Response, Server};
 
 /// An axum application served on 127.0.0.1 by `axum::serve` in its own runtime; stopped when
 /// dropped.
@@ -200,7 +200,7 @@ fn nested_under_a_prefix_beside_other_routes() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let data = tree(&root);
-    let etag = format!("\"{}\"", sha256_hex(&data));
+    let etag = etag_of(&data);
     let app = Axum::start(
         Router::new()
             .route("/", get(|| async { "home\n" }))
@@ -303,7 +303,7 @@ fn as_the_fallback_service() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let data = tree(&root);
-    let etag = format!("\"{}\"", sha256_hex(&data));
+    let etag = etag_of(&data);
     let app = Axum::start(
         Router::new()
             .route("/api/hello", get(|| async { "hi\n" }))
@@ -356,7 +356,7 @@ mod oneshot {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         let data = tree(&root);
-        let etag = format!("\"{}\"", sha256_hex(&data));
+        let etag = etag_of(&data);
         let files = ServeFiles::new(&root);
 
         let (s, h, b) = call(&files, get("/f.bin", &[("Range", "bytes=9990-")])).await;

@@ -536,7 +536,7 @@ fn one_cpu_runs_the_single_threaded_scheduler() {
         "{}",
         run.log()
     );
-    let etag = format!("\"{}\"", sha256_hex(&first));
+    let etag = etag_of(&first);
     let r = run.get("/first.bin", &[]);
     assert_eq!((r.status, r.header("etag")), (200, Some(&etag[..])));
     assert_eq!(r.body, first);
@@ -548,7 +548,7 @@ fn one_cpu_runs_the_single_threaded_scheduler() {
     let second = pattern(70_001);
     std::fs::write(root.join("second.bin"), &second).unwrap();
     let r = run.get("/second.bin", &[]);
-    let etag = format!("\"{}\"", sha256_hex(&second));
+    let etag = etag_of(&second);
     assert_eq!((r.status, r.header("etag")), (200, Some(&etag[..])));
     assert_eq!(r.body, second);
     run.sigterm();

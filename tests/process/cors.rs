@@ -1,6 +1,7 @@
 //! CORS settings of the binary: allowed origins from the flag and the environment (the flag
 //! wins), and origins the server refuses to start with. (CORS on the wire: `http/cors.rs`.)
 
+use crate::common::free_port;
 use crate::common::process::*;
 
 const PAGE: &str = "https://app.example";

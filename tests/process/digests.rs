@@ -1,14 +1,14 @@
 //! `state_dir` of the binary: one inside the root is refused at start-up. (Hashes ahead of
 //! requests: `http/digests.rs`.)
 
-use crate::common::process;
+use crate::common::{free_port, process};
 
 #[test]
 fn state_dir_inside_the_root_is_refused_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap().join("root");
     std::fs::create_dir(&root).unwrap();
-    let port = process::free_port();
+    let port = free_port();
     let inside = root.join("state");
     let mut c = process::command(dir.path());
     c.env("RANGESERVE_STATE_DIR", &inside)

@@ -1,6 +1,7 @@
 //! `[[headers]]` rules the binary refuses to start with. (Rules on the wire:
 //! `http/headers.rs`.)
 
+use crate::common::free_port;
 use crate::common::process::*;
 
 #[test]

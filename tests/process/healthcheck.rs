@@ -37,10 +37,7 @@ fn healthy_when_the_server_answers() {
 
 #[test]
 fn unhealthy_when_nothing_listens() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}/");
     let (code, text) = healthcheck(&["--url", &url, "--timeout", "2"], &[]);
     assert_eq!(code, 1, "{text}");

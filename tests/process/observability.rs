@@ -31,7 +31,7 @@ fn metrics_count_what_was_served_and_logs_are_json() {
             .arg("--log-format")
             .arg("json");
     });
-    let etag = format!("\"{}\"", sha256_hex(&data));
+    let etag = etag_of(&data);
 
     let mut body_bytes = 0;
     let mut expect = |r: Response, status: u16| {

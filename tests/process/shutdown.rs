@@ -2,8 +2,8 @@
 //! response finish within the grace period, and the process exits 0; a stalled client cannot
 //! hold it past the grace period.
 
-use crate::common::pattern;
 use crate::common::process::*;
+use crate::common::{connect, pattern, read_head, Response};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -31,29 +31,17 @@ fn start_server(dir: &Path, root: &Path, grace_secs: u64) -> Running {
 /// Send `GET path` (keep-alive) and read until the response head is in; returns the stream,
 /// the Content-Length and the body bytes that came with the head.
 fn start_download(port: u16, path: &str) -> (TcpStream, usize, Vec<u8>) {
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = connect(addr(port), Duration::from_secs(10));
     write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed before the response head");
-        buf.extend_from_slice(&chunk[..n]);
-        let mut hs = [httparse::EMPTY_HEADER; 32];
-        let mut r = httparse::Response::new(&mut hs);
-        if let httparse::Status::Complete(h) = r.parse(&buf).unwrap() {
-            assert_eq!(r.code, Some(200));
-            let cl = r
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                .expect("Content-Length");
-            let body = buf[h..].to_vec();
-            return (s, cl, body);
-        }
-    }
+    let (head, body) = read_head(&mut s);
+    let r = Response::parse_head(&head);
+    assert_eq!(r.status, 200);
+    let cl = r
+        .header("content-length")
+        .expect("Content-Length")
+        .parse()
+        .unwrap();
+    (s, cl, body)
 }
 
 /// Poll until connecting to `port` is refused.

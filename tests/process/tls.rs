@@ -4,11 +4,10 @@
 //! `CI` set they fail instead.
 
 use crate::common::curl::curl;
-use crate::common::pattern;
 use crate::common::process::{self, port_is_open, start, Running};
 use crate::common::tls::{self_signed, CertFiles};
+use crate::common::{free_port, pattern, raw_at, Response};
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
@@ -38,7 +37,7 @@ fn refused(port: u16) -> bool {
 fn tls_binary(dir: &Path, files: &CertFiles, extra: &[&str]) -> (Running, u16) {
     let root = dir.join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let redirect_port = process::free_port();
+    let redirect_port = free_port();
     let cfg = dir.join("rangeserve.toml");
     std::fs::write(
         &cfg,
@@ -65,13 +64,8 @@ fn tls_binary(dir: &Path, files: &CertFiles, extra: &[&str]) -> (Running, u16) {
 }
 
 /// One raw HTTP/1.1 exchange on 127.0.0.1:`port`, read to EOF.
-fn raw(port: u16, request: &str) -> crate::common::Response {
-    let mut s = TcpStream::connect(process::addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    crate::common::Response::parse(&out, false)
+fn raw(port: u16, request: &str) -> Response {
+    Response::parse(&raw_at(process::addr(port), request.as_bytes()), false)
 }
 
 /// Run the binary with `args` (in a scratch directory) to its exit: code and stderr.
