@@ -7,6 +7,7 @@
 //!
 //! The 1 GiB file is generated once (cached in `target/tmp`) and served by one server shared by
 //! the tests that need it; see `support`.
+use crate::common::{sha256_file, sha256_hex, wait_for};
 use crate::support::*;
 
 use std::fs;

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{exchange, process, Response};
-pub use crate::common::{free_port, sha256_file, sha256_hex};
+use crate::common::{exchange, free_port, poll, process, sha256_file, wait_for, Response};
 
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
@@ -39,23 +38,6 @@ pub fn scratch() -> tempfile::TempDir {
         .prefix("t-")
         .tempdir_in(base_dir())
         .unwrap()
-}
-
-/// Poll `cond` until it gives a value or `timeout` passes (then panic naming `what`).
-pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        if start.elapsed() >= timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        // A poll interval, not a synchronisation: the condition decides.
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
-    }
 }
 
 pub fn file_len(p: &Path) -> u64 {
@@ -355,26 +337,20 @@ impl Proc {
     /// Wait for the child to exit (killing it and panicking after `timeout`).
     pub fn wait(mut self, timeout: Duration) -> Outcome {
         let what = self.what.clone();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.exited() {
-                return Outcome {
-                    what,
-                    status,
-                    stdout: fs::read_to_string(&self.out).unwrap_or_default(),
-                    stderr: fs::read_to_string(&self.err).unwrap_or_default(),
-                    elapsed: self.start.elapsed(),
-                };
-            }
-            if start.elapsed() >= timeout {
-                self.signal(libc::SIGKILL);
-                let _ = self.child.wait();
-                panic!(
-                    "{what} did not finish within {timeout:?}; stderr: {}",
-                    fs::read_to_string(&self.err).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        let Some(status) = poll(timeout, || self.exited()) else {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
+            panic!(
+                "{what} did not finish within {timeout:?}; stderr: {}",
+                fs::read_to_string(&self.err).unwrap_or_default()
+            );
+        };
+        Outcome {
+            what,
+            status,
+            stdout: fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: fs::read_to_string(&self.err).unwrap_or_default(),
+            elapsed: self.start.elapsed(),
         }
     }
 }

@@ -558,13 +558,57 @@ impl Server {
     }
 }
 
-/// Poll until `cond` holds, at most `limit` (then panic naming `what`); how long it took. The
-/// pause between polls is not a synchronisation: the condition decides.
+/// Poll `cond` until it gives a value (`Some`), or `limit` has passed (`None`). The pause
+/// between polls (from 1 ms, doubling up to 10 ms) is not a synchronisation: the condition
+/// decides.
+pub fn poll<T>(limit: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// [`poll`], and panic naming `what` if `limit` passes.
+pub fn wait_for<T>(what: &str, limit: Duration, cond: impl FnMut() -> Option<T>) -> T {
+    poll(limit, cond).unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Poll until `cond` holds, at most `limit` (then panic naming `what`); how long it took.
 pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(what, limit, || cond().then_some(()));
     start.elapsed()
+}
+
+/// Overwrite `path` in place with `bytes` of the same length, then put its mtime back: same
+/// device, inode, size and mtime, so only the ctime tells the new content from the old. The
+/// ctime has the file system's clock granularity: the mtime is put back until the ctime has
+/// visibly moved (at most 5 s).
+pub fn rewrite_keeping_mtime(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let before = std::fs::metadata(path).unwrap();
+    assert_eq!(before.len(), bytes.len() as u64);
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, 0).unwrap();
+    let after = wait_for("the ctime to move", Duration::from_secs(5), || {
+        f.set_modified(before.modified().unwrap()).unwrap();
+        let m = std::fs::metadata(path).unwrap();
+        ((m.ctime(), m.ctime_nsec()) != (before.ctime(), before.ctime_nsec())).then_some(m)
+    });
+    assert_eq!(
+        (after.dev(), after.ino(), after.size()),
+        (before.dev(), before.ino(), before.size())
+    );
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec()),
+        (before.mtime(), before.mtime_nsec())
+    );
 }

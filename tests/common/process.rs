@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{free_port, request_at, Response};
+use super::{free_port, poll, request_at, Response};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rangeserve");
 
@@ -17,6 +17,16 @@ pub fn addr(port: u16) -> SocketAddr {
 
 pub fn port_is_open(port: u16) -> bool {
     TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_ok()
+}
+
+/// A connection to 127.0.0.1:`port` is refused: nothing listens there. (Not merely "does not
+/// connect": a listener that no longer accepts still completes connections until its backlog is
+/// full, and then lets them time out.)
+pub fn refused(port: u16) -> bool {
+    match TcpStream::connect_timeout(&addr(port), Duration::from_secs(1)) {
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        Ok(_) => false,
+    }
 }
 
 /// The binary, run in `cwd`, with no inherited RANGESERVE_* or RUST_LOG variables.
@@ -78,23 +88,26 @@ impl Running {
 
     /// Wait for the process to exit, at most `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
+        poll(limit, || self.child.try_wait().unwrap()).unwrap_or_else(|| {
+            panic!(
                 "still running after {limit:?}; log: {}",
                 read_text(&self.stdout)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            )
+        })
     }
 
     /// What the server wrote to standard output so far (its log).
     pub fn log(&self) -> String {
         read_text(&self.stdout)
+    }
+
+    /// Wait (at most 10 s) until the log contains `needle`; the log.
+    pub fn log_shows(&self, needle: &str) -> String {
+        poll(Duration::from_secs(10), || {
+            let log = self.log();
+            log.contains(needle).then_some(log)
+        })
+        .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{}", self.log()))
     }
 }
 
@@ -146,17 +159,10 @@ pub fn start(cwd: &Path, logs: &Path, setup: impl Fn(u16, &mut Command)) -> Runn
 pub fn run_to_exit(mut c: Command, logs: &Path) -> (ExitStatus, String, String) {
     let (out, err) = log_to(&mut c, logs);
     let mut child = c.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 10 s: {}", read_text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let Some(status) = poll(Duration::from_secs(10), || child.try_wait().unwrap()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("still running after 10 s: {}", read_text(&out));
     };
     (status, read_text(&out), read_text(&err))
 }

@@ -6,7 +6,7 @@
 use crate::common::*;
 
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,16 +22,12 @@ fn computations(s: &Server) -> u64 {
 }
 
 /// Wait (at most 30 s) until the count of computations reaches `n`.
-fn wait_for_computations(s: &Server, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while computations(s) < n {
-        assert!(
-            Instant::now() < deadline,
-            "{} computations after 30 s, waiting for {n}",
-            computations(s)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_computations(s: &Server, n: u64) {
+    wait_until(
+        &format!("{n} computations ({} so far)", computations(s)),
+        Duration::from_secs(30),
+        || computations(s) >= n,
+    );
 }
 
 /// `<tmp>/root` and `<tmp>/state`, both existing.
@@ -67,32 +63,6 @@ fn state_lines(state: &Path) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-/// Overwrite `path` in place with `bytes` (same length), then put its mtime back: only the
-/// ctime tells the new content from the old.
-fn rewrite_keeping_mtime(path: &Path, bytes: &[u8]) {
-    let before = std::fs::metadata(path).unwrap();
-    assert_eq!(before.len(), bytes.len() as u64);
-    // Past the coarse clock tick, so the ctime is sure to move.
-    std::thread::sleep(Duration::from_millis(30));
-    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.write_all_at(bytes, 0).unwrap();
-    f.set_modified(before.modified().unwrap()).unwrap();
-    drop(f);
-    let after = std::fs::metadata(path).unwrap();
-    assert_eq!(
-        (after.dev(), after.ino(), after.size()),
-        (before.dev(), before.ino(), before.size())
-    );
-    assert_eq!(
-        (after.mtime(), after.mtime_nsec()),
-        (before.mtime(), before.mtime_nsec())
-    );
-    assert_ne!(
-        (after.ctime(), after.ctime_nsec()),
-        (before.ctime(), before.ctime_nsec())
-    );
 }
 
 /// Same length as `pattern(len)`, other bytes.
@@ -212,15 +182,13 @@ fn prehash_hashes_every_servable_file_before_any_request() {
         c.state_dir = Some(state.clone());
         c.prehash = true;
     });
-    wait_for_computations(&run, 2);
+    wait_computations(&run, 2);
     // Give a wrong extra hash (hidden, symlink) time to show up.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(computations(&run), 2);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while state_lines(&state).len() < 2 {
-        assert!(Instant::now() < deadline, "{:?}", state_lines(&state));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("two state lines", Duration::from_secs(10), || {
+        state_lines(&state).len() >= 2
+    });
     let mut lines = state_lines(&state);
     lines.sort();
     let mut want = vec![
@@ -278,7 +246,7 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(f);
-    wait_for_computations(&run, base + 1);
+    wait_computations(&run, base + 1);
     let r = run.get("/new.bin", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("etag"), Some(etag_of(&data).as_str()));
@@ -288,7 +256,7 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
     // Changed in place: hashed again without a request.
     let changed = other_pattern(4 << 20);
     rewrite_keeping_mtime(&root.join("new.bin"), &changed);
-    wait_for_computations(&run, base + 2);
+    wait_computations(&run, base + 2);
     let r = run.get("/new.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&changed).as_str()));
     assert_eq!(computations(&run), base + 2);
@@ -301,7 +269,7 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
     std::fs::write(dir.path().join("movedir/inner/x.bin"), &inner).unwrap();
     std::fs::rename(dir.path().join("moved.bin"), root.join("moved.bin")).unwrap();
     std::fs::rename(dir.path().join("movedir"), root.join("movedir")).unwrap();
-    wait_for_computations(&run, base + 4);
+    wait_computations(&run, base + 4);
     let r = run.get("/moved.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&moved).as_str()));
     let r = run.get("/movedir/inner/x.bin", &[]);
@@ -315,6 +283,6 @@ fn watch_hashes_new_and_changed_files_before_any_request() {
     std::fs::create_dir(root.join(".cache")).unwrap();
     std::fs::write(root.join(".cache/x"), b"hidden").unwrap();
     std::fs::write(root.join("marker.bin"), b"visible").unwrap();
-    wait_for_computations(&run, base + 5);
+    wait_computations(&run, base + 5);
     assert_eq!(computations(&run), base + 5);
 }

@@ -4,7 +4,7 @@
 use crate::common::*;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::process::*;
 
@@ -460,15 +460,7 @@ fn log_level_controls_the_log() {
     let listening = format!("listening on http://127.0.0.1:{}/", run.port);
     let log = read_text(&run.stdout);
     assert!(log.contains(&listening), "{log}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !read_text(&run.stdout).contains("/f.txt") {
-        assert!(
-            Instant::now() < deadline,
-            "no access line: {}",
-            read_text(&run.stdout)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    run.log_shows("/f.txt");
     assert!(read_text(&run.stderr).is_empty());
     drop(run);
 
@@ -525,11 +517,7 @@ fn one_cpu_runs_the_single_threaded_scheduler() {
             });
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !run.log().contains("prehash: done") {
-        assert!(Instant::now() < deadline, "no prehash: done: {}", run.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    run.log_shows("prehash: done");
     assert!(
         run.log()
             .contains("scheduler=\"single-threaded (one CPU)\""),

@@ -1,8 +1,6 @@
 //! The lab in the binary: the `gen` subcommand, and the lab switched on by flag, environment or
 //! file, with the faults in its access log. (The lab on the wire: `http/lab.rs`.)
 
-use std::time::{Duration, Instant};
-
 use crate::common::lab_bytes;
 use crate::common::process::{self, start};
 
@@ -32,22 +30,6 @@ fn gen_subcommand_writes_the_same_bytes() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
 
-/// Wait (at most 10 s) until the server's log contains `needle`.
-fn log_shows(run: &process::Running, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = run.log();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn switched_on_by_flag_env_or_file_and_logged() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,7 +45,7 @@ fn switched_on_by_flag_env_or_file_and_logged() {
     });
     let r = run.get("/_lab/gen/100?corrupt=3&ttfb=1", &[]);
     assert_eq!(r.status, 200);
-    let log = log_shows(&run, "faults=corrupt=3,ttfb=1");
+    let log = run.log_shows("faults=corrupt=3,ttfb=1");
     assert!(log.contains("WARN") && log.contains("LAB IS ON"), "{log}");
     drop(run);
 

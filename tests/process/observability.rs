@@ -2,7 +2,7 @@
 use crate::common::process::*;
 use crate::common::*;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The value of one sample line `name{labels} value` in a Prometheus text page.
 fn sample(page: &str, series: &str) -> f64 {
@@ -93,8 +93,8 @@ fn metrics_count_what_was_served_and_logs_are_json() {
 
     // Every log line is one JSON object; the access lines carry the response's facts. They are
     // written as each response ends, so wait for the last one.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let access = loop {
+    let mut seen = 0;
+    let access = poll(Duration::from_secs(10), || {
         let lines: Vec<serde_json::Value> = run
             .log()
             .lines()
@@ -104,12 +104,10 @@ fn metrics_count_what_was_served_and_logs_are_json() {
             .into_iter()
             .filter(|v| v["target"] == "rangeserve::access")
             .collect();
-        if access.len() == 8 {
-            break access;
-        }
-        assert!(Instant::now() < deadline, "{} access lines", access.len());
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        seen = access.len();
+        (access.len() == 8).then_some(access)
+    })
+    .unwrap_or_else(|| panic!("{seen} access lines"));
     let first = &access[0]["fields"];
     assert_eq!(first["method"], "GET");
     assert_eq!(first["path"], "/f.bin");

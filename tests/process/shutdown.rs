@@ -3,9 +3,9 @@
 //! hold it past the grace period.
 
 use crate::common::process::*;
-use crate::common::{connect, pattern, read_head, Response};
+use crate::common::{connect, pattern, read_head, wait_until, Response};
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -44,22 +44,6 @@ fn start_download(port: u16, path: &str) -> (TcpStream, usize, Vec<u8>) {
     (s, cl, body)
 }
 
-/// Poll until connecting to `port` is refused.
-fn wait_refused(port: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        match TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)) {
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return,
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "new connections still accepted {limit:?} after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn sigterm_lets_the_in_flight_response_finish() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,7 +72,11 @@ fn sigterm_lets_the_in_flight_response_finish() {
 
     run.sigterm();
     let signalled = Instant::now();
-    wait_refused(run.port, Duration::from_secs(3));
+    wait_until(
+        "new connections refused after SIGTERM",
+        Duration::from_secs(3),
+        || refused(run.port),
+    );
     assert!(
         run.child.try_wait().unwrap().is_none(),
         "exited while a response was in flight"

@@ -4,33 +4,14 @@
 //! `CI` set they fail instead.
 
 use crate::common::curl::curl;
-use crate::common::process::{self, port_is_open, start, Running};
+use crate::common::process::{self, port_is_open, refused, start, Running};
 use crate::common::tls::{self_signed, CertFiles};
-use crate::common::{free_port, pattern, raw_at, Response};
+use crate::common::{free_port, pattern, raw_at, wait_until, Response};
 
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Wait until `cond` holds, at most `limit`.
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not after {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A connection to 127.0.0.1:`port` is refused: nothing listens there. (Not merely "does not
-/// connect": a listener that no longer accepts still completes connections until its backlog is
-/// full, and then lets them time out.)
-fn refused(port: u16) -> bool {
-    match TcpStream::connect_timeout(&process::addr(port), Duration::from_secs(2)) {
-        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
-        Ok(_) => false,
-    }
-}
 
 /// The binary serving `root` over TLS, with its redirect listener on a free port (configured
 /// in a config file, so the `[tls]` section is what is proven here).
