@@ -7,7 +7,7 @@
 //!
 //! The 1 GiB file is generated once (cached in `target/tmp`) and served by one server shared by
 //! the tests that need it; see `support`.
-use crate::common::{sha256_file, sha256_hex, wait_for};
+use crate::common::{multipart, sha256_file, sha256_hex, wait_for};
 use crate::support::*;
 
 use std::fs;
@@ -835,61 +835,6 @@ fn changed_file_resumed_by_aria2c_continue() {
 // ------------------------------------------------------------------------------------------
 // curl: multi-range, ETag revalidation, HEAD and Range headers
 
-/// One part of a multipart/byteranges body: its Content-Range, its headers, its bytes.
-type Part = (String, Vec<(String, String)>, Vec<u8>);
-
-/// Parse a multipart/byteranges body.
-fn parse_multipart(body: &[u8], boundary: &str) -> Vec<Part> {
-    let delim = format!("--{boundary}");
-    let find = |hay: &[u8], from: usize, pat: &[u8]| {
-        hay[from..]
-            .windows(pat.len())
-            .position(|w| w == pat)
-            .map(|i| i + from)
-    };
-    let mut pos = find(body, 0, delim.as_bytes()).expect("first boundary");
-    assert!(
-        body[..pos].iter().all(|b| b.is_ascii_whitespace()),
-        "unexpected preamble"
-    );
-    let mut parts = Vec::new();
-    loop {
-        pos += delim.len();
-        if body[pos..].starts_with(b"--") {
-            assert_eq!(&body[pos + 2..], b"\r\n", "after the closing delimiter");
-            return parts;
-        }
-        assert!(body[pos..].starts_with(b"\r\n"), "CRLF after a delimiter");
-        pos += 2;
-        let head_end = find(body, pos, b"\r\n\r\n").expect("part head");
-        let head = std::str::from_utf8(&body[pos..head_end]).unwrap();
-        let headers: Vec<(String, String)> = head
-            .split("\r\n")
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let cr = header(&headers, "content-range")
-            .expect("part Content-Range")
-            .to_string();
-        let (first, last) = cr
-            .strip_prefix("bytes ")
-            .and_then(|r| r.split_once('/'))
-            .and_then(|(r, _)| r.split_once('-'))
-            .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
-            .expect("bytes a-b/len");
-        let data_start = head_end + 4;
-        let data_end = data_start + (last - first + 1);
-        let data = body[data_start..data_end].to_vec();
-        let next = format!("\r\n{delim}");
-        assert!(
-            body[data_end..].starts_with(next.as_bytes()),
-            "part {cr}: its data is not followed by the boundary"
-        );
-        parts.push((cr, headers, data));
-        pos = data_end + 2;
-    }
-}
-
 #[test]
 fn curl_multi_range_parts_match_the_file() {
     let Some(s) = setup(Client::Curl) else { return };
@@ -919,7 +864,11 @@ fn curl_multi_range_parts_match_the_file() {
         header(&h, "content-length"),
         Some(body.len().to_string().as_str())
     );
-    let parts = parse_multipart(&body, boundary);
+    let parts = multipart::parse(&body, boundary);
+    assert!(
+        body.ends_with(format!("\r\n--{boundary}--\r\n").as_bytes()),
+        "a CRLF after the closing delimiter"
+    );
     // The suffix -5 is the last five bytes: 9995..=9999.
     let want = [
         (0usize, 9usize),
@@ -931,11 +880,15 @@ fn curl_multi_range_parts_match_the_file() {
         want.len(),
         "one part per range, in the order asked"
     );
-    for ((cr, ph, data), (a, b)) in parts.iter().zip(want) {
-        assert_eq!(cr, &format!("bytes {a}-{b}/{len}"));
-        assert_eq!(header(ph, "content-type"), Some("application/octet-stream"));
+    for (part, (a, b)) in parts.iter().zip(want) {
+        let cr = part.content_range.as_deref().expect("part Content-Range");
+        assert_eq!(cr, format!("bytes {a}-{b}/{len}"));
         assert_eq!(
-            sha256_hex(data),
+            part.content_type.as_deref(),
+            Some("application/octet-stream")
+        );
+        assert_eq!(
+            sha256_hex(&part.body),
             sha256_hex(&disk[a..=b]),
             "part {cr} differs from the file"
         );

@@ -3,29 +3,11 @@
 use crate::common::process::*;
 use crate::common::sha256_file;
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-/// The client's path, or None (test skipped, said so) on a developer machine without it; a
-/// failure when CI is set.
-fn tool(name: &str) -> Option<String> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    match found {
-        Some(p) => Some(p.to_string_lossy().into_owned()),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("{name} is not installed and CI is set (apt-get install curl aria2)")
-        }
-        None => {
-            eprintln!("skipped: {name} not installed");
-            None
-        }
-    }
-}
+use crate::support::{require, Client, Tool};
 
 fn lab_server(dir: &Path) -> Running {
     let root = dir.join("root");
@@ -64,43 +46,31 @@ fn recorded(run: &Running, key: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-fn curl(exe: &str, args: &[&str]) -> std::process::ExitStatus {
-    Command::new(exe)
-        .args(["-q", "-sS", "--noproxy", "*"])
-        .args(args)
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .status()
-        .unwrap()
-}
-
-/// curl, a lab server in a fresh directory, the output file, and the URL of `path` on it.
-fn curl_lab(
-    path: &str,
-) -> Option<(
-    String,
-    tempfile::TempDir,
-    Running,
-    std::path::PathBuf,
-    String,
-)> {
-    let exe = tool("curl")?;
+/// curl (or `None`: skipped), a lab server in a fresh directory, the output file, and the URL
+/// of `path` on it.
+fn curl_lab(path: &str) -> Option<(Tool, tempfile::TempDir, Running, PathBuf, String)> {
     let dir = tempfile::tempdir().unwrap();
+    let curl = require(Client::Curl, dir.path())?;
     let run = lab_server(dir.path());
     let out = dir.path().join("f.bin");
     let url = format!("http://127.0.0.1:{}{path}", run.port);
-    Some((exe, dir, run, out, url))
+    Some((curl, dir, run, out, url))
+}
+
+/// `curl ARGS` to its end.
+fn curl(tool: &Tool, args: &[&str]) -> ExitStatus {
+    tool.command().args(args).status().unwrap()
 }
 
 #[test]
 fn curl_retry_recovers_from_503s() {
-    let Some((exe, _dir, run, out, url)) =
+    let Some((tool, _dir, run, out, url)) =
         curl_lab("/_lab/gen/300KiB?fail=503&fail_times=2&key=r503")
     else {
         return;
     };
     // 503 carries Retry-After: 1, which curl honours: two retries, about two seconds.
-    let st = curl(&exe, &["--retry", "3", "-o", out.to_str().unwrap(), &url]);
+    let st = curl(&tool, &["--retry", "3", "-o", out.to_str().unwrap(), &url]);
     assert!(st.success(), "curl: {st}");
     assert_eq!(sha256_file(&out), lab_sha256(&run, "300KiB"));
     let statuses: Vec<u64> = recorded(&run, "r503").into_iter().map(|(s, _)| s).collect();
@@ -109,13 +79,13 @@ fn curl_retry_recovers_from_503s() {
 
 #[test]
 fn curl_retry_recovers_from_truncated_bodies() {
-    let Some((exe, _dir, run, out, url)) =
+    let Some((tool, _dir, run, out, url)) =
         curl_lab("/_lab/gen/1MiB?fail=truncate&fail_times=2&key=rtrunc")
     else {
         return;
     };
     let st = curl(
-        &exe,
+        &tool,
         &[
             "--retry",
             "3",
@@ -135,13 +105,13 @@ fn curl_retry_recovers_from_truncated_bodies() {
 #[test]
 fn curl_continue_recovers_from_cuts_one_piece_at_a_time() {
     // Every response is cut after 300,000 body bytes: each `curl -C -` gets the next piece.
-    let Some((exe, _dir, run, out, url)) = curl_lab("/_lab/gen/1MiB?cut=300000&key=rcut") else {
+    let Some((tool, _dir, run, out, url)) = curl_lab("/_lab/gen/1MiB?cut=300000&key=rcut") else {
         return;
     };
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let st = curl(&exe, &["-C", "-", "-o", out.to_str().unwrap(), &url]);
+        let st = curl(&tool, &["-C", "-", "-o", out.to_str().unwrap(), &url]);
         if st.success() {
             break;
         }
@@ -159,8 +129,10 @@ fn curl_continue_recovers_from_cuts_one_piece_at_a_time() {
 
 #[test]
 fn aria2c_completes_a_2gib_generated_file_in_segments_under_cuts_and_a_rate_limit() {
-    let Some(exe) = tool("aria2c") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let Some(aria2c) = require(Client::Aria2c, dir.path()) else {
+        return;
+    };
     let run = lab_server(dir.path());
     // Each response is cut after 256 MiB and throttled to 60 MB/s (a quarter of what aria2c
     // reaches here unthrottled, so the limit shows in the time).
@@ -169,13 +141,9 @@ fn aria2c_completes_a_2gib_generated_file_in_segments_under_cuts_and_a_rate_limi
         run.port
     );
     let started = Instant::now();
-    let st = Command::new(&exe)
+    let st = aria2c
+        .command()
         .args([
-            "--no-conf",
-            "--quiet=true",
-            "--allow-overwrite=true",
-            "--auto-file-renaming=false",
-            "--file-allocation=none",
             "--max-tries=0",
             "--retry-wait=0",
             "-x4",
@@ -185,7 +153,6 @@ fn aria2c_completes_a_2gib_generated_file_in_segments_under_cuts_and_a_rate_limi
         ])
         .arg(dir.path())
         .args(["-o", "gen.bin", &url])
-        .env_remove("http_proxy")
         .status()
         .unwrap();
     assert!(st.success(), "aria2c: {st}");

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{exchange, free_port, poll, process, sha256_file, wait_for, Response};
+use crate::common::curl::last_head;
+use crate::common::{
+    exchange, free_port, poll, process, programs, sha256_file, wait_for, Response,
+};
 
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
@@ -42,18 +45,6 @@ pub fn scratch() -> tempfile::TempDir {
 
 pub fn file_len(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
-
-/// Write to stderr past libtest's output capture, so a notice shows even for a passing test.
-pub fn notice(msg: &str) {
-    let _ = writeln!(io::stderr(), "{msg}");
-}
-
-fn test_name() -> String {
-    std::thread::current()
-        .name()
-        .unwrap_or("clients test")
-        .to_string()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -390,17 +381,6 @@ impl Client {
             Client::Aria2c => "aria2c",
         }
     }
-
-    fn find(self) -> Option<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .map(|d| d.join(self.name()))
-            .find(|p| {
-                fs::metadata(p)
-                    .map(|m| m.is_file() && m.mode() & 0o111 != 0)
-                    .unwrap_or(false)
-            })
-    }
 }
 
 /// An installed client, with a scratch HOME so that no user configuration is read.
@@ -414,55 +394,13 @@ pub struct Tool {
 /// The client, or `None` after a visible "skipped: ... not installed". With `CI` set, a missing
 /// client fails the test instead.
 pub fn require(client: Client, dir: &Path) -> Option<Tool> {
-    match client.find() {
-        Some(exe) => {
-            let home = dir.join("home");
-            fs::create_dir_all(&home).unwrap();
-            Some(Tool {
-                client,
-                exe,
-                dir: dir.to_path_buf(),
-            })
-        }
-        None if std::env::var_os("CI").is_some() => panic!(
-            "{}: {} is not installed, and CI is set: install it (apt-get install curl wget aria2)",
-            test_name(),
-            client.name()
-        ),
-        None => {
-            notice(&format!(
-                "skipped: {} not installed (test {})",
-                client.name(),
-                test_name()
-            ));
-            None
-        }
-    }
-}
-
-/// Unset every proxy variable (the URLs are 127.0.0.1, but a client must never try a proxy)
-/// and anything else that would make a child read configuration from outside the test.
-fn clean_env(cmd: &mut Command, home: &Path) {
-    for v in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "ftp_proxy",
-        "FTP_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-        "CURL_HOME",
-        "WGETRC",
-        "SYSTEM_WGETRC",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.env("HOME", home)
-        .env("XDG_CONFIG_HOME", home)
-        .env("LC_ALL", "C");
+    let exe = programs::require(client.name())?;
+    fs::create_dir_all(dir.join("home")).unwrap();
+    Some(Tool {
+        client,
+        exe,
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// What a client should do with a URL.
@@ -479,11 +417,14 @@ pub struct Opts<'a> {
 impl Tool {
     /// The client with the flags every run gets: no configuration files, no proxy, quiet.
     pub fn command(&self) -> Command {
-        let mut c = Command::new(&self.exe);
-        clean_env(&mut c, &self.dir.join("home"));
+        let home = self.dir.join("home");
+        let mut c = match self.client {
+            Client::Curl => return programs::curl(&self.exe, &home),
+            _ => Command::new(&self.exe),
+        };
+        programs::clean_env(&mut c, &home);
         match self.client {
-            // -q must come first: it stops curl from reading .curlrc.
-            Client::Curl => c.args(["-q", "-sS", "--noproxy", "*"]),
+            Client::Curl => unreachable!(),
             Client::Wget => c.args([
                 "--no-config",
                 "-q",
@@ -842,23 +783,7 @@ pub fn max_concurrency(lines: &[Access]) -> usize {
 
 /// The last response head in a `curl -D` file: status and lower-cased headers.
 pub fn read_head(path: &Path) -> (u16, Vec<(String, String)>) {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let last = text
-        .split("\r\n\r\n")
-        .filter(|b| b.starts_with("HTTP/"))
-        .last()
-        .unwrap_or_else(|| panic!("no response head in {}: {text:?}", path.display()));
-    let mut lines = last.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers)
+    last_head(&fs::read_to_string(path).unwrap_or_default())
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

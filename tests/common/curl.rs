@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::programs;
+
 pub struct Curl {
     pub exe: PathBuf,
     /// Scratch: HOME, the header and body files of each run.
@@ -38,14 +40,10 @@ impl Got {
 
 static RUN: AtomicUsize = AtomicUsize::new(0);
 
-/// curl, when installed with HTTP2 and TLS support; else "skipped" (or a failure under CI).
+/// curl, when installed with HTTP2 and TLS support, trusting only `cacert`; else "skipped" (or a
+/// failure under CI).
 pub fn curl(cacert: &Path) -> Option<Curl> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("curl"))
-            .find(|p| p.is_file())
-    });
-    let usable = found.filter(|exe| {
+    let usable = |exe: &Path| {
         let out = Command::new(exe).arg("-V").output();
         let text = out
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -56,34 +54,30 @@ pub fn curl(cacert: &Path) -> Option<Curl> {
             .unwrap_or("");
         let has = |f: &str| features.split_whitespace().any(|x| x == f);
         has("HTTP2") && has("SSL")
-    });
-    match usable {
-        Some(exe) => Some(Curl {
-            exe,
-            dir: tempfile::tempdir().unwrap(),
-            cacert: cacert.to_path_buf(),
-        }),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("curl with HTTP2 and SSL is not installed and CI is set (apt-get install curl)")
-        }
-        None => {
-            eprintln!("skipped: curl with HTTP2 and SSL not installed");
-            None
-        }
-    }
+    };
+    let exe = programs::require_that("curl", "curl with HTTP2 and SSL", usable)?;
+    Some(Curl {
+        exe,
+        dir: tempfile::tempdir().unwrap(),
+        cacert: cacert.to_path_buf(),
+    })
 }
 
 impl Curl {
+    /// curl with the usual flags and environment ([`programs::curl`]) and `--cacert`.
+    pub fn command(&self) -> Command {
+        let mut c = programs::curl(&self.exe, self.dir.path());
+        c.arg("--cacert").arg(&self.cacert);
+        c
+    }
+
     /// `curl ARGS URL` with these request headers; the last response.
     pub fn get(&self, args: &[&str], url: &str, headers: &[(&str, &str)]) -> Got {
         let n = RUN.fetch_add(1, Ordering::SeqCst);
         let head = self.dir.path().join(format!("head-{n}"));
         let body = self.dir.path().join(format!("body-{n}"));
-        let mut c = Command::new(&self.exe);
-        // -q first: no .curlrc.
-        c.arg("-q")
-            .args(["-sS", "--max-time", "60", "--cacert"])
-            .arg(&self.cacert)
+        let mut c = self.command();
+        c.args(["--max-time", "60"])
             .arg("-D")
             .arg(&head)
             .arg("-o")
@@ -94,48 +88,13 @@ impl Curl {
             c.arg("-H").arg(format!("{k}: {v}"));
         }
         c.arg(url);
-        for v in [
-            "http_proxy",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-            "no_proxy",
-            "NO_PROXY",
-            "CURL_HOME",
-            "CURL_CA_BUNDLE",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-        ] {
-            c.env_remove(v);
-        }
-        c.env("HOME", self.dir.path());
         let out = c.output().unwrap();
         assert!(
             out.status.success(),
             "curl {args:?} {url} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let text = String::from_utf8(std::fs::read(&head).unwrap()).unwrap();
-        // One block per response (several after redirects): the last is the one that counts.
-        let block = text
-            .split("\r\n\r\n")
-            .filter(|b| !b.trim().is_empty())
-            .last()
-            .expect("a response head");
-        let mut lines = block.split("\r\n");
-        let status_line = lines.next().unwrap();
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("status line {status_line:?}"));
-        let headers = lines
-            .map(|l| {
-                let (k, v) = l.split_once(':').expect("name: value");
-                (k.trim().to_ascii_lowercase(), v.trim().to_string())
-            })
-            .collect();
+        let (status, headers) = last_head(&std::fs::read_to_string(&head).unwrap());
         Got {
             version: String::from_utf8(out.stdout).unwrap(),
             status,
@@ -143,4 +102,30 @@ impl Curl {
             body: std::fs::read(&body).unwrap_or_default(),
         }
     }
+}
+
+/// The last response head in what `curl -D` wrote (one head per response: several after a
+/// redirect): its status, and its fields with lower-cased names, in order.
+pub fn last_head(text: &str) -> (u16, Vec<(String, String)>) {
+    let block = text
+        .split("\r\n\r\n")
+        .filter(|b| b.starts_with("HTTP/"))
+        .last()
+        .unwrap_or_else(|| panic!("no response head in {text:?}"));
+    let mut lines = block.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l
+                .split_once(':')
+                .unwrap_or_else(|| panic!("not name: value: {l:?}"));
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    (status, headers)
 }

@@ -17,6 +17,7 @@ pub mod codings;
 pub mod curl;
 pub mod multipart;
 pub mod process;
+pub mod programs;
 pub mod tls;
 
 // ------------------------------------------------------------------------------------------

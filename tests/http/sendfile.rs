@@ -7,7 +7,6 @@
 use crate::common::*;
 
 use std::io::{Read, Write};
-use std::process::Command;
 use std::time::Duration;
 
 use rangeserve::ops::metrics::METRICS;
@@ -127,14 +126,9 @@ fn sendfile_off_copies_every_byte() {
 #[test]
 fn http2_bodies_never_use_sendfile() {
     let _alone = alone();
-    if Command::new("curl").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "curl is not installed and CI is set"
-        );
-        eprintln!("skipped: curl not installed");
+    let Some(curl) = programs::require("curl") else {
         return;
-    }
+    };
     let s = Server::start();
     let big = pattern(3 << 20);
     s.file("big.bin", &big);
@@ -144,8 +138,8 @@ fn http2_bodies_never_use_sendfile() {
         (None, &big[..]),
         (Some("100000-299999"), &big[100000..300000]),
     ] {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-q", "-sS", "--noproxy", "*", "--http2-prior-knowledge"])
+        let mut cmd = programs::curl(&curl, s.dir.path());
+        cmd.arg("--http2-prior-knowledge")
             .args(["-w", "%{http_version} %{http_code}", "-o"])
             .arg(&out)
             .arg(format!("http://{}/big.bin", s.addr));

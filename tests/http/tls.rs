@@ -14,7 +14,6 @@ use crate::common::{etag_of, pattern, Server};
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -177,12 +176,10 @@ fn a_certificate_the_client_does_not_trust_is_refused_by_curl() {
     };
     let server = tls_server(&files);
     server.file("f", b"x");
-    let out = Command::new(&curl.exe)
-        .arg("-q")
-        .args(["-sS", "--max-time", "30", "--cacert"])
-        .arg(&other.cert)
+    let out = curl
+        .command()
+        .args(["--max-time", "30"])
         .arg(format!("https://localhost:{}/f", server.addr.port()))
-        .env("HOME", curl.dir.path())
         .output()
         .unwrap();
     // 60: peer certificate cannot be authenticated with given CA certificates.

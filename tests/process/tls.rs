@@ -10,7 +10,6 @@ use crate::common::{free_port, pattern, raw_at, wait_until, Response};
 
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The binary serving `root` over TLS, with its redirect listener on a free port (configured
@@ -149,14 +148,11 @@ fn shutdown_closes_the_redirect_listener_and_skips_silent_handshakes() {
     let _silent = TcpStream::connect(process::addr(run.port)).unwrap();
     // A slow download: a response in flight during shutdown.
     let out = dir.path().join("partial.bin");
-    let mut slow = Command::new(&curl.exe)
-        .arg("-q")
-        .args(["-sS", "--http2", "--limit-rate", "200K", "--cacert"])
-        .arg(&files.cert)
-        .arg("-o")
+    let mut slow = curl
+        .command()
+        .args(["--http2", "--limit-rate", "200K", "-o"])
         .arg(&out)
         .arg(format!("https://localhost:{}/big.bin", run.port))
-        .env("HOME", curl.dir.path())
         .spawn()
         .unwrap();
     let len = || std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
