@@ -1,8 +1,10 @@
-//! Shared by the black-box tests: start the real router on 127.0.0.1 with an ephemeral port
-//! over a temporary root, and speak raw HTTP/1.1 to it so every byte can be checked.
+//! Shared by the test binaries: the real router started in process on 127.0.0.1 with an
+//! ephemeral port over a temporary root, raw HTTP/1.1 to it so every byte can be checked, and
+//! the small helpers every binary needs (test bytes, hashes, polling, file times).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,83 @@ pub mod multipart;
 pub mod process;
 pub mod programs;
 pub mod tls;
+
+// ------------------------------------------------------------------------------------------
+// A server on its own thread
+
+/// A server running on a thread of its own with a two-worker tokio runtime; stopped, and its
+/// thread joined, when dropped.
+pub struct Background {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Given to the serving function: `go` says the server is ready for the test.
+pub struct Ready {
+    tx: std::sync::mpsc::Sender<SocketAddr>,
+    addr: SocketAddr,
+}
+
+impl Ready {
+    pub fn go(self) {
+        self.tx.send(self.addr).unwrap();
+    }
+}
+
+/// Given to the serving function: completes when the server is dropped.
+pub struct Stop(tokio::sync::oneshot::Receiver<()>);
+
+impl Stop {
+    pub async fn wait(self) {
+        let _ = self.0.await;
+    }
+}
+
+impl Background {
+    /// Bind `listen` and run `serve` on the listener in a new thread and runtime. Returns once
+    /// `serve` has called `Ready::go` (at most 10 s).
+    pub fn start<F, Fut>(listen: SocketAddr, serve: F) -> Background
+    where
+        F: FnOnce(tokio::net::TcpListener, Ready, Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+                let ready = Ready {
+                    tx: addr_tx,
+                    addr: listener.local_addr().unwrap(),
+                };
+                serve(listener, ready, Stop(stop_rx)).await;
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Background {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 // ------------------------------------------------------------------------------------------
 // Tests that need the process to themselves
@@ -92,7 +171,14 @@ impl Drop for Counted {
     }
 }
 
+// ------------------------------------------------------------------------------------------
+// The server in process
+
 pub struct Server {
+    /// Stopped first when dropped (fields drop in order): then the server's place is given up,
+    /// then its temporary directory removed.
+    background: Background,
+    counted: Counted,
     pub addr: SocketAddr,
     /// The document root (a fresh temporary directory unless the test gave one).
     pub root: PathBuf,
@@ -102,10 +188,6 @@ pub struct Server {
     pub config: Arc<Config>,
     /// The server's file engine, shared with the test (e.g. to count hash computations).
     pub files: ServeFiles,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// Given up after the thread has stopped (fields drop after `Drop::drop`).
-    counted: Counted,
 }
 
 impl Server {
@@ -138,40 +220,51 @@ impl Server {
         let config = Arc::new(config);
         let files = rangeserve::app::files(&config);
         let counted = counted();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (served, served_config) = (files.clone(), config.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(served_config.listen)
-                    .await
-                    .unwrap();
+        let background =
+            Background::start(config.listen, move |listener, ready, stop| async move {
                 // Ready before the test goes on: the root open, persisted hashes loaded.
                 served.start().await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                rangeserve::app::serve_files(listener, served_config, served, async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
+                ready.go();
+                rangeserve::app::serve_files(listener, served_config, served, stop.wait())
+                    .await
+                    .unwrap();
             });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Server {
-            addr,
+            addr: background.addr,
+            background,
+            counted,
             root,
             dir,
             config,
             files,
-            shutdown: Some(tx),
-            thread: Some(thread),
-            counted,
         }
+    }
+
+    /// A server over an empty root, configured by `toml` (a config.toml's text) through the real
+    /// loader (`Cli::load`: file, then `RANGESERVE_*` variables, then no flags).
+    pub fn start_toml(toml: &str) -> Server {
+        use clap::Parser as _;
+        Self::start_with(|c| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, toml).unwrap();
+            let root = c.root.clone();
+            let os = std::ffi::OsStr::new;
+            let cli = rangeserve::config::Cli::try_parse_from([
+                os("rangeserve"),
+                os("--config"),
+                path.as_os_str(),
+                os("--root"),
+                root.as_os_str(),
+            ])
+            .unwrap();
+            let listen = c.listen;
+            *c = cli
+                .load()
+                .unwrap_or_else(|e| panic!("config {toml:?}: {e}"));
+            c.listen = listen;
+        })
     }
 
     /// Write a file under the root (parents created) and return its path.
@@ -202,17 +295,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// `RANGESERVE_FAST_PATH`, as the binary reads it (`true`/`false`, `1`/`0`, `yes`/`no`,
 /// `on`/`off`); `None` when unset.
 pub fn fast_path_from_env() -> Option<bool> {
@@ -223,6 +305,9 @@ pub fn fast_path_from_env() -> Option<bool> {
         _ => panic!("RANGESERVE_FAST_PATH={v:?} is not a bool"),
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Raw HTTP/1.1
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -369,15 +454,12 @@ pub fn split_one(buf: &mut Vec<u8>, head: bool) -> Option<Response> {
 /// Read from `s` until `buf` holds one complete response ([`split_one`]) and return it. For
 /// keep-alive connections and pipelined requests.
 pub fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head: bool) -> Response {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(resp) = split_one(buf, head) {
             return resp;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out reading a response"
-        );
+        assert!(Instant::now() < deadline, "timed out reading a response");
         let mut chunk = [0u8; 16384];
         let n = s.read(&mut chunk).expect("read");
         assert!(n > 0, "connection closed mid-response: {buf:?}");
@@ -430,30 +512,8 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// `sha-256=:BASE64:`, the Repr-Digest (RFC 9530) of these bytes, computed in the test.
-pub fn repr_digest(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-    let sum = sha2::Sha256::digest(bytes);
-    format!(
-        "sha-256=:{}:",
-        base64::engine::general_purpose::STANDARD.encode(sum)
-    )
-}
-
-/// The lab's documented byte function, written independently of the server: word i (bytes
-/// 8i..8i+8, little-endian) is output i+1 of splitmix64 seeded with `seed`.
-pub fn lab_bytes(seed: u64, start: u64, len: u64) -> Vec<u8> {
-    (start..start + len)
-        .map(|off| {
-            let mut z = seed.wrapping_add((off / 8 + 1).wrapping_mul(0x9E3779B97F4A7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-            z ^= z >> 31;
-            z.to_le_bytes()[(off % 8) as usize]
-        })
-        .collect()
-}
+// ------------------------------------------------------------------------------------------
+// What responses are checked against
 
 /// Deterministic test bytes (not text), so a misplaced slice cannot compare equal.
 pub fn pattern(len: usize) -> Vec<u8> {
@@ -490,6 +550,31 @@ pub fn etag_of(bytes: &[u8]) -> String {
     format!("\"{}\"", sha256_hex(bytes))
 }
 
+/// `sha-256=:BASE64:`, the Repr-Digest (RFC 9530) of these bytes, computed in the test.
+pub fn repr_digest(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let sum = sha2::Sha256::digest(bytes);
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(sum)
+    )
+}
+
+/// The lab's documented byte function, written independently of the server: word i (bytes
+/// 8i..8i+8, little-endian) is output i+1 of splitmix64 seeded with `seed`.
+pub fn lab_bytes(seed: u64, start: u64, len: u64) -> Vec<u8> {
+    (start..start + len)
+        .map(|off| {
+            let mut z = seed.wrapping_add((off / 8 + 1).wrapping_mul(0x9E3779B97F4A7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+            z ^= z >> 31;
+            z.to_le_bytes()[(off % 8) as usize]
+        })
+        .collect()
+}
+
 /// A 200 with the whole file: no Content-Range, Content-Length the file's length, and the
 /// file's bytes.
 pub fn assert_full(r: &Response, data: &[u8]) {
@@ -516,6 +601,9 @@ pub fn assert_206(r: &Response, data: &[u8], first: usize, last: usize) {
     assert_eq!(r.body, &data[first..=last]);
 }
 
+// ------------------------------------------------------------------------------------------
+// Time
+
 /// 2024-01-02T03:04:05Z, the mtime given to files whose Last-Modified is checked, and that
 /// time as an IMF-fixdate.
 pub const MTIME_SECS: u64 = 1_704_164_645;
@@ -529,34 +617,6 @@ pub fn at(secs: u64) -> SystemTime {
 /// Set the mtime of a file or directory.
 pub fn set_mtime(path: &Path, t: SystemTime) {
     std::fs::File::open(path).unwrap().set_modified(t).unwrap();
-}
-
-impl Server {
-    /// A server over an empty root, configured by `toml` (a config.toml's text) through the real
-    /// loader (`Cli::load`: file, then `RANGESERVE_*` variables, then no flags).
-    pub fn start_toml(toml: &str) -> Server {
-        use clap::Parser as _;
-        Self::start_with(|c| {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("config.toml");
-            std::fs::write(&path, toml).unwrap();
-            let root = c.root.clone();
-            let os = std::ffi::OsStr::new;
-            let cli = rangeserve::config::Cli::try_parse_from([
-                os("rangeserve"),
-                os("--config"),
-                path.as_os_str(),
-                os("--root"),
-                root.as_os_str(),
-            ])
-            .unwrap();
-            let listen = c.listen;
-            *c = cli
-                .load()
-                .unwrap_or_else(|e| panic!("config {toml:?}: {e}"));
-            c.listen = listen;
-        })
-    }
 }
 
 /// Poll `cond` until it gives a value (`Some`), or `limit` has passed (`None`). The pause

@@ -3,62 +3,32 @@
 //! behaviour is checked with exact bytes, and the same requests sent to the rangeserve binary's
 //! application must get the same answers (Date and multipart boundaries aside).
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
 use rangeserve::ServeFiles;
 
-use crate::common::{etag_of, multipart, pattern, Response, Server};
+use crate::common::{etag_of, multipart, pattern, Background, Response, Server};
 
 /// An axum application served on 127.0.0.1 by `axum::serve` in its own runtime; stopped when
 /// dropped.
-struct Axum {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+struct Axum(Background);
 
 impl Axum {
     fn start(app: Router) -> Axum {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
+        let listen = "127.0.0.1:0".parse().unwrap();
+        Axum(Background::start(listen, |l, ready, stop| async move {
+            ready.go();
+            axum::serve(l, app)
+                .with_graceful_shutdown(stop.wait())
+                .await
                 .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(l.local_addr().unwrap()).unwrap();
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Axum {
-            addr,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
+        }))
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-        crate::common::request_at(self.addr, method, path, headers)
-    }
-}
-
-impl Drop for Axum {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        let _ = self.thread.take().map(|t| t.join());
+        crate::common::request_at(self.0.addr, method, path, headers)
     }
 }
 
