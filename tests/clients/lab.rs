@@ -12,12 +12,8 @@ use crate::support::{require, Client, Tool};
 fn lab_server(dir: &Path) -> Running {
     let root = dir.join("root");
     std::fs::create_dir_all(&root).unwrap();
-    start(dir, dir, |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(&root)
-            .arg("--lab");
+    serve(dir, dir, &root, |c| {
+        c.arg("--lab");
     })
 }
 

@@ -116,6 +116,18 @@ pub fn get_at(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
     request_at(addr(port), "GET", path, headers)
 }
 
+/// Start the binary in `cwd` serving `root` (`--listen` on a free port and `--root`), with
+/// whatever else `setup` adds.
+pub fn serve(cwd: &Path, logs: &Path, root: &Path, setup: impl Fn(&mut Command)) -> Running {
+    start(cwd, logs, |port, c| {
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(root);
+        setup(c);
+    })
+}
+
 /// Start the binary in `cwd`; `setup` gets a free port and adds whatever makes the server
 /// listen on it (a flag, a variable, a config file). Retries with another port if the one
 /// picked was taken in the meantime. Ready once the port accepts connections.
@@ -165,4 +177,24 @@ pub fn run_to_exit(mut c: Command, logs: &Path) -> (ExitStatus, String, String) 
         panic!("still running after 10 s: {}", read_text(&out));
     };
     (status, read_text(&out), read_text(&err))
+}
+
+/// Run the binary in `cwd`, with what `setup` adds and `--listen` on a free port, expecting a
+/// start-up failure: exit code 2, exactly one line on stderr, nothing on stdout, and the port
+/// never accepted a connection. Returns the line.
+pub fn config_error(cwd: &Path, setup: impl FnOnce(&mut Command)) -> String {
+    let port = free_port();
+    let mut c = command(cwd);
+    setup(&mut c);
+    c.arg("--listen").arg(format!("127.0.0.1:{port}"));
+    let args: Vec<_> = c.get_args().collect();
+    let envs: Vec<_> = c.get_envs().filter(|(_, v)| v.is_some()).collect();
+    let what = format!("{args:?} {envs:?}");
+    let (st, out, err) = run_to_exit(c, &cwd.join("logs"));
+    assert_eq!(st.code(), Some(2), "{what}: {st}; stderr: {err}");
+    assert!(err.ends_with('\n'), "{what}: {err:?}");
+    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err:?}");
+    assert!(out.is_empty(), "{what}: stdout: {out:?}");
+    assert!(!port_is_open(port), "{what}: port {port} is open");
+    err
 }

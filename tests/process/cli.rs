@@ -37,24 +37,11 @@ impl Site {
     }
 }
 
-/// A start-up failure: exit code 2, exactly one line on stderr, nothing on stdout, and the port
-/// it was given never accepted a connection.
+/// A start-up failure ([`config_error`]) with these flags and variables; its one line.
 fn assert_config_error(site: &Site, args: &[&str], envs: &[(&str, &str)]) -> String {
-    let port = free_port();
-    let mut c = command(site.path());
-    c.args(args)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"));
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    let (st, out, err) = run_to_exit(c, &site.logs());
-    assert_eq!(st.code(), Some(2), "{args:?}: {st}; stderr: {err}");
-    assert!(err.ends_with('\n'), "{args:?}: {err:?}");
-    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
-    assert!(out.is_empty(), "{args:?}: stdout: {out:?}");
-    assert!(!port_is_open(port), "{args:?}: port {port} is open");
-    err
+    config_error(site.path(), |c| {
+        c.args(args).envs(envs.iter().copied());
+    })
 }
 
 #[test]
@@ -229,11 +216,7 @@ fn cache_control_precedence_defaults_file_env_flag() {
         (true, true, true, "from-flag"),
     ];
     for (file, env, flag, want) in cases {
-        let run = start(site.path(), &site.logs(), |port, c| {
-            c.arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--root")
-                .arg(&root);
+        let run = serve(site.path(), &site.logs(), &root, |c| {
             if file {
                 c.arg("--config").arg(&cfg);
             }
@@ -325,11 +308,7 @@ fn explicit_config_replaces_the_working_directory_one() {
     let other = site.write("other.toml", "cache_control = \"from-other\"\n");
     let root = site.root();
     for via_env in [false, true] {
-        let run = start(site.path(), &site.logs(), |port, c| {
-            c.arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--root")
-                .arg(&root);
+        let run = serve(site.path(), &site.logs(), &root, |c| {
             if via_env {
                 c.env("RANGESERVE_CONFIG", &other);
             } else {
@@ -376,11 +355,7 @@ fn boolean_settings_follow_the_same_precedence() {
         (false, Some("true"), Some("--show-hidden=false"), 404),
     ];
     for (file, env, flag, want) in cases {
-        let run = start(site.path(), &site.logs(), |port, c| {
-            c.arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--root")
-                .arg(&root);
+        let run = serve(site.path(), &site.logs(), &root, |c| {
             if file {
                 c.arg("--config").arg(&cfg);
             }
@@ -410,12 +385,8 @@ fn other_flags_take_effect() {
     let data = pattern(1000);
     std::fs::write(root.join("d.bin"), &data).unwrap();
 
-    let run = start(site.path(), &site.logs(), |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(&root)
-            .args(["--index-files", "b.htm,a.htm"])
+    let run = serve(site.path(), &site.logs(), &root, |c| {
+        c.args(["--index-files", "b.htm,a.htm"])
             .args(["--max-ranges", "1"])
             .arg("--follow-symlinks");
     });
@@ -433,12 +404,7 @@ fn other_flags_take_effect() {
     drop(run);
 
     // Defaults for the same three, for contrast.
-    let run = start(site.path(), &site.logs(), |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(&root);
-    });
+    let run = serve(site.path(), &site.logs(), &root, |_| {});
     assert_eq!(run.get("/", &[]).status, 404);
     assert_eq!(run.get("/out", &[]).status, 404);
     let r = run.get("/d.bin", &[("Range", "bytes=0-1,10-11")]);
@@ -450,12 +416,7 @@ fn log_level_controls_the_log() {
     let site = Site::new();
     let root = site.root();
     // Default (info): the start-up line and one access line per response, on stdout.
-    let run = start(site.path(), &site.logs(), |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(&root);
-    });
+    let run = serve(site.path(), &site.logs(), &root, |_| {});
     assert_eq!(run.get("/f.txt", &[]).status, 200);
     let listening = format!("listening on http://127.0.0.1:{}/", run.port);
     let log = read_text(&run.stdout);
@@ -465,12 +426,8 @@ fn log_level_controls_the_log() {
     drop(run);
 
     // warn: the start-up line is gone (it is written before the first response can be).
-    let run = start(site.path(), &site.logs(), |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(&root)
-            .args(["--log-level", "warn"]);
+    let run = serve(site.path(), &site.logs(), &root, |c| {
+        c.args(["--log-level", "warn"]);
     });
     assert_eq!(run.get("/f.txt", &[]).status, 200);
     let log = read_text(&run.stdout);
@@ -499,12 +456,8 @@ fn one_cpu_runs_the_single_threaded_scheduler() {
     let root = site.root();
     let first = pattern(100_000);
     std::fs::write(root.join("first.bin"), &first).unwrap();
-    let mut run = start(site.path(), &site.logs(), |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(&root)
-            .args(["--prehash", "--watch"]);
+    let mut run = serve(site.path(), &site.logs(), &root, |c| {
+        c.args(["--prehash", "--watch"]);
         // SAFETY: only async-signal-safe calls between fork and exec (sched_setaffinity).
         unsafe {
             c.pre_exec(move || {

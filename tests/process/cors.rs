@@ -1,7 +1,6 @@
 //! CORS settings of the binary: allowed origins from the flag and the environment (the flag
 //! wins), and origins the server refuses to start with. (CORS on the wire: `http/cors.rs`.)
 
-use crate::common::free_port;
 use crate::common::process::*;
 
 const PAGE: &str = "https://app.example";
@@ -15,9 +14,7 @@ fn origins_from_flag_and_environment() {
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("f.bin"), b"x").unwrap();
     let logs = dir.path().join("logs");
-    let by_env = start(dir.path(), &logs, |port, c| {
-        c.arg("--root").arg(&root).arg("--listen");
-        c.arg(format!("127.0.0.1:{port}"));
+    let by_env = serve(dir.path(), &logs, &root, |c| {
         c.env(
             "RANGESERVE_CORS_ALLOWED_ORIGINS",
             format!("{PAGE},{OTHER_PAGE}"),
@@ -30,9 +27,7 @@ fn origins_from_flag_and_environment() {
     assert_eq!(r.header("access-control-allow-origin"), None);
 
     // The flag wins over the variable.
-    let by_flag = start(dir.path(), &logs, |port, c| {
-        c.arg("--root").arg(&root).arg("--listen");
-        c.arg(format!("127.0.0.1:{port}"));
+    let by_flag = serve(dir.path(), &logs, &root, |c| {
         c.arg("--cors-allowed-origins").arg("*");
         c.env("RANGESERVE_CORS_ALLOWED_ORIGINS", PAGE);
     });
@@ -53,17 +48,9 @@ fn bad_origins_stop_the_server_with_one_line() {
         vec!["--cors-allowed-origins", "app.example"],
         vec!["--config", cfg.to_str().unwrap()],
     ] {
-        let port = free_port();
-        let mut c = command(dir.path());
-        c.args(&args)
-            .arg("--root")
-            .arg(&root)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"));
-        let (st, _out, err) = run_to_exit(c, &dir.path().join("logs"));
-        assert_eq!(st.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        let err = config_error(dir.path(), |c| {
+            c.args(&args).arg("--root").arg(&root);
+        });
         assert!(err.contains("cors.allowed_origins"), "{args:?}: {err}");
-        assert!(!port_is_open(port));
     }
 }

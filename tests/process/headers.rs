@@ -1,7 +1,6 @@
 //! `[[headers]]` rules the binary refuses to start with. (Rules on the wire:
 //! `http/headers.rs`.)
 
-use crate::common::free_port;
 use crate::common::process::*;
 
 #[test]
@@ -39,18 +38,9 @@ fn bad_rules_stop_the_server_with_one_line_naming_the_rule() {
     ] {
         let cfg = dir.path().join("c.toml");
         std::fs::write(&cfg, toml).unwrap();
-        let port = free_port();
-        let mut c = command(dir.path());
-        c.arg("--config")
-            .arg(&cfg)
-            .arg("--root")
-            .arg(&root)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"));
-        let (st, _out, err) = run_to_exit(c, &dir.path().join("logs"));
-        assert_eq!(st.code(), Some(2), "{toml}: {err}");
-        assert_eq!(err.lines().count(), 1, "{toml}: {err:?}");
+        let err = config_error(dir.path(), |c| {
+            c.arg("--config").arg(&cfg).arg("--root").arg(&root);
+        });
         assert!(err.contains(needle), "{toml}: {err}");
-        assert!(!port_is_open(port));
     }
 }

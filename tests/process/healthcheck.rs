@@ -1,12 +1,12 @@
 //! `rangeserve healthcheck` against a live server and against nothing.
 use crate::common::*;
 
-use std::process::Command;
-
+/// `rangeserve healthcheck ARGS` with these variables (and no inherited `RANGESERVE_*`): its
+/// exit code and what it wrote.
 fn healthcheck(args: &[&str], env: &[(&str, String)]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rangeserve"));
-    c.current_dir(dir.path()).arg("healthcheck").args(args);
+    let mut c = process::command(dir.path());
+    c.arg("healthcheck").args(args);
     for (k, v) in env {
         c.env(k, v);
     }

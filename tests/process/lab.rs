@@ -2,7 +2,7 @@
 //! file, with the faults in its access log. (The lab on the wire: `http/lab.rs`.)
 
 use crate::common::lab_bytes;
-use crate::common::process::{self, start};
+use crate::common::process::{self, config_error, serve, start};
 
 #[test]
 fn gen_subcommand_writes_the_same_bytes() {
@@ -36,12 +36,8 @@ fn switched_on_by_flag_env_or_file_and_logged() {
     let root = dir.path().join("www");
     std::fs::create_dir(&root).unwrap();
     // The flag, and the access line names the faults.
-    let run = start(dir.path(), &dir.path().join("logs"), |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(&root)
-            .arg("--lab");
+    let run = serve(dir.path(), &dir.path().join("logs"), &root, |c| {
+        c.arg("--lab");
     });
     let r = run.get("/_lab/gen/100?corrupt=3&ttfb=1", &[]);
     assert_eq!(r.status, 200);
@@ -50,12 +46,8 @@ fn switched_on_by_flag_env_or_file_and_logged() {
     drop(run);
 
     // The environment, with another prefix.
-    let run = start(dir.path(), &dir.path().join("logs"), |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(&root)
-            .env("RANGESERVE_LAB_ENABLED", "1")
+    let run = serve(dir.path(), &dir.path().join("logs"), &root, |c| {
+        c.env("RANGESERVE_LAB_ENABLED", "1")
             .env("RANGESERVE_LAB_PREFIX", "/lab2");
     });
     assert_eq!(run.get("/lab2/gen/10", &[]).status, 200);
@@ -95,14 +87,8 @@ fn switched_on_by_flag_env_or_file_and_logged() {
             format!("root = \"www\"\n{toml}"),
         )
         .unwrap();
-        let mut c = process::command(dir.path());
-        c.arg("--listen").arg("127.0.0.1:1");
-        if let Some(f) = flag {
-            c.arg(f);
-        }
-        let out = c.output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{toml}{flag:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        config_error(dir.path(), |c| {
+            c.args(flag);
+        });
     }
 }

@@ -12,9 +12,7 @@ fn the_switch_from_environment_and_flag() {
     std::fs::write(root.join("f.txt"), b"hello\n").unwrap();
     let logs = dir.path().join("logs");
     let want = repr_digest(b"hello\n");
-    let by_env = start(dir.path(), &logs, |port, c| {
-        c.arg("--root").arg(&root).arg("--listen");
-        c.arg(format!("127.0.0.1:{port}"));
+    let by_env = serve(dir.path(), &logs, &root, |c| {
         c.env("RANGESERVE_REPR_DIGEST", "false");
     });
     assert_eq!(by_env.get("/f.txt", &[]).header("repr-digest"), None);
@@ -25,9 +23,7 @@ fn the_switch_from_environment_and_flag() {
         Some(want.as_str())
     );
     // The flag wins over the variable.
-    let by_flag = start(dir.path(), &logs, |port, c| {
-        c.arg("--root").arg(&root).arg("--listen");
-        c.arg(format!("127.0.0.1:{port}"));
+    let by_flag = serve(dir.path(), &logs, &root, |c| {
         c.arg("--repr-digest=true");
         c.env("RANGESERVE_REPR_DIGEST", "false");
     });

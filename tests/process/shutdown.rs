@@ -16,12 +16,8 @@ const BIG: usize = 16 * 1024 * 1024;
 
 /// Start the binary over `root` (working directory `dir`, so no stray config.toml).
 fn start_server(dir: &Path, root: &Path, grace_secs: u64) -> Running {
-    start(dir, dir, |port, c| {
-        c.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--root")
-            .arg(root)
-            .arg("--shutdown-grace")
+    serve(dir, dir, root, |c| {
+        c.arg("--shutdown-grace")
             .arg(grace_secs.to_string())
             .arg("--log-level")
             .arg("info");

@@ -48,23 +48,17 @@ fn raw(port: u16, request: &str) -> Response {
     Response::parse(&raw_at(process::addr(port), request.as_bytes()), false)
 }
 
-/// Run the binary with `args` (in a scratch directory) to its exit: code and stderr.
-fn fails(dir: &Path, args: &[&std::ffi::OsStr], env: &[(&str, &Path)]) -> (Option<i32>, String) {
-    let mut c = process::command(dir);
-    c.args(["--root", "."]).args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let (st, _out, err) = process::run_to_exit(c, &dir.join("logs"));
-    (st.code(), err)
-}
-
-fn assert_one_line(code: Option<i32>, err: &str, has: &[&str]) {
-    assert_eq!(code, Some(2), "{err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{err}");
+/// Run the binary with `args` and `env` (in a scratch directory), expecting a configuration
+/// error ([`process::config_error`]) whose line contains each of `has`.
+fn assert_fails(dir: &Path, args: &[&std::ffi::OsStr], env: &[(&str, &Path)], has: &[&str]) {
+    let err = process::config_error(dir, |c| {
+        c.args(["--root", "."]).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+    });
     for h in has {
-        assert!(lines[0].contains(h), "{h:?} not in {err:?}");
+        assert!(err.contains(h), "{h:?} not in {err:?}");
     }
 }
 
@@ -200,26 +194,30 @@ fn config_errors_are_one_line_and_exit_2() {
     let (cert_flag, key_flag) = (os("--tls-cert"), os("--tls-key"));
 
     // Only the certificate: the key is named as missing.
-    let (code, err) = fails(d, &[&cert_flag, files.cert.as_os_str()], &[]);
-    assert_one_line(code, &err, &["tls.key: missing"]);
+    assert_fails(
+        d,
+        &[&cert_flag, files.cert.as_os_str()],
+        &[],
+        &["tls.key: missing"],
+    );
     // Only the key, from the environment.
-    let (code, err) = fails(d, &[], &[("RANGESERVE_TLS_KEY", &files.key)]);
-    assert_one_line(code, &err, &["tls.cert: missing"]);
+    assert_fails(
+        d,
+        &[],
+        &[("RANGESERVE_TLS_KEY", &files.key)],
+        &["tls.cert: missing"],
+    );
     // Not PEM; a file that is not there; a key of another certificate.
-    let (code, err) = fails(
+    assert_fails(
         d,
         &[],
         &[
             ("RANGESERVE_TLS_CERT", &garbage),
             ("RANGESERVE_TLS_KEY", &files.key),
         ],
-    );
-    assert_one_line(
-        code,
-        &err,
         &["tls.cert", &garbage.display().to_string(), "no certificate"],
     );
-    let (code, err) = fails(
+    assert_fails(
         d,
         &[
             &cert_flag,
@@ -228,9 +226,9 @@ fn config_errors_are_one_line_and_exit_2() {
             garbage.as_os_str(),
         ],
         &[],
+        &["tls.key", "garbage.pem", "no private key"],
     );
-    assert_one_line(code, &err, &["tls.key", "garbage.pem", "no private key"]);
-    let (code, err) = fails(
+    assert_fails(
         d,
         &[
             &cert_flag,
@@ -239,9 +237,9 @@ fn config_errors_are_one_line_and_exit_2() {
             files.key.as_os_str(),
         ],
         &[],
+        &["tls.cert", "missing.pem", "No such file"],
     );
-    assert_one_line(code, &err, &["tls.cert", "missing.pem", "No such file"]);
-    let (code, err) = fails(
+    assert_fails(
         d,
         &[
             &cert_flag,
@@ -250,20 +248,16 @@ fn config_errors_are_one_line_and_exit_2() {
             other.key.as_os_str(),
         ],
         &[],
-    );
-    assert_one_line(
-        code,
-        &err,
         &["tls.key", "is not the key of the certificate"],
     );
     // A redirect to https without TLS; a redirect address that is not one.
-    let (code, err) = fails(d, &[&os("--tls-redirect-listen"), &os("127.0.0.1:1")], &[]);
-    assert_one_line(
-        code,
-        &err,
+    assert_fails(
+        d,
+        &[&os("--tls-redirect-listen"), &os("127.0.0.1:1")],
+        &[],
         &["tls.redirect_listen", "needs tls.cert and tls.key"],
     );
-    let (code, err) = fails(
+    assert_fails(
         d,
         &[
             &cert_flag,
@@ -274,13 +268,17 @@ fn config_errors_are_one_line_and_exit_2() {
             &os("nowhere"),
         ],
         &[],
+        &["tls.redirect_listen", "\"nowhere\""],
     );
-    assert_one_line(code, &err, &["tls.redirect_listen", "\"nowhere\""]);
     // An unknown key in [tls].
     let cfg = d.join("bad.toml");
     std::fs::write(&cfg, "[tls]\ncertificate = \"x.pem\"\n").unwrap();
-    let (code, err) = fails(d, &[&os("--config"), cfg.as_os_str()], &[]);
-    assert_one_line(code, &err, &["line 2", "certificate"]);
+    assert_fails(
+        d,
+        &[&os("--config"), cfg.as_os_str()],
+        &[],
+        &["line 2", "certificate"],
+    );
 }
 
 #[test]
