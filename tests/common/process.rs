@@ -116,6 +116,53 @@ pub fn get_at(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
     request_at(addr(port), "GET", path, headers)
 }
 
+/// A temporary working directory for the binary (so no stray config.toml is read) holding its
+/// document root `root/`; the binary's output goes to `logs/`. Removed when dropped.
+pub struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// A site whose root is empty.
+    pub fn empty() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        Site { dir }
+    }
+
+    /// A site whose root holds one file, `f.txt` ("hello from root\n").
+    pub fn new() -> Site {
+        let site = Site::empty();
+        site.write("root/f.txt", "hello from root\n");
+        site
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.path().join("logs")
+    }
+
+    /// Write `rel` (relative to the site; parents created) and return its path.
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// The binary serving this site's root, with whatever else `setup` adds ([`serve`]).
+    pub fn serve(&self, setup: impl Fn(&mut Command)) -> Running {
+        serve(self.path(), &self.logs(), &self.root(), setup)
+    }
+}
+
 /// Start the binary in `cwd` serving `root` (`--listen` on a free port and `--root`), with
 /// whatever else `setup` adds.
 pub fn serve(cwd: &Path, logs: &Path, root: &Path, setup: impl Fn(&mut Command)) -> Running {

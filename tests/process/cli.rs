@@ -3,39 +3,9 @@
 
 use crate::common::*;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::process::*;
-
-/// A temp dir used as the working directory, with `root/` holding one file.
-struct Site {
-    dir: tempfile::TempDir,
-}
-
-impl Site {
-    fn new() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("root")).unwrap();
-        std::fs::write(dir.path().join("root/f.txt"), b"hello from root\n").unwrap();
-        Site { dir }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn root(&self) -> PathBuf {
-        self.path().join("root")
-    }
-    fn logs(&self) -> PathBuf {
-        self.path().join("logs")
-    }
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
 
 /// A start-up failure ([`config_error`]) with these flags and variables; its one line.
 fn assert_config_error(site: &Site, args: &[&str], envs: &[(&str, &str)]) -> String {
@@ -203,7 +173,6 @@ fn bad_flag_and_variable_values_exit_2() {
 fn cache_control_precedence_defaults_file_env_flag() {
     let site = Site::new();
     let cfg = site.write("c.toml", "cache_control = \"from-file\"\n");
-    let root = site.root();
     // (file, env, flag) -> expected
     let cases = [
         (false, false, false, "no-cache"),
@@ -216,7 +185,7 @@ fn cache_control_precedence_defaults_file_env_flag() {
         (true, true, true, "from-flag"),
     ];
     for (file, env, flag, want) in cases {
-        let run = serve(site.path(), &site.logs(), &root, |c| {
+        let run = site.serve(|c| {
             if file {
                 c.arg("--config").arg(&cfg);
             }
@@ -308,7 +277,7 @@ fn explicit_config_replaces_the_working_directory_one() {
     let other = site.write("other.toml", "cache_control = \"from-other\"\n");
     let root = site.root();
     for via_env in [false, true] {
-        let run = serve(site.path(), &site.logs(), &root, |c| {
+        let run = site.serve(|c| {
             if via_env {
                 c.env("RANGESERVE_CONFIG", &other);
             } else {
@@ -345,7 +314,6 @@ fn boolean_settings_follow_the_same_precedence() {
     let site = Site::new();
     std::fs::write(site.root().join(".env"), b"hidden").unwrap();
     let cfg = site.write("c.toml", "show_hidden = true\n");
-    let root = site.root();
     // (file, env, flag) -> status of /.env
     let cases: [(bool, Option<&str>, Option<&str>, u16); 5] = [
         (false, None, None, 404),
@@ -355,7 +323,7 @@ fn boolean_settings_follow_the_same_precedence() {
         (false, Some("true"), Some("--show-hidden=false"), 404),
     ];
     for (file, env, flag, want) in cases {
-        let run = serve(site.path(), &site.logs(), &root, |c| {
+        let run = site.serve(|c| {
             if file {
                 c.arg("--config").arg(&cfg);
             }
@@ -385,7 +353,7 @@ fn other_flags_take_effect() {
     let data = pattern(1000);
     std::fs::write(root.join("d.bin"), &data).unwrap();
 
-    let run = serve(site.path(), &site.logs(), &root, |c| {
+    let run = site.serve(|c| {
         c.args(["--index-files", "b.htm,a.htm"])
             .args(["--max-ranges", "1"])
             .arg("--follow-symlinks");
@@ -404,7 +372,7 @@ fn other_flags_take_effect() {
     drop(run);
 
     // Defaults for the same three, for contrast.
-    let run = serve(site.path(), &site.logs(), &root, |_| {});
+    let run = site.serve(|_| {});
     assert_eq!(run.get("/", &[]).status, 404);
     assert_eq!(run.get("/out", &[]).status, 404);
     let r = run.get("/d.bin", &[("Range", "bytes=0-1,10-11")]);
@@ -414,9 +382,8 @@ fn other_flags_take_effect() {
 #[test]
 fn log_level_controls_the_log() {
     let site = Site::new();
-    let root = site.root();
     // Default (info): the start-up line and one access line per response, on stdout.
-    let run = serve(site.path(), &site.logs(), &root, |_| {});
+    let run = site.serve(|_| {});
     assert_eq!(run.get("/f.txt", &[]).status, 200);
     let listening = format!("listening on http://127.0.0.1:{}/", run.port);
     let log = read_text(&run.stdout);
@@ -426,7 +393,7 @@ fn log_level_controls_the_log() {
     drop(run);
 
     // warn: the start-up line is gone (it is written before the first response can be).
-    let run = serve(site.path(), &site.logs(), &root, |c| {
+    let run = site.serve(|c| {
         c.args(["--log-level", "warn"]);
     });
     assert_eq!(run.get("/f.txt", &[]).status, 200);
@@ -456,7 +423,7 @@ fn one_cpu_runs_the_single_threaded_scheduler() {
     let root = site.root();
     let first = pattern(100_000);
     std::fs::write(root.join("first.bin"), &first).unwrap();
-    let mut run = serve(site.path(), &site.logs(), &root, |c| {
+    let mut run = site.serve(|c| {
         c.args(["--prehash", "--watch"]);
         // SAFETY: only async-signal-safe calls between fork and exec (sched_setaffinity).
         unsafe {

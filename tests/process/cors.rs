@@ -9,12 +9,10 @@ const EVIL: &str = "https://evil.example";
 
 #[test]
 fn origins_from_flag_and_environment() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     std::fs::write(root.join("f.bin"), b"x").unwrap();
-    let logs = dir.path().join("logs");
-    let by_env = serve(dir.path(), &logs, &root, |c| {
+    let by_env = site.serve(|c| {
         c.env(
             "RANGESERVE_CORS_ALLOWED_ORIGINS",
             format!("{PAGE},{OTHER_PAGE}"),
@@ -27,7 +25,7 @@ fn origins_from_flag_and_environment() {
     assert_eq!(r.header("access-control-allow-origin"), None);
 
     // The flag wins over the variable.
-    let by_flag = serve(dir.path(), &logs, &root, |c| {
+    let by_flag = site.serve(|c| {
         c.arg("--cors-allowed-origins").arg("*");
         c.env("RANGESERVE_CORS_ALLOWED_ORIGINS", PAGE);
     });
@@ -37,10 +35,9 @@ fn origins_from_flag_and_environment() {
 
 #[test]
 fn bad_origins_stop_the_server_with_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let cfg = dir.path().join("c.toml");
+    let site = Site::empty();
+    let root = site.root();
+    let cfg = site.path().join("c.toml");
     std::fs::write(&cfg, "[cors]\nallowed_origins = [\"null\"]\n").unwrap();
     for args in [
         vec!["--cors-allowed-origins", "https://app.example/"],
@@ -48,7 +45,7 @@ fn bad_origins_stop_the_server_with_one_line() {
         vec!["--cors-allowed-origins", "app.example"],
         vec!["--config", cfg.to_str().unwrap()],
     ] {
-        let err = config_error(dir.path(), |c| {
+        let err = config_error(site.path(), |c| {
             c.args(&args).arg("--root").arg(&root);
         });
         assert!(err.contains("cors.allowed_origins"), "{args:?}: {err}");

@@ -8,15 +8,13 @@ use crate::common::process::*;
 /// over the variable, which wins over the file); a bad value is one line and exit code 2.
 #[test]
 fn config_key_env_and_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     let original = text(9);
     std::fs::write(root.join("f.txt"), &original).unwrap();
     std::fs::write(root.join("f.txt.gz"), gzip(&original)).unwrap();
-    let cfg = dir.path().join("c.toml");
+    let cfg = site.path().join("c.toml");
     std::fs::write(&cfg, "precompressed = true\n").unwrap();
-    let logs = dir.path().join("logs");
     // (file, env, flag) -> served gzip-encoded
     let cases: [(bool, Option<&str>, Option<&str>, bool); 6] = [
         (false, None, None, false),
@@ -27,7 +25,7 @@ fn config_key_env_and_flag() {
         (false, Some("on"), Some("--precompressed=false"), false),
     ];
     for (file, env, flag, encoded) in cases {
-        let run = serve(dir.path(), &logs, &root, |c| {
+        let run = site.serve(|c| {
             if file {
                 c.arg("--config").arg(&cfg);
             }
@@ -49,7 +47,7 @@ fn config_key_env_and_flag() {
         assert_eq!(decode(Enc::Gzip.when(encoded), &r.body), original, "{what}");
     }
     std::fs::write(&cfg, "precompressed = \"maybe\"\n").unwrap();
-    let err = config_error(dir.path(), |c| {
+    let err = config_error(site.path(), |c| {
         c.arg("--config").arg(&cfg).arg("--root").arg(&root);
     });
     assert!(err.contains("precompressed"), "{err}");

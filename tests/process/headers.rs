@@ -5,9 +5,8 @@ use crate::common::process::*;
 
 #[test]
 fn bad_rules_stop_the_server_with_one_line_naming_the_rule() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     for (toml, needle) in [
         ("[[headers]]\npath = \"dl/*\"\n", "headers[1].path"),
         (
@@ -36,9 +35,9 @@ fn bad_rules_stop_the_server_with_one_line_naming_the_rule() {
         ),
         ("[[headers]]\npattern = \"/a\"\n", "pattern"),
     ] {
-        let cfg = dir.path().join("c.toml");
+        let cfg = site.path().join("c.toml");
         std::fs::write(&cfg, toml).unwrap();
-        let err = config_error(dir.path(), |c| {
+        let err = config_error(site.path(), |c| {
             c.arg("--config").arg(&cfg).arg("--root").arg(&root);
         });
         assert!(err.contains(needle), "{toml}: {err}");

@@ -10,11 +10,10 @@ use crate::common::{wait_closed, wait_until, Response};
 
 #[test]
 fn max_connections_closes_the_extra_connection_and_logs_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     std::fs::write(root.join("f.txt"), b"hello").unwrap();
-    let run = serve(dir.path(), dir.path(), &root, |c| {
+    let run = site.serve(|c| {
         c.arg("--max-connections").arg("1");
     });
     // The harness's readiness probe may hold the one slot a moment: retry until served.
@@ -74,7 +73,7 @@ fn max_connections_closes_the_extra_connection_and_logs_once() {
 
 #[test]
 fn bad_limit_values_are_one_line_config_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let site = Site::empty();
     for (flag, value, key) in [
         ("--header-read-timeout", "0", "header_read_timeout"),
         ("--send-timeout", "0", "send_timeout"),
@@ -82,8 +81,8 @@ fn bad_limit_values_are_one_line_config_errors() {
         ("--max-headers", "0", "max_headers"),
         ("--max-headers", "100000", "max_headers"),
     ] {
-        let err = config_error(dir.path(), |c| {
-            c.arg("--root").arg(dir.path()).arg(flag).arg(value);
+        let err = config_error(site.path(), |c| {
+            c.arg("--root").arg(site.root()).arg(flag).arg(value);
         });
         assert!(err.contains(key), "{flag} {value}: {err}");
     }

@@ -15,13 +15,12 @@ fn sample(page: &str, series: &str) -> f64 {
 
 #[test]
 fn metrics_count_what_was_served_and_logs_are_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     let data = pattern(10_000);
     std::fs::write(root.join("f.bin"), &data).unwrap();
     let metrics_port = free_port();
-    let run = serve(dir.path(), dir.path(), &root, |c| {
+    let run = site.serve(|c| {
         c.arg("--metrics-listen")
             .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--log-format")
@@ -120,8 +119,8 @@ fn metrics_count_what_was_served_and_logs_are_json() {
 
 #[test]
 fn a_bad_metrics_address_is_a_config_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = config_error(dir.path(), |c| {
+    let site = Site::empty();
+    let err = config_error(site.path(), |c| {
         c.args(["--root", ".", "--metrics-listen", "nowhere"]);
     });
     assert!(err.contains("metrics_listen"), "{err}");

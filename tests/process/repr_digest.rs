@@ -6,13 +6,11 @@ use crate::common::repr_digest;
 
 #[test]
 fn the_switch_from_environment_and_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     std::fs::write(root.join("f.txt"), b"hello\n").unwrap();
-    let logs = dir.path().join("logs");
     let want = repr_digest(b"hello\n");
-    let by_env = serve(dir.path(), &logs, &root, |c| {
+    let by_env = site.serve(|c| {
         c.env("RANGESERVE_REPR_DIGEST", "false");
     });
     assert_eq!(by_env.get("/f.txt", &[]).header("repr-digest"), None);
@@ -23,7 +21,7 @@ fn the_switch_from_environment_and_flag() {
         Some(want.as_str())
     );
     // The flag wins over the variable.
-    let by_flag = serve(dir.path(), &logs, &root, |c| {
+    let by_flag = site.serve(|c| {
         c.arg("--repr-digest=true");
         c.env("RANGESERVE_REPR_DIGEST", "false");
     });

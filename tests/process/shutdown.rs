@@ -7,16 +7,15 @@ use crate::common::{connect, pattern, read_head, wait_until, Response};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Large enough that the kernel's socket buffers (a few MiB on loopback) cannot hold the whole
 /// response, small enough that the server's first SHA-256 pass stays quick in a debug build.
 const BIG: usize = 16 * 1024 * 1024;
 
-/// Start the binary over `root` (working directory `dir`, so no stray config.toml).
-fn start_server(dir: &Path, root: &Path, grace_secs: u64) -> Running {
-    serve(dir, dir, root, |c| {
+/// Start the binary serving `site` with this grace period.
+fn start_server(site: &Site, grace_secs: u64) -> Running {
+    site.serve(|c| {
         c.arg("--shutdown-grace")
             .arg(grace_secs.to_string())
             .arg("--log-level")
@@ -42,12 +41,11 @@ fn start_download(port: u16, path: &str) -> (TcpStream, usize, Vec<u8>) {
 
 #[test]
 fn sigterm_lets_the_in_flight_response_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     let data = pattern(BIG);
     std::fs::write(root.join("big.bin"), &data).unwrap();
-    let mut run = start_server(dir.path(), &root, 10);
+    let mut run = start_server(&site, 10);
 
     let (mut s, len, mut body) = start_download(run.port, "/big.bin");
     assert_eq!(len, BIG);
@@ -103,12 +101,11 @@ fn sigterm_lets_the_in_flight_response_finish() {
 
 #[test]
 fn stalled_client_cannot_hold_the_server_past_the_grace_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     let data = pattern(BIG);
     std::fs::write(root.join("big.bin"), &data).unwrap();
-    let mut run = start_server(dir.path(), &root, 1);
+    let mut run = start_server(&site, 1);
 
     // Read the head (so the response is surely in flight), then never read again.
     let (mut s, len, mut body) = start_download(run.port, "/big.bin");
@@ -131,12 +128,11 @@ fn stalled_client_cannot_hold_the_server_past_the_grace_period() {
 
 #[test]
 fn idle_keep_alive_connections_are_closed_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let site = Site::empty();
+    let root = site.root();
     std::fs::write(root.join("a.txt"), b"hello").unwrap();
     // A long grace period: only closing the idle connection lets the server exit early.
-    let mut run = start_server(dir.path(), &root, 30);
+    let mut run = start_server(&site, 30);
 
     let (mut s, len, mut body) = start_download(run.port, "/a.txt");
     assert_eq!(len, 5);

@@ -4,7 +4,7 @@
 //! `CI` set they fail instead.
 
 use crate::common::curl::curl;
-use crate::common::process::{self, port_is_open, refused, start, Running};
+use crate::common::process::{self, port_is_open, refused, start, Running, Site};
 use crate::common::tls::{self_signed, CertFiles};
 use crate::common::{free_port, pattern, raw_at, wait_until, Response};
 
@@ -283,16 +283,15 @@ fn config_errors_are_one_line_and_exit_2() {
 
 #[test]
 fn tls_from_the_environment_serves_https() {
-    let dir = tempfile::tempdir().unwrap();
-    let files = self_signed(dir.path());
+    let site = Site::empty();
+    let files = self_signed(site.path());
     let Some(curl) = curl(&files.cert) else {
         return;
     };
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
+    let root = site.root();
     let data = pattern(5000);
     std::fs::write(root.join("f"), &data).unwrap();
-    let run = start(dir.path(), dir.path(), |port, c| {
+    let run = start(site.path(), &site.logs(), |port, c| {
         c.env("RANGESERVE_LISTEN", format!("127.0.0.1:{port}"))
             .env("RANGESERVE_ROOT", &root)
             .env("RANGESERVE_TLS_CERT", &files.cert)
