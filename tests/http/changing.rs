@@ -39,9 +39,8 @@ impl Download {
     }
 
     fn etag(&self) -> String {
-        self.head
-            .lines()
-            .find_map(|l| l.strip_prefix("etag: "))
+        Response::parse_head(&self.head)
+            .header("etag")
             .unwrap()
             .to_string()
     }

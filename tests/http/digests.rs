@@ -10,12 +10,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rangeserve::config::Config;
-
-fn start(root: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
-    Server::start_over(root, tweak)
-}
-
 /// Hash computations started by this server so far.
 fn computations(s: &Server) -> u64 {
     s.files.hash_computations()
@@ -80,7 +74,7 @@ fn hashes_persist_across_a_restart_and_changed_files_are_hashed_again() {
         std::fs::write(root.join(name), bytes).unwrap();
     }
 
-    let run = start(&root, |c| c.state_dir = Some(state.clone()));
+    let run = Server::start_over(&root, |c| c.state_dir = Some(state.clone()));
     for (name, bytes) in files.iter().zip(&data) {
         let r = run.get(&format!("/{name}"), &[]);
         assert_eq!(r.status, 200);
@@ -101,7 +95,7 @@ fn hashes_persist_across_a_restart_and_changed_files_are_hashed_again() {
     data[1] = other_pattern(300_001);
     rewrite_keeping_mtime(&root.join("b.bin"), &data[1]);
 
-    let run = start(&root, |c| c.state_dir = Some(state.clone()));
+    let run = Server::start_over(&root, |c| c.state_dir = Some(state.clone()));
     // Unchanged: served with its persisted hash, nothing computed.
     let r = run.get("/a.bin", &[]);
     assert_eq!(r.header("etag"), Some(etag_of(&data[0]).as_str()));
@@ -147,7 +141,7 @@ fn a_corrupt_state_file_is_ignored_and_compacted_away() {
     garbage.extend_from_slice(&expected_line(&root.join("f.bin"), &data).as_bytes()[..30]);
     std::fs::write(state.join("digests-v1"), &garbage).unwrap();
 
-    let run = start(&root, |c| c.state_dir = Some(state.clone()));
+    let run = Server::start_over(&root, |c| c.state_dir = Some(state.clone()));
     // Loaded and rewritten at start-up: only the well-formed line is left.
     assert_eq!(state_lines(&state), vec![unrelated.clone()]);
     let r = run.get("/f.bin", &[]);
@@ -178,7 +172,7 @@ fn prehash_hashes_every_servable_file_before_any_request() {
     std::fs::write(&outside, b"outside").unwrap();
     std::os::unix::fs::symlink(&outside, root.join("link.bin")).unwrap();
 
-    let run = start(&root, |c| {
+    let run = Server::start_over(&root, |c| {
         c.state_dir = Some(state.clone());
         c.prehash = true;
     });
@@ -208,7 +202,7 @@ fn prehash_hashes_every_servable_file_before_any_request() {
     drop(run);
 
     // After a restart prehash finds everything known: nothing is hashed again.
-    let run = start(&root, |c| {
+    let run = Server::start_over(&root, |c| {
         c.state_dir = Some(state.clone());
         c.prehash = true;
     });
@@ -221,7 +215,7 @@ fn prehash_hashes_every_servable_file_before_any_request() {
 #[test]
 fn watch_hashes_new_and_changed_files_before_any_request() {
     let (dir, root, _state) = dirs();
-    let run = start(&root, |c| c.watch = true);
+    let run = Server::start_over(&root, |c| c.watch = true);
 
     // The watcher starts in the background: drop probe files in until one is hashed.
     let deadline = Instant::now() + Duration::from_secs(30);

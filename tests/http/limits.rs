@@ -7,25 +7,14 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Read one response (head and Content-Length body) from a keep-alive connection.
+/// Read one response (head and Content-Length body, [`read_one`]) from a keep-alive
+/// connection: all the connection has sent so far, so what comes next is read afresh.
 fn read_response(s: &mut TcpStream) -> Response {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut byte).unwrap(),
-            1,
-            "closed inside a head: {raw:?}"
-        );
-        raw.push(byte[0]);
-    }
-    let head = Response::parse(&raw, true);
-    let len: usize = head.header("content-length").unwrap().parse().unwrap();
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    raw.extend_from_slice(&body);
-    Response::parse(&raw, false)
+    let mut buf = Vec::new();
+    let r = read_one(s, &mut buf, false);
+    assert!(buf.is_empty(), "bytes after the response: {buf:?}");
+    r
 }
 
 /// Open descriptors of this process (the in-process server's included) whose target is
