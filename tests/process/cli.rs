@@ -81,7 +81,7 @@ fn bad_config_values_are_one_line_naming_the_key() {
         // A valid key before the bad one, so naming "a key" is not enough.
         let cfg = site.write(
             &format!("c{i}.toml"),
-            &format!("follow_symlinks = false\n{text}"),
+            format!("follow_symlinks = false\n{text}"),
         );
         let err = assert_config_error(
             &site,
@@ -107,7 +107,7 @@ fn missing_root_is_one_line_naming_the_path() {
     // Same from the config file and from the environment.
     let cfg = site.write(
         "c.toml",
-        &format!("root = \"{}\"\n", missing.to_str().unwrap()),
+        format!("root = \"{}\"\n", missing.to_str().unwrap()),
     );
     let err = assert_config_error(&site, &["--config", cfg.to_str().unwrap()], &[]);
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
