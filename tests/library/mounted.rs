@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use rangeserve::ServeFiles;
 
-use crate::common::{etag_of, multipart, pattern, Background, Response, Server};
+use crate::common::{etag_of, multipart, pattern, replace_all, Background, Response, Server};
 
 /// An axum application served on 127.0.0.1 by `axum::serve` in its own runtime; stopped when
 /// dropped.
@@ -105,7 +105,7 @@ fn normalized(mut r: Response, prefix: &str) -> Response {
             let b = multipart::boundary_of(&ct);
             r.headers
                 .insert("content-type".into(), ct.replace(&b, "BOUNDARY"));
-            r.body = replace(&r.body, b.as_bytes(), b"BOUNDARY");
+            r.body = replace_all(&r.body, b.as_bytes(), b"BOUNDARY");
         }
     }
     if !prefix.is_empty() {
@@ -113,7 +113,7 @@ fn normalized(mut r: Response, prefix: &str) -> Response {
             r.headers
                 .insert("location".into(), loc.replacen(prefix, "", 1));
         }
-        r.body = replace(&r.body, format!("\"{prefix}/").as_bytes(), b"\"/");
+        r.body = replace_all(&r.body, format!("\"{prefix}/").as_bytes(), b"\"/");
     }
     if r.body != before {
         r.headers
@@ -124,21 +124,6 @@ fn normalized(mut r: Response, prefix: &str) -> Response {
         r.headers.insert("etag".into(), "W/\"listing\"".into());
     }
     r
-}
-
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 fn same_as_the_binary(app: &Axum, prefix: &str, server: &Server, etag: &str) {
