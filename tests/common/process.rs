@@ -195,7 +195,12 @@ pub fn start(cwd: &Path, logs: &Path, setup: impl Fn(u16, &mut Command)) -> Runn
         loop {
             if let Some(st) = run.child.try_wait().unwrap() {
                 let err = read_text(&run.stderr);
-                if st.code() == Some(1) && err.contains("listen") {
+                // A port in use is a start-up error naming `listen` (exit code 2; 1 before
+                // listeners were bound ahead of the start-up line).
+                if matches!(st.code(), Some(1 | 2))
+                    && err.contains("listen")
+                    && err.contains("in use")
+                {
                     break; // port taken by someone else: try another
                 }
                 panic!("server exited with {st} before listening: {err}");
