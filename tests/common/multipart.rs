@@ -1,6 +1,8 @@
 //! An independent multipart/byteranges reader (RFC 2046 §5.1.1, RFC 9110 §14.6) for tests that
 //! check multipart bodies however they arrived (raw HTTP/1.1, curl over HTTP/2, ...).
 
+use super::find;
+
 #[derive(Debug)]
 pub struct Part {
     pub content_type: Option<String>,
@@ -25,10 +27,6 @@ pub fn boundary_of(content_type: &str) -> String {
         }
     }
     panic!("no boundary in {content_type:?}");
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Every part of `body`: each delimiter is CRLF "--" boundary (the first may open the body),

@@ -1,25 +1,15 @@
 //! The server binary as a child process: started in a directory of the test's choosing (so no
 //! stray config.toml is read), on a port that was free a moment ago, killed when dropped.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Response;
+use super::{free_port, poll, request_at, Response};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rangeserve");
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -27,6 +17,16 @@ pub fn addr(port: u16) -> SocketAddr {
 
 pub fn port_is_open(port: u16) -> bool {
     TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_ok()
+}
+
+/// A connection to 127.0.0.1:`port` is refused: nothing listens there. (Not merely "does not
+/// connect": a listener that no longer accepts still completes connections until its backlog is
+/// full, and then lets them time out.)
+pub fn refused(port: u16) -> bool {
+    match TcpStream::connect_timeout(&addr(port), Duration::from_secs(1)) {
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        Ok(_) => false,
+    }
 }
 
 /// The binary, run in `cwd`, with no inherited RANGESERVE_* or RUST_LOG variables.
@@ -88,40 +88,91 @@ impl Running {
 
     /// Wait for the process to exit, at most `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
+        poll(limit, || self.child.try_wait().unwrap()).unwrap_or_else(|| {
+            panic!(
                 "still running after {limit:?}; log: {}",
                 read_text(&self.stdout)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            )
+        })
     }
 
     /// What the server wrote to standard output so far (its log).
     pub fn log(&self) -> String {
         read_text(&self.stdout)
     }
+
+    /// Wait (at most 10 s) until the log contains `needle`; the log.
+    pub fn log_shows(&self, needle: &str) -> String {
+        poll(Duration::from_secs(10), || {
+            let log = self.log();
+            log.contains(needle).then_some(log)
+        })
+        .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{}", self.log()))
+    }
 }
 
 /// `GET path` on 127.0.0.1:`port`, Connection: close; the parsed response.
 pub fn get_at(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    // Long enough for the lab's SHA-256 of a 2 GiB generated file on a loaded machine.
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+    request_at(addr(port), "GET", path, headers)
+}
+
+/// A temporary working directory for the binary (so no stray config.toml is read) holding its
+/// document root `root/`; the binary's output goes to `logs/`. Removed when dropped.
+pub struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// A site whose root is empty.
+    pub fn empty() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        Site { dir }
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    Response::parse(&raw, false)
+
+    /// A site whose root holds one file, `f.txt` ("hello from root\n").
+    pub fn new() -> Site {
+        let site = Site::empty();
+        site.write("root/f.txt", "hello from root\n");
+        site
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.path().join("logs")
+    }
+
+    /// Write `rel` (relative to the site; parents created) and return its path.
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// The binary serving this site's root, with whatever else `setup` adds ([`serve`]).
+    pub fn serve(&self, setup: impl Fn(&mut Command)) -> Running {
+        serve(self.path(), &self.logs(), &self.root(), setup)
+    }
+}
+
+/// Start the binary in `cwd` serving `root` (`--listen` on a free port and `--root`), with
+/// whatever else `setup` adds.
+pub fn serve(cwd: &Path, logs: &Path, root: &Path, setup: impl Fn(&mut Command)) -> Running {
+    start(cwd, logs, |port, c| {
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(root);
+        setup(c);
+    })
 }
 
 /// Start the binary in `cwd`; `setup` gets a free port and adds whatever makes the server
@@ -144,7 +195,12 @@ pub fn start(cwd: &Path, logs: &Path, setup: impl Fn(u16, &mut Command)) -> Runn
         loop {
             if let Some(st) = run.child.try_wait().unwrap() {
                 let err = read_text(&run.stderr);
-                if st.code() == Some(1) && err.contains("listen") {
+                // A port in use is a start-up error naming `listen` (exit code 2; 1 before
+                // listeners were bound ahead of the start-up line).
+                if matches!(st.code(), Some(1 | 2))
+                    && err.contains("listen")
+                    && err.contains("in use")
+                {
                     break; // port taken by someone else: try another
                 }
                 panic!("server exited with {st} before listening: {err}");
@@ -167,17 +223,30 @@ pub fn start(cwd: &Path, logs: &Path, setup: impl Fn(u16, &mut Command)) -> Runn
 pub fn run_to_exit(mut c: Command, logs: &Path) -> (ExitStatus, String, String) {
     let (out, err) = log_to(&mut c, logs);
     let mut child = c.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 10 s: {}", read_text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let Some(status) = poll(Duration::from_secs(10), || child.try_wait().unwrap()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("still running after 10 s: {}", read_text(&out));
     };
     (status, read_text(&out), read_text(&err))
+}
+
+/// Run the binary in `cwd`, with what `setup` adds and `--listen` on a free port, expecting a
+/// start-up failure: exit code 2, exactly one line on stderr, nothing on stdout, and the port
+/// never accepted a connection. Returns the line.
+pub fn config_error(cwd: &Path, setup: impl FnOnce(&mut Command)) -> String {
+    let port = free_port();
+    let mut c = command(cwd);
+    setup(&mut c);
+    c.arg("--listen").arg(format!("127.0.0.1:{port}"));
+    let args: Vec<_> = c.get_args().collect();
+    let envs: Vec<_> = c.get_envs().filter(|(_, v)| v.is_some()).collect();
+    let what = format!("{args:?} {envs:?}");
+    let (st, out, err) = run_to_exit(c, &cwd.join("logs"));
+    assert_eq!(st.code(), Some(2), "{what}: {st}; stderr: {err}");
+    assert!(err.ends_with('\n'), "{what}: {err:?}");
+    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err:?}");
+    assert!(out.is_empty(), "{what}: stdout: {out:?}");
+    assert!(!port_is_open(port), "{what}: port {port} is open");
+    err
 }

@@ -62,7 +62,7 @@ fn pair() -> Pair {
     });
     let modified = fast.get("/f.bin", &[]);
     Pair {
-        etag: format!("\"{}\"", sha256_hex(&data)),
+        etag: etag_of(&data),
         modified: modified.header("last-modified").unwrap().to_string(),
         fast,
         hyper,
@@ -87,7 +87,7 @@ struct Answer {
 
 /// Connect to `addr`, send each of `writes` as its own write (TCP_NODELAY: each goes out as
 /// it is written), and read until the server closes the connection.
-fn exchange(addr: SocketAddr, writes: &[&[u8]]) -> Answer {
+fn talk(addr: SocketAddr, writes: &[&[u8]]) -> Answer {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
@@ -136,25 +136,9 @@ fn read_to_close(s: &mut TcpStream) -> Answer {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len())
         .position(|w| w.eq_ignore_ascii_case(needle))
-}
-
-fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut rest = hay;
-    while let Some(at) = find(rest, from) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(to);
-        rest = &rest[at + from.len()..];
-    }
-    out.extend_from_slice(rest);
-    out
 }
 
 /// What may differ between two correct answers: the value of each `date:` line, and each
@@ -277,8 +261,8 @@ impl<'a> Check<'a> {
 
     fn compare(&mut self, name: &str, writes: &[&[u8]], norm: fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
         self.cases += 1;
-        let fast = exchange(self.pair.fast.addr, writes);
-        let hyper = exchange(self.pair.hyper.addr, writes);
+        let fast = talk(self.pair.fast.addr, writes);
+        let hyper = talk(self.pair.hyper.addr, writes);
         let (f, h) = (norm(&fast.bytes), norm(&hyper.bytes));
         if f != h || fast.end != End::Closed || hyper.end != End::Closed {
             self.failures
@@ -308,8 +292,8 @@ impl<'a> Check<'a> {
     /// or answers the large request too.
     fn head_limit(&mut self, name: &str, bytes: &[u8]) {
         self.cases += 1;
-        let fast = exchange(self.pair.fast.addr, &[bytes]);
-        let hyper = exchange(self.pair.hyper.addr, &[bytes]);
+        let fast = talk(self.pair.fast.addr, &[bytes]);
+        let hyper = talk(self.pair.hyper.addr, &[bytes]);
         let (f, h) = (normalise(&fast.bytes), normalise(&hyper.bytes));
         let ok = fast.end == End::Closed
             && hyper.end == End::Closed
@@ -1118,8 +1102,8 @@ fn no_http2_after_an_http1_response_on_the_fast_path() {
     {
         let preface = [H2_PREFACE, H2_SETTINGS].concat();
         let answer = match cut {
-            None => exchange(s.addr, &[first.as_bytes(), &preface]),
-            Some(k) => exchange(
+            None => talk(s.addr, &[first.as_bytes(), &preface]),
+            Some(k) => talk(
                 s.addr,
                 &[&[first.as_bytes(), &preface[..k]].concat(), &preface[k..]],
             ),

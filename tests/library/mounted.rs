@@ -3,62 +3,32 @@
 //! behaviour is checked with exact bytes, and the same requests sent to the rangeserve binary's
 //! application must get the same answers (Date and multipart boundaries aside).
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
 use rangeserve::ServeFiles;
 
-use crate::common::{multipart, pattern, sha256_hex, Response, Server};
+use crate::common::{etag_of, multipart, pattern, replace_all, Background, Response, Server};
 
 /// An axum application served on 127.0.0.1 by `axum::serve` in its own runtime; stopped when
 /// dropped.
-struct Axum {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+struct Axum(Background);
 
 impl Axum {
     fn start(app: Router) -> Axum {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
+        let listen = "127.0.0.1:0".parse().unwrap();
+        Axum(Background::start(listen, |l, ready, stop| async move {
+            ready.go();
+            axum::serve(l, app)
+                .with_graceful_shutdown(stop.wait())
+                .await
                 .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(l.local_addr().unwrap()).unwrap();
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Axum {
-            addr,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
+        }))
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-        crate::common::request_at(self.addr, method, path, headers)
-    }
-}
-
-impl Drop for Axum {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        let _ = self.thread.take().map(|t| t.join());
+        crate::common::request_at(self.0.addr, method, path, headers)
     }
 }
 
@@ -135,7 +105,7 @@ fn normalized(mut r: Response, prefix: &str) -> Response {
             let b = multipart::boundary_of(&ct);
             r.headers
                 .insert("content-type".into(), ct.replace(&b, "BOUNDARY"));
-            r.body = replace(&r.body, b.as_bytes(), b"BOUNDARY");
+            r.body = replace_all(&r.body, b.as_bytes(), b"BOUNDARY");
         }
     }
     if !prefix.is_empty() {
@@ -143,7 +113,7 @@ fn normalized(mut r: Response, prefix: &str) -> Response {
             r.headers
                 .insert("location".into(), loc.replacen(prefix, "", 1));
         }
-        r.body = replace(&r.body, format!("\"{prefix}/").as_bytes(), b"\"/");
+        r.body = replace_all(&r.body, format!("\"{prefix}/").as_bytes(), b"\"/");
     }
     if r.body != before {
         r.headers
@@ -154,21 +124,6 @@ fn normalized(mut r: Response, prefix: &str) -> Response {
         r.headers.insert("etag".into(), "W/\"listing\"".into());
     }
     r
-}
-
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 fn same_as_the_binary(app: &Axum, prefix: &str, server: &Server, etag: &str) {
@@ -200,7 +155,7 @@ fn nested_under_a_prefix_beside_other_routes() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let data = tree(&root);
-    let etag = format!("\"{}\"", sha256_hex(&data));
+    let etag = etag_of(&data);
     let app = Axum::start(
         Router::new()
             .route("/", get(|| async { "home\n" }))
@@ -303,7 +258,7 @@ fn as_the_fallback_service() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let data = tree(&root);
-    let etag = format!("\"{}\"", sha256_hex(&data));
+    let etag = etag_of(&data);
     let app = Axum::start(
         Router::new()
             .route("/api/hello", get(|| async { "hi\n" }))
@@ -356,7 +311,7 @@ mod oneshot {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         let data = tree(&root);
-        let etag = format!("\"{}\"", sha256_hex(&data));
+        let etag = etag_of(&data);
         let files = ServeFiles::new(&root);
 
         let (s, h, b) = call(&files, get("/f.bin", &[("Range", "bytes=9990-")])).await;

@@ -1,3 +1,0 @@
-mod common;
-#[path = "http/equivalence.rs"]
-mod equivalence;
