@@ -83,6 +83,9 @@ struct State {
     fresh: bool,
     /// When the first byte arrived after going idle.
     first_byte: Option<Instant>,
+    /// A read that waited while a request was in flight (hyper reads ahead while it writes
+    /// a response), to be woken when the connection goes idle so that it arms its deadline.
+    reader: Option<std::task::Waker>,
 }
 
 impl Activity {
@@ -95,6 +98,7 @@ impl Activity {
                 idle_since: Instant::now(),
                 fresh: true,
                 first_byte: None,
+                reader: None,
             }),
         })
     }
@@ -109,10 +113,14 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// When reading must have made the connection busy again, if it is idle now.
-    fn read_deadline(&self, limits: &Limits) -> Option<Instant> {
-        let s = self.state.lock().unwrap();
+    /// When reading must have made the connection busy again, if it is idle now; if it is
+    /// not, `waker` is woken when it becomes idle.
+    fn read_deadline(&self, limits: &Limits, waker: &std::task::Waker) -> Option<Instant> {
+        let mut s = self.state.lock().unwrap();
         if s.in_flight > 0 {
+            if !s.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                s.reader = Some(waker.clone());
+            }
             return None;
         }
         Some(match s.first_byte {
@@ -143,6 +151,9 @@ impl Drop for InFlight {
         if s.in_flight == 0 {
             s.idle_since = Instant::now();
             s.first_byte = None;
+            if let Some(w) = s.reader.take() {
+                w.wake();
+            }
         }
     }
 }
@@ -301,7 +312,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Deadline<IO> {
         // by the head size limit, and a client that pauses between pieces meets the timer
         // here, at its absolute deadline (from the head's first byte, not from the last read).
         // Polling it on every read that returned bytes showed in the profile of 304s.
-        if let Some(at) = this.activity.read_deadline(&this.limits) {
+        if let Some(at) = this.activity.read_deadline(&this.limits, cx.waker()) {
             // The timer is only ever moved earlier here. A later deadline (the next keep-alive
             // wait, after every request) waits for the armed timer to fire, which then re-arms
             // it: resetting tokio's timer once per request showed in the profile of 304s.
