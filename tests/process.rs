@@ -23,6 +23,8 @@ mod limits;
 mod listing;
 #[path = "process/observability.rs"]
 mod observability;
+#[path = "process/operators.rs"]
+mod operators;
 #[path = "process/repr_digest.rs"]
 mod repr_digest;
 #[path = "process/shutdown.rs"]

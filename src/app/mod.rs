@@ -55,15 +55,16 @@ pub fn router(config: &Config, files: ServeFiles) -> Router {
 }
 
 /// The application the binary serves: the [`router`] in its layers. Outermost first: each
-/// request is counted and logged as it was received (with its id), and each response as it
+/// request gets an id (when access lines are written), is counted and logged as it was
+/// received, and each response as it
 /// left, CORS headers and a panic's 500 included. The layers wrap the Router rather than each
 /// of its routes (`Router::layer`), which would box each of them once more per request.
 pub fn app(config: &Config, files: ServeFiles) -> impl transport::App {
     tower::ServiceBuilder::new()
+        .option_layer(access_log_on().then(|| SetRequestIdLayer::x_request_id(Sequential)))
         .layer(observe::ObserveLayer {
             trusted_proxies: config.trusted_proxies.clone().into(),
         })
-        .option_layer(access_log_on().then(|| SetRequestIdLayer::x_request_id(Sequential)))
         .option_layer(
             config
                 .cors

@@ -186,8 +186,8 @@ impl Streamed {
         // The connection's peer is known here on HTTP/1 (this body runs in its task).
         let client = client.or_else(|| crate::ops::peer().map(|p| p.ip()));
         match client {
-            Some(client) => tracing::warn!(path, %client, "aborting response body: {e}"),
-            None => tracing::warn!(path, "aborting response body: {e}"),
+            Some(client) => tracing::warn!(path = %path, %client, "aborting response body: {e}"),
+            None => tracing::warn!(path = %path, "aborting response body: {e}"),
         }
         self.pieces.clear();
         self.inflight = None;

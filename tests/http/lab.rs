@@ -560,3 +560,89 @@ fn requests_lists_what_the_lab_saw_per_key() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["requests"], serde_json::json!([]));
 }
+
+/// The faults `/requests` lists for the requests seen under `key`, once their bodies are done.
+fn faults_seen(s: &Server, key: &str, n: usize) -> Vec<serde_json::Value> {
+    poll(Duration::from_secs(10), || {
+        let r = s.get(&format!("/_lab/requests?key={key}"), &[]);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let list = v["requests"].as_array().unwrap().clone();
+        (list.len() == n && list.iter().all(|e| e["bytes"].is_number()))
+            .then(|| list.iter().map(|e| e["faults"].clone()).collect())
+    })
+    .unwrap_or_else(|| panic!("not {n} requests under {key}"))
+}
+
+#[test]
+fn fail_times_counts_per_key_path_and_fault() {
+    let s = lab();
+    let status = |path: &str| s.get(path, &[]).status;
+    // One key, one URL: the first fails, the second does not.
+    assert_eq!(status("/_lab/gen/100?fail=503&fail_times=1&key=k"), 503);
+    assert_eq!(status("/_lab/gen/100?fail=503&fail_times=1&key=k"), 200);
+    // The same key on another path, or with another fault, has failures of its own.
+    assert_eq!(status("/_lab/gen/200?fail=503&fail_times=1&key=k"), 503);
+    assert_eq!(status("/_lab/gen/100?fail=500&fail_times=1&key=k"), 500);
+    // Without a key, one URL does not use up another's failures.
+    assert_eq!(status("/_lab/gen/10?fail=503&fail_times=1"), 503);
+    assert_eq!(status("/_lab/gen/10?fail=503&fail_times=1"), 200);
+    assert_eq!(status("/_lab/gen/20?fail=503&fail_times=1"), 503);
+}
+
+#[test]
+fn a_key_can_be_reset_and_its_example_run_again() {
+    let s = lab();
+    let url = "/_lab/gen/1000?fail=truncate&fail_times=1&key=t1";
+    let cut = raw_get(&s, url, &[]);
+    assert!(cut.body.len() < 1000, "first run: truncated");
+    assert_eq!(s.get(url, &[]).body.len(), 1000, "then whole");
+    let r = s.get("/_lab/reset?key=t1", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"reset t1\n"[..]));
+    let list = s.get("/_lab/requests?key=t1", &[]);
+    let v: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(v["requests"], serde_json::json!([]), "{v}");
+    // A second run behaves as the first.
+    assert!(raw_get(&s, url, &[]).body.len() < 1000, "after reset: truncated again");
+    assert_eq!(s.get("/_lab/reset", &[]).status, 400);
+}
+
+#[test]
+fn only_faults_that_took_effect_are_listed() {
+    let s = lab();
+    // 100 bytes: a cut, pause or corrupt offset past them does nothing.
+    for q in ["cut=1000", "corrupt=5000", "pause=500:10"] {
+        let r = s.get(&format!("/_lab/gen/100?key=past&{q}"), &[]);
+        assert_eq!((r.status, r.body.len()), (200, 100), "{q}");
+    }
+    // Ones that do.
+    let cut = raw_get(&s, "/_lab/gen/100?key=past&cut=50", &[]);
+    assert_eq!(cut.body.len(), 50);
+    s.get("/_lab/gen/100?key=past&corrupt=10", &[]);
+    let faults = faults_seen(&s, "past", 5);
+    assert_eq!(
+        faults,
+        [
+            serde_json::json!([]),
+            serde_json::json!([]),
+            serde_json::json!([]),
+            serde_json::json!(["cut=50"]),
+            serde_json::json!(["corrupt=10"]),
+        ]
+    );
+}
+
+#[test]
+fn a_fault_parameter_given_twice_or_contradicted_is_a_400_naming_it() {
+    let s = lab();
+    for (q, name) in [
+        ("seed=1&seed=2", "seed"),
+        ("ranges=ignore&ranges=none", "ranges"),
+        ("cut=10&cut=20", "cut"),
+        ("etag=rotate&validators=none", "etag"),
+    ] {
+        let r = s.get(&format!("/_lab/gen/100?{q}"), &[]);
+        assert_eq!(r.status, 400, "{q}");
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(body.contains(&format!("`{name}`")), "{q}: {body}");
+    }
+}
