@@ -602,7 +602,10 @@ fn a_key_can_be_reset_and_its_example_run_again() {
     let v: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
     assert_eq!(v["requests"], serde_json::json!([]), "{v}");
     // A second run behaves as the first.
-    assert!(raw_get(&s, url, &[]).body.len() < 1000, "after reset: truncated again");
+    assert!(
+        raw_get(&s, url, &[]).body.len() < 1000,
+        "after reset: truncated again"
+    );
     assert_eq!(s.get("/_lab/reset", &[]).status, 400);
 }
 

@@ -26,16 +26,27 @@ fn json_access_lines(run: &Running, n: usize) -> Vec<serde_json::Value> {
 #[test]
 fn a_log_level_that_is_not_a_level_is_a_start_up_error_naming_the_nearest() {
     let site = Site::new();
-    for (how, meant) in [("--log-level warning", "warn"), ("--log-level verbose", "debug")] {
+    for (how, meant) in [
+        ("--log-level warning", "warn"),
+        ("--log-level verbose", "debug"),
+    ] {
         let word = how.split(' ').nth(1).unwrap();
         let line = process::config_error(site.path(), |c| {
-            c.arg("--root").arg(site.root()).arg("--log-level").arg(word);
+            c.arg("--root")
+                .arg(site.root())
+                .arg("--log-level")
+                .arg(word);
         });
         assert!(line.contains("log_level"), "{how}: {line}");
-        assert!(line.contains(&format!("did you mean \"{meant}\"")), "{how}: {line}");
+        assert!(
+            line.contains(&format!("did you mean \"{meant}\"")),
+            "{how}: {line}"
+        );
     }
     let line = process::config_error(site.path(), |c| {
-        c.arg("--root").arg(site.root()).env("RANGESERVE_LOG_LEVEL", "verbose");
+        c.arg("--root")
+            .arg(site.root())
+            .env("RANGESERVE_LOG_LEVEL", "verbose");
     });
     assert!(line.contains("did you mean \"debug\""), "{line}");
     let line = process::config_error(site.path(), |c| {
@@ -58,7 +69,10 @@ fn access_lines_carry_client_query_user_agent_and_referer_null_when_absent() {
     });
     run.get(
         "/f.txt?a=1&b=two",
-        &[("User-Agent", "tester/1.0"), ("Referer", "https://example.com/page")],
+        &[
+            ("User-Agent", "tester/1.0"),
+            ("Referer", "https://example.com/page"),
+        ],
     );
     run.get("/f.txt", &[]);
     let lines = json_access_lines(&run, 2);
@@ -72,15 +86,28 @@ fn access_lines_carry_client_query_user_agent_and_referer_null_when_absent() {
     assert!(first["request_id"].is_string(), "{first}");
     let second = &lines[1]["fields"];
     for absent in ["query", "user_agent", "referer", "range"] {
-        assert_eq!(second[absent], serde_json::Value::Null, "{absent}: {second}");
+        assert_eq!(
+            second[absent],
+            serde_json::Value::Null,
+            "{absent}: {second}"
+        );
     }
     // In text lines, an absent value is `-`.
     let text = Site::new();
     let run = text.serve(|_| {});
     run.get("/f.txt?x=y", &[("User-Agent", "ua")]);
     let log = run.log_shows("rangeserve::access");
-    let line = log.lines().find(|l| l.contains("rangeserve::access")).unwrap();
-    for part in ["client=127.0.0.1", "query=x=y", "user_agent=ua", "referer=-", "range=-"] {
+    let line = log
+        .lines()
+        .find(|l| l.contains("rangeserve::access"))
+        .unwrap();
+    for part in [
+        "client=127.0.0.1",
+        "query=x=y",
+        "user_agent=ua",
+        "referer=-",
+        "range=-",
+    ] {
         assert!(line.contains(part), "{part}: {line}");
     }
 }
@@ -88,7 +115,10 @@ fn access_lines_carry_client_query_user_agent_and_referer_null_when_absent() {
 #[test]
 fn forwarding_headers_name_the_client_only_from_trusted_proxies() {
     let xff = [("X-Forwarded-For", "198.51.100.9, 203.0.113.7")];
-    let forwarded = [("Forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\"")];
+    let forwarded = [(
+        "Forwarded",
+        "for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\"",
+    )];
     // Untrusted (no trusted_proxies): the socket's address, whatever the headers say.
     let site = Site::new();
     let run = site.serve(|c| {
@@ -102,7 +132,12 @@ fn forwarding_headers_name_the_client_only_from_trusted_proxies() {
     // Trusted: the nearest address that is not a trusted proxy.
     let site = Site::new();
     let run = site.serve(|c| {
-        c.args(["--log-format", "json", "--trusted-proxies", "127.0.0.1,203.0.113.0/24"]);
+        c.args([
+            "--log-format",
+            "json",
+            "--trusted-proxies",
+            "127.0.0.1,203.0.113.0/24",
+        ]);
     });
     run.get("/f.txt", &xff);
     run.get("/f.txt", &forwarded);
@@ -113,7 +148,9 @@ fn forwarding_headers_name_the_client_only_from_trusted_proxies() {
     assert_eq!(lines[2]["fields"]["client"], "127.0.0.1", "{}", lines[2]);
     // A bad entry is a start-up error.
     let line = process::config_error(site.path(), |c| {
-        c.arg("--root").arg(site.root()).args(["--trusted-proxies", "10.0.0.0/99"]);
+        c.arg("--root")
+            .arg(site.root())
+            .args(["--trusted-proxies", "10.0.0.0/99"]);
     });
     assert!(line.contains("trusted_proxies"), "{line}");
 }
@@ -135,9 +172,15 @@ fn a_port_in_use_is_one_line_and_exit_2_before_listening() {
     let port = taken.local_addr().unwrap().port();
     for flag in ["--metrics-listen"] {
         let line = process::config_error(site.path(), |c| {
-            c.arg("--root").arg(site.root()).arg(flag).arg(format!("127.0.0.1:{port}"));
+            c.arg("--root")
+                .arg(site.root())
+                .arg(flag)
+                .arg(format!("127.0.0.1:{port}"));
         });
-        assert!(line.contains("metrics_listen") && line.contains("in use"), "{line}");
+        assert!(
+            line.contains("metrics_listen") && line.contains("in use"),
+            "{line}"
+        );
     }
     // The main listener: its own port in use.
     let mut c = process::command(site.path());
@@ -164,7 +207,11 @@ fn shutdown_ends_with_a_stopped_line_counting_what_was_in_flight() {
     run.sigterm();
     let mut run = run;
     assert!(run.wait_exit(Duration::from_secs(10)).success());
-    assert!(run.log().contains("stopped: no response was in flight"), "{}", run.log());
+    assert!(
+        run.log().contains("stopped: no response was in flight"),
+        "{}",
+        run.log()
+    );
 
     // A download that does not read: in flight at shutdown, cut at the end of the grace.
     let run = site.serve(|c| {
@@ -172,7 +219,8 @@ fn shutdown_ends_with_a_stopped_line_counting_what_was_in_flight() {
     });
     run.get("/big.bin", &[("Range", "bytes=0-0")]); // hashed before the slow request
     let mut slow = TcpStream::connect(process::addr(run.port)).unwrap();
-    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut first = [0u8; 1024];
     assert!(slow.read(&mut first).unwrap() > 0);
     run.sigterm();
@@ -192,7 +240,9 @@ fn prehash_reports_found_hashed_and_known_with_a_rate_over_hashed_bytes_only() {
     site.write("root/b.bin", pattern(200_000));
     let state = site.path().join("state");
     let args = |c: &mut std::process::Command| {
-        c.arg("--prehash").arg("--state-dir").arg(site.path().join("state"));
+        c.arg("--prehash")
+            .arg("--state-dir")
+            .arg(site.path().join("state"));
     };
     let mut run = site.serve(args);
     let log = run.log_shows("prehash: done");
@@ -242,7 +292,11 @@ fn the_healthcheck_asks_the_server_itself_and_reads_no_directory() {
     assert!(text.contains("answered 204"), "{text}");
     let lines = json_access_lines(&run, 1);
     let f = &lines[0]["fields"];
-    assert_eq!((f["method"].as_str(), f["path"].as_str()), (Some("OPTIONS"), Some("*")), "{f}");
+    assert_eq!(
+        (f["method"].as_str(), f["path"].as_str()),
+        (Some("OPTIONS"), Some("*")),
+        "{f}"
+    );
     assert_eq!(f["bytes"], 0);
 }
 
@@ -251,7 +305,10 @@ fn the_healthcheck_works_over_tls() {
     let site = Site::new();
     let certs = tls::self_signed(site.path());
     let run = site.serve(|c| {
-        c.arg("--tls-cert").arg(&certs.cert).arg("--tls-key").arg(&certs.key);
+        c.arg("--tls-cert")
+            .arg(&certs.cert)
+            .arg("--tls-key")
+            .arg(&certs.key);
     });
     let env = [
         ("RANGESERVE_LISTEN", format!("127.0.0.1:{}", run.port)),
@@ -284,7 +341,8 @@ fn an_aborted_body_is_logged_with_its_path_and_client() {
     run.get("/big.bin", &[("Range", "bytes=0-0")]); // hashed first
     let mut c = TcpStream::connect(process::addr(run.port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     assert!(c.read(&mut buf).unwrap() > 0);
     // Rewritten in place mid-response: the server must not finish the body.
@@ -300,7 +358,10 @@ fn an_aborted_body_is_logged_with_its_path_and_client() {
     }
     assert!(got < data.len(), "the whole body arrived");
     let log = run.log_shows("aborting response body");
-    let line = log.lines().find(|l| l.contains("aborting response body")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("aborting response body"))
+        .unwrap();
     assert!(line.contains("path=/big.bin"), "{line}");
     assert!(line.contains("client=127.0.0.1"), "{line}");
 }
