@@ -218,8 +218,8 @@ where
         // Most requests are answered here and now (a file whose hash is known): the future
         // then only hands the response over, and nothing large is moved into a box.
         match answer_now(&self.inner, parts) {
-            Ok(resp) => Box::pin(std::future::ready(Ok(resp))),
-            Err(parts) => {
+            Now::Answered(resp) => Box::pin(std::future::ready(Ok(resp))),
+            Now::Later(parts) => {
                 let inner = self.inner.clone();
                 Box::pin(async move { Ok(answer(&inner, parts).await) })
             }
@@ -242,13 +242,18 @@ fn mount<'a>(uri: &'a Uri, extensions: &'a http::Extensions) -> (&'a str, bool) 
     (full.strip_suffix(path).unwrap_or(""), false)
 }
 
+/// What [`answer_now`] could do.
+// Either is the common case: boxing would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Now {
+    Answered(Response),
+    /// The request back, for [`answer`].
+    Later(http::request::Parts),
+}
+
 /// The answer, if it needs no waiting: another method than GET and HEAD, the mount point
-/// without its slash, or a file the storage has at hand (`Storage::open_now`); otherwise the
-/// request back, for [`answer`].
-fn answer_now<S: Storage>(
-    inner: &Inner<S>,
-    parts: http::request::Parts,
-) -> Result<Response, http::request::Parts> {
+/// without its slash, or a file the storage has at hand (`Storage::open_now`).
+fn answer_now<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Now {
     match parts.method {
         Method::GET | Method::HEAD => {}
         Method::OPTIONS => {
@@ -256,28 +261,28 @@ fn answer_now<S: Storage>(
             *r.status_mut() = StatusCode::NO_CONTENT;
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            return Ok(r);
+            return Now::Answered(r);
         }
         _ => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            return Ok(r);
+            return Now::Answered(r);
         }
     }
     let (base, at_mount_point) = mount(&parts.uri, &parts.extensions);
     if at_mount_point {
         // The root is a directory: its URL ends with a slash, as any other directory's.
-        return Ok(redirect_with_query(&format!("{base}/"), parts.uri.query()));
+        return Now::Answered(redirect_with_query(&format!("{base}/"), parts.uri.query()));
     }
     // Sidecars are looked for through the storage's asynchronous interface.
     if inner.opts.precompressed {
-        return Err(parts);
+        return Now::Later(parts);
     }
     let (rep, name) = match inner.storage.open_now(parts.uri.path()) {
         Some(Ok(found)) => found,
-        Some(Err(e)) => return Ok(respond::open_error(e, parts.uri.path())),
-        None => return Err(parts),
+        Some(Err(e)) => return Now::Answered(respond::open_error(e, parts.uri.path())),
+        None => return Now::Later(parts),
     };
     let query = if inner.opts.download {
         parts.uri.query()
@@ -288,7 +293,7 @@ fn answer_now<S: Storage>(
         path_headers: PathHeaders::new(&inner.opts.header_rules, &name, query),
         ..rep
     };
-    Ok(file_response(
+    Now::Answered(file_response(
         inner,
         &parts,
         &rep,

@@ -26,7 +26,16 @@ pub fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Respo
 pub fn plain_text(status: StatusCode, body: impl Into<String>) -> Response {
     let body: String = body.into();
     let len = body.len();
-    let mut r = Response::new(Body::from(body));
+    plain(status, Body::from(body), len)
+}
+
+/// A small plain-text response from a static text.
+pub fn text(status: StatusCode, body: &'static str) -> Response {
+    plain(status, Body::from(body), body.len())
+}
+
+fn plain(status: StatusCode, body: Body, len: usize) -> Response {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -35,20 +44,6 @@ pub fn plain_text(status: StatusCode, body: impl Into<String>) -> Response {
     );
     h.insert(NOSNIFF.0.clone(), NOSNIFF.1.clone());
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    r
-}
-
-/// A small plain-text response from a static text.
-pub fn text(status: StatusCode, body: &'static str) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(NOSNIFF.0.clone(), NOSNIFF.1.clone());
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     r
 }
 

@@ -101,6 +101,20 @@ impl Running {
         read_text(&self.stdout)
     }
 
+    /// Wait (at most 10 s) until the log (in JSON) holds at least `n` access lines; all of them.
+    pub fn json_access_lines(&self, n: usize) -> Vec<serde_json::Value> {
+        poll(Duration::from_secs(10), || {
+            let lines: Vec<serde_json::Value> = self
+                .log()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["target"] == "rangeserve::access")
+                .collect();
+            (lines.len() >= n).then_some(lines)
+        })
+        .unwrap_or_else(|| panic!("fewer than {n} access lines:\n{}", self.log()))
+    }
+
     /// Wait (at most 10 s) until the log contains `needle`; the log.
     pub fn log_shows(&self, needle: &str) -> String {
         poll(Duration::from_secs(10), || {

@@ -150,12 +150,18 @@ fn binary_over(root: &Path) -> Server {
     Server::start_over(root, |c| c.listing = true)
 }
 
-#[test]
-fn nested_under_a_prefix_beside_other_routes() {
+/// A temporary root holding [`tree`]: the directory, its path, f.bin's bytes and its ETag.
+fn site() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, String) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let data = tree(&root);
     let etag = etag_of(&data);
+    (dir, root, data, etag)
+}
+
+#[test]
+fn nested_under_a_prefix_beside_other_routes() {
+    let (_dir, root, data, etag) = site();
     let app = Axum::start(
         Router::new()
             .route("/", get(|| async { "home\n" }))
@@ -255,10 +261,7 @@ fn nested_under_a_prefix_beside_other_routes() {
 
 #[test]
 fn as_the_fallback_service() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().canonicalize().unwrap();
-    let data = tree(&root);
-    let etag = etag_of(&data);
+    let (_dir, root, _, etag) = site();
     let app = Axum::start(
         Router::new()
             .route("/api/hello", get(|| async { "hi\n" }))
@@ -308,10 +311,7 @@ mod oneshot {
 
     #[tokio::test]
     async fn a_bare_service_answers_every_behaviour() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        let data = tree(&root);
-        let etag = etag_of(&data);
+        let (_dir, root, data, etag) = site();
         let files = ServeFiles::new(&root);
 
         let (s, h, b) = call(&files, get("/f.bin", &[("Range", "bytes=9990-")])).await;

@@ -7,21 +7,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::common::process::{self, Running, Site};
+use crate::common::process::{self, Site};
 use crate::common::*;
-
-fn json_access_lines(run: &Running, n: usize) -> Vec<serde_json::Value> {
-    poll(Duration::from_secs(10), || {
-        let lines: Vec<serde_json::Value> = run
-            .log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["target"] == "rangeserve::access")
-            .collect();
-        (lines.len() >= n).then_some(lines)
-    })
-    .unwrap_or_else(|| panic!("fewer than {n} access lines:\n{}", run.log()))
-}
 
 #[test]
 fn a_log_level_that_is_not_a_level_is_a_start_up_error_naming_the_nearest() {
@@ -75,7 +62,7 @@ fn access_lines_carry_client_query_user_agent_and_referer_null_when_absent() {
         ],
     );
     run.get("/f.txt", &[]);
-    let lines = json_access_lines(&run, 2);
+    let lines = run.json_access_lines(2);
     let first = &lines[0]["fields"];
     assert_eq!(first["client"], "127.0.0.1", "{first}");
     assert_eq!(first["path"], "/f.txt");
@@ -126,7 +113,7 @@ fn forwarding_headers_name_the_client_only_from_trusted_proxies() {
     });
     run.get("/f.txt", &xff);
     run.get("/f.txt", &forwarded);
-    for l in json_access_lines(&run, 2) {
+    for l in run.json_access_lines(2) {
         assert_eq!(l["fields"]["client"], "127.0.0.1", "{l}");
     }
     // Trusted: the nearest address that is not a trusted proxy.
@@ -142,7 +129,7 @@ fn forwarding_headers_name_the_client_only_from_trusted_proxies() {
     run.get("/f.txt", &xff);
     run.get("/f.txt", &forwarded);
     run.get("/f.txt", &[]);
-    let lines = json_access_lines(&run, 3);
+    let lines = run.json_access_lines(3);
     assert_eq!(lines[0]["fields"]["client"], "198.51.100.9", "{}", lines[0]);
     assert_eq!(lines[1]["fields"]["client"], "2001:db8::1", "{}", lines[1]);
     assert_eq!(lines[2]["fields"]["client"], "127.0.0.1", "{}", lines[2]);
@@ -170,18 +157,39 @@ fn a_port_in_use_is_one_line_and_exit_2_before_listening() {
     let site = Site::new();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    for flag in ["--metrics-listen"] {
+    let certs = tls::self_signed(site.path());
+    let tls_args = vec![
+        "--tls-cert".to_string(),
+        certs.cert.display().to_string(),
+        "--tls-key".to_string(),
+        certs.key.display().to_string(),
+    ];
+    for (key, mut args) in [
+        ("metrics_listen", vec!["--metrics-listen".to_string()]),
+        ("tls.redirect_listen", tls_args),
+    ] {
+        if key == "tls.redirect_listen" {
+            args.push("--tls-redirect-listen".to_string());
+        }
+        args.push(format!("127.0.0.1:{port}"));
         let line = process::config_error(site.path(), |c| {
-            c.arg("--root")
-                .arg(site.root())
-                .arg(flag)
-                .arg(format!("127.0.0.1:{port}"));
+            c.arg("--root").arg(site.root()).args(&args);
         });
         assert!(
-            line.contains("metrics_listen") && line.contains("in use"),
-            "{line}"
+            line.contains(key) && line.contains("in use"),
+            "{key}: {line}"
         );
     }
+    // A bad certificate: one line too.
+    let line = process::config_error(site.path(), |c| {
+        c.arg("--root")
+            .arg(site.root())
+            .arg("--tls-cert")
+            .arg(site.root().join("f.txt"))
+            .arg("--tls-key")
+            .arg(&certs.key);
+    });
+    assert!(line.contains("tls.cert"), "{line}");
     // The main listener: its own port in use.
     let mut c = process::command(site.path());
     c.arg("--root")
@@ -261,75 +269,6 @@ fn prehash_reports_found_hashed_and_known_with_a_rate_over_hashed_bytes_only() {
     assert!(done.contains("3 files found, 0 hashed (0.0 MB)"), "{done}");
     assert!(done.contains("3 already known"), "{done}");
     assert!(!done.contains("MB/s"), "{done}");
-}
-
-/// `rangeserve healthcheck ARGS` in `site`, with these variables: exit code and output.
-fn healthcheck(site: &Site, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
-    let mut c = process::command(site.path());
-    c.arg("healthcheck").args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap(), text)
-}
-
-#[test]
-fn the_healthcheck_asks_the_server_itself_and_reads_no_directory() {
-    // Listings on and an access log: the check must not be a listing of the root.
-    let site = Site::new();
-    let run = site.serve(|c| {
-        c.args(["--listing", "--log-format", "json"]);
-    });
-    let env = [("RANGESERVE_LISTEN", format!("127.0.0.1:{}", run.port))];
-    let (code, text) = healthcheck(&site, &[], &env);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("answered 204"), "{text}");
-    let lines = json_access_lines(&run, 1);
-    let f = &lines[0]["fields"];
-    assert_eq!(
-        (f["method"].as_str(), f["path"].as_str()),
-        (Some("OPTIONS"), Some("*")),
-        "{f}"
-    );
-    assert_eq!(f["bytes"], 0);
-}
-
-#[test]
-fn the_healthcheck_works_over_tls() {
-    let site = Site::new();
-    let certs = tls::self_signed(site.path());
-    let run = site.serve(|c| {
-        c.arg("--tls-cert")
-            .arg(&certs.cert)
-            .arg("--tls-key")
-            .arg(&certs.key);
-    });
-    let env = [
-        ("RANGESERVE_LISTEN", format!("127.0.0.1:{}", run.port)),
-        ("RANGESERVE_TLS_CERT", certs.cert.display().to_string()),
-        ("RANGESERVE_TLS_KEY", certs.key.display().to_string()),
-    ];
-    let (code, text) = healthcheck(&site, &[], &env);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("https://127.0.0.1:"), "{text}");
-    assert!(text.contains("answered 204"), "{text}");
-}
-
-#[test]
-fn the_healthcheck_says_when_it_timed_out() {
-    let site = Site::new();
-    // Accepts (the kernel does) and never answers.
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", silent.local_addr().unwrap());
-    let (code, text) = healthcheck(&site, &["--url", &url, "--timeout", "1"], &[]);
-    assert_eq!(code, 1, "{text}");
-    assert!(text.contains("timed out"), "{text}");
 }
 
 #[test]
