@@ -166,13 +166,16 @@ if [ -n "$srv" ]; then
 else
   fail "cannot find the server process"
 fi
-# Someone's files mounted at /www: served, and not listed.
+# Someone's files at /www (copied into a container of the image: buildah's chroot isolation
+# does not bind-mount volumes here): served, and not listed.
 mkdir -p "$work/files/sub"
-printf 'hello\n' >"$work/files/hello.txt"
+printf 'hello' >"$work/files/hello.txt"
 printf 'deep\n' >"$work/files/sub/deep.txt"
 chmod -R a+rX "$work/files"
+chmod a+x "$work"   # mktemp -d is 0700: the image's user must get through it to the files
 ctr2=$(bh from rangeserve:test)
-buildah "${store[@]}" run --isolation chroot --volume "$work/files:/www:ro" \
+bh copy --chown 0:0 "$ctr2" "$work/files" /www >/dev/null
+buildah "${store[@]}" run --isolation chroot \
   --env RANGESERVE_LISTEN=0.0.0.0:$port "$ctr2" -- /rangeserve >"$work/server2.log" 2>&1 &
 server_pid=$!
 deadline=$((SECONDS + 30))
@@ -181,12 +184,11 @@ until curl -s -o /dev/null "http://127.0.0.1:$port/hello.txt"; do
   [ $SECONDS -lt $deadline ] || { cat "$work/server2.log"; fail "no answer on port $port after 30 s"; }
   sleep 0.2
 done
-[ "$(curl -sf "http://127.0.0.1:$port/hello.txt")" = hello ] || fail "the mounted file is not served"
-for dir in / /sub/; do
-  status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$dir")
-  [ "$status" = 404 ] || fail "GET $dir of the mounted directory: $status, expected 404 (no listing)"
-done
-say "a mounted directory is served without a listing"
+got=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/hello.txt")
+[ "$got" = "hello 200" ] || { cat "$work/server2.log"; fail "the mounted file is not served: $got"; }
+status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/sub/")
+[ "$status" = 404 ] || fail "GET /sub/ (no index file): $status, expected 404 (no listing)"
+say "someone's files at /www are served without a listing"
 srv=$(find_server "$server_pid" || true)
 [ -n "$srv" ] && kill -TERM "$srv"
 wait "$server_pid" || true
