@@ -51,6 +51,9 @@ pub mod http;
 pub mod fs;
 #[doc(hidden)]
 pub mod ops;
+#[cfg(feature = "s3")]
+#[doc(hidden)]
+pub mod store;
 
 #[cfg(feature = "server")]
 #[doc(hidden)]

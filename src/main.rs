@@ -165,9 +165,25 @@ fn main() -> ExitCode {
                 "configuration: no file (defaults, RANGESERVE_* variables and flags)"
             ),
         }
-        tracing::info!(root = %config.root.display(), scheduler, "listening on {scheme}://{addr}/");
-        let files = rangeserve::app::files(&config);
-        match rangeserve::app::serve(listeners, config, files, shutdown_signal()).await {
+        let served = match config.bucket.clone() {
+            Some(url) => {
+                // Reached before "listening": an unreachable endpoint, a missing bucket or
+                // refused credentials are start-up errors like any other bad setting.
+                let files = rangeserve::app::bucket_files(&config, &url);
+                if let Err(e) = files.start().await {
+                    eprintln!("rangeserve: error: root {e}");
+                    return ExitCode::from(2);
+                }
+                tracing::info!(root = %url, scheduler, "listening on {scheme}://{addr}/");
+                rangeserve::app::serve(listeners, config, files, shutdown_signal()).await
+            }
+            None => {
+                tracing::info!(root = %config.root.display(), scheduler, "listening on {scheme}://{addr}/");
+                let files = rangeserve::app::files(&config);
+                rangeserve::app::serve(listeners, config, files, shutdown_signal()).await
+            }
+        };
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rangeserve: error: {e}");

@@ -19,17 +19,29 @@ use http::{HeaderValue, Request, Response};
 use tower_http::request_id::{MakeRequestId, RequestId, SetRequestIdLayer};
 
 use crate::config::Config;
-use crate::files::ServeFiles;
+use crate::files::{Bucket, Names, ServeFiles, Storage};
 use crate::http::response::internal_error;
 use crate::ops::metrics;
 use crate::transport::{self, limits::Limits};
 
-/// The file engine with the configuration's settings.
+/// The file engine with the configuration's settings, for the directory `root`.
 pub fn files(config: &Config) -> ServeFiles {
-    ServeFiles::new(&config.root)
+    configure(
+        ServeFiles::new(&config.root).follow_symlinks(config.follow_symlinks),
+        config,
+    )
+}
+
+/// The file engine with the configuration's settings, for the bucket `url`.
+pub fn bucket_files(config: &Config, url: &str) -> ServeFiles<Bucket> {
+    configure(ServeFiles::bucket(url, config.s3.clone()), config)
+}
+
+/// The settings every storage has.
+fn configure<S: Storage + Clone + Names>(files: ServeFiles<S>, config: &Config) -> ServeFiles<S> {
+    files
         .index_files(config.index_files.clone())
         .show_hidden(config.show_hidden)
-        .follow_symlinks(config.follow_symlinks)
         .listing(config.listing)
         .max_ranges(config.max_ranges)
         .cache_control(config.cache_control.clone())
@@ -43,7 +55,7 @@ pub fn files(config: &Config) -> ServeFiles {
 }
 
 /// The routes: `files` for every path, the lab under its prefix when it is on.
-pub fn router(config: &Config, files: ServeFiles) -> Router {
+pub fn router<S: Storage + Clone>(config: &Config, files: ServeFiles<S>) -> Router {
     let mut router = Router::new();
     if config.lab_enabled {
         router = router.nest_service(
@@ -59,7 +71,7 @@ pub fn router(config: &Config, files: ServeFiles) -> Router {
 /// received, and each response as it
 /// left, CORS headers and a panic's 500 included. The layers wrap the Router rather than each
 /// of its routes (`Router::layer`), which would box each of them once more per request.
-pub fn app(config: &Config, files: ServeFiles) -> impl transport::App {
+pub fn app<S: Storage + Clone>(config: &Config, files: ServeFiles<S>) -> impl transport::App {
     tower::ServiceBuilder::new()
         .option_layer(access_log_on().then(|| SetRequestIdLayer::x_request_id(Sequential)))
         .layer(observe::ObserveLayer {
@@ -155,10 +167,10 @@ impl Listeners {
 
 /// Serve the application `config` describes on `listener` until `shutdown` completes, with
 /// the other listeners `config` asks for (bound here).
-pub async fn serve_files(
+pub async fn serve_files<S: Storage + Clone>(
     listener: tokio::net::TcpListener,
     config: Arc<Config>,
-    files: ServeFiles,
+    files: ServeFiles<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listeners = Listeners::beside(listener, &config)
@@ -170,10 +182,10 @@ pub async fn serve_files(
 /// Serve until `shutdown` completes: the engine started (prehash, watch), the metrics and TLS
 /// redirect listeners beside the main one, the connection layer with the configuration's
 /// limits.
-pub async fn serve(
+pub async fn serve<S: Storage + Clone>(
     listeners: Listeners,
     config: Arc<Config>,
-    files: ServeFiles,
+    files: ServeFiles<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let onoff = |b: bool| if b { "on" } else { "off" };

@@ -24,8 +24,13 @@ pub mod log_filter;
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Document root, canonicalized (absolute, no symlinks) once at start-up.
+    /// Document root, canonicalized (absolute, no symlinks) once at start-up; for a bucket,
+    /// its `s3://` URL as given.
     pub root: PathBuf,
+    /// The bucket served (`root = "s3://BUCKET/PREFIX"`), instead of a directory.
+    pub bucket: Option<String>,
+    /// How the bucket is reached (`[s3]`), beside the standard `AWS_*` variables.
+    pub s3: crate::store::S3Options,
     /// Names tried, in order, when a directory is requested with a trailing slash.
     pub index_files: Vec<String>,
     /// Serve names that start with a dot.
@@ -146,6 +151,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     metrics_listen: Option<String>,
     lab: Option<LabFileConfig>,
+    s3: Option<S3FileConfig>,
     repr_digest: Option<bool>,
     headers: Option<Vec<HeaderRuleFile>>,
     cors: Option<CorsFileConfig>,
@@ -192,6 +198,18 @@ struct LabFileConfig {
     prefix: Option<String>,
 }
 
+/// The `[s3]` section of `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3FileConfig {
+    endpoint: Option<String>,
+    region: Option<String>,
+    allow_http: Option<bool>,
+    virtual_hosted_style: Option<bool>,
+    request_timeout: Option<u64>,
+    retries: Option<usize>,
+}
+
 /// The `[tls]` section of `config.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -219,7 +237,7 @@ pub struct Cli {
     #[arg(long, env = "RANGESERVE_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
-    /// Document root, relative to the working directory [default: www]
+    /// Document root, relative to the working directory, or a bucket: s3://BUCKET/PREFIX [default: www]
     #[arg(long, env = "RANGESERVE_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
 
@@ -313,6 +331,34 @@ pub struct Cli {
     /// URL path prefix of the lab [default: /_lab]
     #[arg(long, env = "RANGESERVE_LAB_PREFIX", value_name = "PATH")]
     pub lab_prefix: Option<String>,
+
+    /// S3 endpoint URL, e.g. http://127.0.0.1:8333 [default: AWS_ENDPOINT_URL, else AWS]
+    #[arg(long, env = "RANGESERVE_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region [default: AWS_REGION or AWS_DEFAULT_REGION, else us-east-1]
+    #[arg(long, env = "RANGESERVE_S3_REGION", value_name = "NAME")]
+    pub s3_region: Option<String>,
+
+    /// Allow an http:// S3 endpoint [default: AWS_ALLOW_HTTP, else false]
+    #[arg(long, env = "RANGESERVE_S3_ALLOW_HTTP", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub s3_allow_http: Option<bool>,
+
+    /// Virtual-hosted-style S3 URLs (BUCKET.host) [default: false with an endpoint set, AWS's style otherwise]
+    #[arg(long, env = "RANGESERVE_S3_VIRTUAL_HOSTED_STYLE", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub s3_virtual_hosted_style: Option<bool>,
+
+    /// Seconds allowed for each request to the store until its answer starts [default: 5]
+    #[arg(long, env = "RANGESERVE_S3_REQUEST_TIMEOUT", value_name = "SECS")]
+    pub s3_request_timeout: Option<u64>,
+
+    /// Retries of a failed read from the store [default: 2]
+    #[arg(long, env = "RANGESERVE_S3_RETRIES", value_name = "N")]
+    pub s3_retries: Option<usize>,
 
     /// Send Repr-Digest (RFC 9530, sha-256) with files; a client's Want-Repr-Digest overrides it [default: true]
     #[arg(long, env = "RANGESERVE_REPR_DIGEST", value_name = "BOOL",
@@ -502,6 +548,23 @@ impl Cli {
                 lab.prefix = self.lab_prefix;
             }
         }
+        {
+            let flags = S3FileConfig {
+                endpoint: self.s3_endpoint,
+                region: self.s3_region,
+                allow_http: self.s3_allow_http,
+                virtual_hosted_style: self.s3_virtual_hosted_style,
+                request_timeout: self.s3_request_timeout,
+                retries: self.s3_retries,
+            };
+            let s3 = file.s3.get_or_insert_with(S3FileConfig::default);
+            s3.endpoint = flags.endpoint.or(s3.endpoint.take());
+            s3.region = flags.region.or(s3.region.take());
+            s3.allow_http = flags.allow_http.or(s3.allow_http);
+            s3.virtual_hosted_style = flags.virtual_hosted_style.or(s3.virtual_hosted_style);
+            s3.request_timeout = flags.request_timeout.or(s3.request_timeout);
+            s3.retries = flags.retries.or(s3.retries);
+        }
         if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_redirect_listen.is_some() {
             let tls = file.tls.get_or_insert_with(TlsFileConfig::default);
             if self.tls_cert.is_some() {
@@ -553,14 +616,31 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 impl FileConfig {
     fn finish(self, root: PathBuf) -> Result<Config, ConfigError> {
         let shown = root.display().to_string();
-        let meta =
-            std::fs::metadata(&root).map_err(|e| ConfigError(format!("root {shown}: {e}")))?;
-        if !meta.is_dir() {
-            return Err(ConfigError(format!("root {shown}: not a directory")));
-        }
-        let root = root
-            .canonicalize()
-            .map_err(|e| ConfigError(format!("root {shown}: {e}")))?;
+        let bucket = match shown.split_once("://") {
+            Some(("s3", _)) => {
+                crate::store::parse_url(&shown).map_err(|e| ConfigError(format!("root: {e}")))?;
+                Some(shown.clone())
+            }
+            Some((scheme, _)) => {
+                return Err(ConfigError(format!(
+                    "root {shown}: unknown scheme {scheme}:// (a directory, or s3://BUCKET/PREFIX)"
+                )))
+            }
+            None => None,
+        };
+        let root = match bucket {
+            Some(_) => root,
+            None => {
+                let meta = std::fs::metadata(&root)
+                    .map_err(|e| ConfigError(format!("root {shown}: {e}")))?;
+                if !meta.is_dir() {
+                    return Err(ConfigError(format!("root {shown}: not a directory")));
+                }
+                root.canonicalize()
+                    .map_err(|e| ConfigError(format!("root {shown}: {e}")))?
+            }
+        };
+        let s3 = s3_options(self.s3.unwrap_or_default())?;
 
         let index_files = self
             .index_files
@@ -695,6 +775,8 @@ impl FileConfig {
             precompressed: self.precompressed.unwrap_or(false),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics_listen,
+            bucket,
+            s3,
             lab_enabled: lab.enabled.unwrap_or(false),
             lab_prefix,
             repr_digest: self.repr_digest.unwrap_or(true),
@@ -714,6 +796,39 @@ impl FileConfig {
 }
 
 /// A lab prefix is an absolute path of plain segments, without a trailing slash: `/_lab`.
+/// The `[s3]` settings, checked.
+fn s3_options(file: S3FileConfig) -> Result<crate::store::S3Options, ConfigError> {
+    let defaults = crate::store::S3Options::default();
+    if let Some(endpoint) = &file.endpoint {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "s3.endpoint: {endpoint:?} is not an http:// or https:// URL"
+            )));
+        }
+    }
+    let request_timeout = match file.request_timeout {
+        Some(0) => return Err(ConfigError("s3.request_timeout: must be at least 1 second".into())),
+        Some(secs) if secs > 300 => {
+            return Err(ConfigError("s3.request_timeout: at most 300 seconds".into()))
+        }
+        Some(secs) => Duration::from_secs(secs),
+        None => defaults.request_timeout,
+    };
+    let retries = match file.retries {
+        Some(n) if n > 10 => return Err(ConfigError("s3.retries: at most 10".into())),
+        Some(n) => n,
+        None => defaults.retries,
+    };
+    Ok(crate::store::S3Options {
+        endpoint: file.endpoint.filter(|e| !e.is_empty()),
+        region: file.region.filter(|r| !r.is_empty()),
+        allow_http: file.allow_http,
+        virtual_hosted_style: file.virtual_hosted_style,
+        request_timeout,
+        retries,
+    })
+}
+
 fn check_lab_prefix(prefix: &str) -> Result<(), ConfigError> {
     let ok = prefix.len() > 1
         && prefix.starts_with('/')

@@ -45,6 +45,10 @@ pub const SENDFILE_MIN: u64 = 16 * 1024;
 /// How much of the end of a response is copied rather than sent by sendfile (see `placeholder`).
 const TAIL: u64 = 4096;
 
+/// The widest gap between two ranges of a response that a streaming source reads through
+/// rather than asking again (about what a second request costs in transfer time).
+pub const COALESCE_GAP: u64 = 256 * 1024;
+
 /// Streaming bodies alive now.
 static STREAMING: AtomicUsize = AtomicUsize::new(0);
 
@@ -206,6 +210,22 @@ impl Streamed {
         }
     }
 
+    /// Where the run of ranges that starts with the front one ends: the following ranges join
+    /// it while each starts at most [`COALESCE_GAP`] bytes after the previous one ends (a
+    /// multipart response's nearby parts), so a source that streams reads them in one request.
+    fn run_end(&self) -> u64 {
+        let mut end = 0;
+        for piece in &self.pieces {
+            if let Piece::Range(r) = piece {
+                if end != 0 && (r.start < end || r.start - end > COALESCE_GAP) {
+                    break;
+                }
+                end = r.end;
+            }
+        }
+        end
+    }
+
     /// A `sendfile` placeholder for the front range (`len` bytes left at `start`), when the
     /// connection allows it, the run is long enough and its bytes are in the page cache
     /// (`sendfile` would otherwise block the worker on the disk; the read path brings them in).
@@ -314,7 +334,7 @@ impl http_body::Body for Streamed {
                 return self.data(cx, b);
             }
             Some(Piece::Range(r)) => {
-                let (start, left, until) = (r.start, r.len(), r.end);
+                let (start, left, until) = (r.start, r.len(), self.run_end());
                 if let Some(p) = self.placeholder(start, left) {
                     return self.data(cx, p);
                 }

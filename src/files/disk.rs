@@ -13,8 +13,8 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::files::storage::{
-    read_on_blocking_pool, Found, OpenError, Order, Page, ReadFuture, Representation, Sort, Source,
-    Storage,
+    read_on_blocking_pool, Found, NameSettings, Names, OpenError, Order, Page, ReadFuture,
+    Representation, Sort, Source, Storage,
 };
 use crate::fs::digest::{self, DigestCache, FileId, Sha256Sum};
 use crate::fs::file::{self, FileVersion};
@@ -30,11 +30,8 @@ const DIGEST_CACHE_ENTRIES: usize = 16_384;
 /// Files under a directory of the local file system.
 pub struct Disk {
     root: PathBuf,
-    pub(crate) policy: Policy,
-    pub(crate) index_files: Vec<String>,
-    pub(crate) state_dir: Option<PathBuf>,
-    pub(crate) prehash: bool,
-    pub(crate) watch: bool,
+    names: NameSettings,
+    pub(crate) follow_symlinks: bool,
     /// Set up on first use (or by [`Disk::start`]): `None` when the root cannot be opened.
     ready: tokio::sync::OnceCell<Option<Ready>>,
 }
@@ -42,6 +39,7 @@ pub struct Disk {
 /// What serving needs once the root is open.
 struct Ready {
     root: Arc<Root<HeaderValue>>,
+    policy: Policy,
     digests: Arc<DigestCache<FileDigest>>,
     _background: Background,
 }
@@ -51,11 +49,8 @@ impl Clone for Disk {
     fn clone(&self) -> Disk {
         Disk {
             root: self.root.clone(),
-            policy: self.policy.clone(),
-            index_files: self.index_files.clone(),
-            state_dir: self.state_dir.clone(),
-            prehash: self.prehash,
-            watch: self.watch,
+            names: self.names.clone(),
+            follow_symlinks: self.follow_symlinks,
             ready: tokio::sync::OnceCell::new(),
         }
     }
@@ -66,8 +61,8 @@ impl Clone for Disk {
 #[derive(Clone)]
 pub(crate) struct FileDigest {
     sha256: Sha256Sum,
-    etag: HeaderValue,
-    repr_digest: HeaderValue,
+    pub(crate) etag: HeaderValue,
+    pub(crate) repr_digest: HeaderValue,
 }
 
 impl digest::Digest for FileDigest {
@@ -90,34 +85,9 @@ impl Disk {
     pub fn new(root: impl AsRef<Path>) -> Disk {
         Disk {
             root: root.as_ref().to_path_buf(),
-            policy: Policy {
-                show_hidden: false,
-                follow_symlinks: false,
-            },
-            index_files: vec!["index.html".to_string()],
-            state_dir: None,
-            prehash: false,
-            watch: false,
+            names: NameSettings::default(),
+            follow_symlinks: false,
             ready: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    /// Open the root, load the persisted hashes, and start prehash and watch (when asked for),
-    /// unless that was done already; an error says why the root cannot be served. Without this
-    /// call it happens at the first request.
-    pub async fn start(&self) -> io::Result<()> {
-        match self.ready().await {
-            Ok(_) => Ok(()),
-            Err(OpenError::Io(e)) => Err(e),
-            Err(e) => Err(io::Error::other(format!("{e:?}"))),
-        }
-    }
-
-    /// Hash computations started so far (persisted hashes loaded at start-up do not count).
-    pub fn hash_computations(&self) -> u64 {
-        match self.ready.get() {
-            Some(Some(r)) => r.digests.computations(),
-            _ => 0,
         }
     }
 
@@ -141,7 +111,7 @@ impl Disk {
         let ready = self
             .ready
             .get_or_init(|| async {
-                let (root, state_dir) = (self.root.clone(), self.state_dir.clone());
+                let (root, state_dir) = (self.root.clone(), self.names.state_dir.clone());
                 // Opening the root and loading the state file are blocking file I/O.
                 let opened = tokio::task::spawn_blocking(move || {
                     let canonical = root.canonicalize()?;
@@ -162,12 +132,16 @@ impl Disk {
                         let background = prehash::start(
                             &digests,
                             root.path(),
-                            self.policy.show_hidden,
-                            self.prehash,
-                            self.watch,
+                            self.names.show_hidden,
+                            self.names.prehash,
+                            self.names.watch,
                         );
                         Some(Ready {
                             root: Arc::new(root),
+                            policy: Policy {
+                                show_hidden: self.names.show_hidden,
+                                follow_symlinks: self.follow_symlinks,
+                            },
                             digests,
                             _background: background,
                         })
@@ -217,16 +191,37 @@ pub struct DiskDir {
     name: PathBuf,
 }
 
+impl Names for Disk {
+    fn names(&mut self) -> &mut NameSettings {
+        &mut self.names
+    }
+}
+
 impl Storage for Disk {
     type File = DiskFile;
     type Dir = DiskDir;
+
+    async fn start(&self) -> io::Result<()> {
+        match self.ready().await {
+            Ok(_) => Ok(()),
+            Err(OpenError::Io(e)) => Err(e),
+            Err(e) => Err(io::Error::other(format!("{e:?}"))),
+        }
+    }
+
+    fn hash_computations(&self) -> u64 {
+        match self.ready.get() {
+            Some(Some(r)) => r.digests.computations(),
+            _ => 0,
+        }
+    }
 
     async fn find(&self, path: &str) -> Result<Found<DiskFile, DiskDir>, OpenError> {
         let ready = self.ready().await?;
         // File system metadata work (path lookup, open, fstat) runs inline: on a warm dentry
         // cache it costs a few microseconds, far less than a round trip through the blocking
         // pool, which dominated the profile of small-file requests.
-        match resolve::find(&ready.root, path, &self.index_files, &self.policy)? {
+        match resolve::find(&ready.root, path, &self.names.index_files, &ready.policy)? {
             resolve::Found::File {
                 file,
                 meta,
@@ -253,7 +248,7 @@ impl Storage for Disk {
 
     async fn sidecar(&self, file: &DiskFile, name: &Path, suffix: &str) -> Option<DiskFile> {
         let ready = self.ready().await.ok()?;
-        let (f, meta) = sidecar::open(&ready.root, &self.policy, name, suffix)?;
+        let (f, meta) = sidecar::open(&ready.root, &ready.policy, name, suffix)?;
         Some(DiskFile {
             file: f,
             meta,
@@ -281,7 +276,7 @@ impl Storage for Disk {
         let Some(ready) = self.ready.get()? else {
             return Some(Err(self.unavailable()));
         };
-        match resolve::find(&ready.root, path, &self.index_files, &self.policy) {
+        match resolve::find(&ready.root, path, &self.names.index_files, &ready.policy) {
             Err(e) => Some(Err(e.into())),
             Ok(resolve::Found::File {
                 file,
@@ -290,7 +285,7 @@ impl Storage for Disk {
                 described,
             }) => {
                 // Not known yet: `open` hashes it (the path is resolved again then, once).
-                let digest = ready.digests.known(FileId::of(&meta))?;
+                let digest = ready.digests.known(&FileId::of(&meta))?;
                 Some(Ok((representation(file, &meta, described, digest), name)))
             }
             // A redirect or a directory: answered by the asynchronous path.
@@ -310,7 +305,7 @@ impl Storage for Disk {
             OpenError::Io(e) => e,
             e => io::Error::other(format!("{e:?}")),
         })?;
-        let (root, policy) = (ready.root.clone(), self.policy.clone());
+        let (root, policy) = (ready.root.clone(), ready.policy.clone());
         tokio::task::spawn_blocking(move || {
             let d = listdir::Dir {
                 root: &root,

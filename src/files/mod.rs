@@ -9,6 +9,8 @@
 //! connection may offer it (`fs::sendfile`), and nothing about the application around it.
 
 mod body;
+#[cfg(feature = "s3")]
+mod bucket;
 mod disk;
 pub(crate) mod listing;
 mod options;
@@ -28,10 +30,12 @@ use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 
+#[cfg(feature = "s3")]
+pub use bucket::{Bucket, S3Options};
 pub use disk::Disk;
 pub(crate) use options::Options;
 pub use options::{DEFAULT_CACHE_CONTROL, DEFAULT_MAX_RANGES};
-pub use storage::{Found, OpenError, Representation, Source, Storage};
+pub use storage::{Found, Names, NameSettings, OpenError, Representation, Source, Storage};
 
 use crate::fs::sendfile;
 use crate::http::encoding::{Accept, Coding, Negotiated};
@@ -78,19 +82,32 @@ impl ServeFiles<Disk> {
         ServeFiles::with_storage(Disk::new(root))
     }
 
-    fn disk(mut self, edit: impl FnOnce(&mut Disk)) -> Self {
+    /// Follow symlinks whose target lies outside the root (default: no, they are 404).
+    pub fn follow_symlinks(self, yes: bool) -> Self {
+        self.storage(|d| d.follow_symlinks = yes)
+    }
+}
+
+#[cfg(feature = "s3")]
+impl ServeFiles<Bucket> {
+    /// Serve the objects of an S3-compatible bucket under a prefix (`s3://BUCKET/PREFIX`),
+    /// reached with the standard `AWS_*` variables and `options` over them. Never fails: a
+    /// bucket that cannot be reached is an error at [`start`](Self::start), or a 500 for every
+    /// request (logged once).
+    pub fn bucket(url: impl Into<String>, options: S3Options) -> ServeFiles<Bucket> {
+        ServeFiles::with_storage(Bucket::new(url, options))
+    }
+}
+
+impl<S: Storage + Clone + Names> ServeFiles<S> {
+    fn storage(mut self, edit: impl FnOnce(&mut S)) -> Self {
         edit(&mut Arc::make_mut(&mut self.inner).storage);
         self
     }
 
     /// Serve names that start with a dot (default: no, they are 404).
     pub fn show_hidden(self, yes: bool) -> Self {
-        self.disk(|d| d.policy.show_hidden = yes)
-    }
-
-    /// Follow symlinks whose target lies outside the root (default: no, they are 404).
-    pub fn follow_symlinks(self, yes: bool) -> Self {
-        self.disk(|d| d.policy.follow_symlinks = yes)
+        self.storage(|s| s.names().show_hidden = yes)
     }
 
     /// Names tried, in order, for a directory asked for with a trailing slash (default:
@@ -101,28 +118,31 @@ impl ServeFiles<Disk> {
         T: Into<String>,
     {
         let names = names.into_iter().map(Into::into).collect();
-        self.disk(|d| d.index_files = names)
+        self.storage(|s| s.names().index_files = names)
     }
 
     /// Keep the content hashes (the ETags) in this directory across restarts, so that no file
     /// is hashed twice (default: none). It must not be inside the root.
     pub fn state_dir(self, dir: Option<PathBuf>) -> Self {
-        self.disk(|d| d.state_dir = dir)
+        self.storage(|s| s.names().state_dir = dir)
     }
 
     /// Hash every file under the root in the background when the service starts (default: no).
     pub fn prehash(self, yes: bool) -> Self {
-        self.disk(|d| d.prehash = yes)
+        self.storage(|s| s.names().prehash = yes)
     }
 
-    /// Watch the root and hash new or changed files before they are asked for (default: no).
+    /// Hash new or changed files before they are asked for (default: no): on disk, by watching
+    /// the root; in a bucket, by listing it every few seconds.
     pub fn watch(self, yes: bool) -> Self {
-        self.disk(|d| d.watch = yes)
+        self.storage(|s| s.names().watch = yes)
     }
+}
 
-    /// Open the root, load the hashes kept in `state_dir`, and start `prehash` and `watch`
-    /// now, rather than at the first request; the error says why the root cannot be served.
-    /// Needs a tokio runtime. Calling it again does nothing.
+impl<S: Storage> ServeFiles<S> {
+    /// Open the root (or reach the bucket), load the hashes kept in `state_dir`, and start
+    /// `prehash` and `watch` now, rather than at the first request; the error says why
+    /// nothing can be served. Needs a tokio runtime. Calling it again does nothing.
     pub async fn start(&self) -> std::io::Result<()> {
         self.inner.storage.start().await
     }
@@ -442,7 +462,7 @@ async fn select_coding<S: Storage>(
 }
 
 #[cfg(feature = "server")]
-impl ServeFiles<Disk> {
+impl<S: Storage> ServeFiles<S> {
     /// The representation of the file at `path` (a URL path), or the response that says why
     /// there is none; a directory without an index file is a 404. For the lab, which serves
     /// the root's files with faults.

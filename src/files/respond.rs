@@ -164,6 +164,14 @@ pub fn open_error(e: OpenError, path: &str) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
+        OpenError::Upstream(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            tracing::error!(path, "store timed out: {e}");
+            text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
+        }
+        OpenError::Upstream(e) => {
+            tracing::error!(path, "store failed: {e}");
+            text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
+        }
         OpenError::Io(e) => {
             tracing::error!(path, "i/o error: {e}");
             crate::http::response::internal_error()

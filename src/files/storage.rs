@@ -29,6 +29,18 @@ pub trait Storage: Send + Sync + 'static {
     /// A directory that was found, to list.
     type Dir: Send + 'static;
 
+    /// Get ready to serve (open the root, reach the store, load the persisted hashes, start
+    /// hashing ahead) unless that was done; the error says why nothing can be served. Without
+    /// this call it happens at the first request.
+    fn start(&self) -> impl Future<Output = io::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Hash computations started so far (persisted hashes loaded at start-up do not count).
+    fn hash_computations(&self) -> u64 {
+        0
+    }
+
     /// Resolve `path`, the request path as received (percent-encoded, starting with `/`). A
     /// directory asked for with a trailing slash gives its index file, or itself to list.
     fn find(
@@ -73,6 +85,39 @@ pub trait Storage: Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<Page>> + Send;
 }
 
+/// The settings of a storage about names and hashes, which a disk and a bucket share.
+#[derive(Debug, Clone)]
+pub struct NameSettings {
+    /// Serve names that start with a dot.
+    pub show_hidden: bool,
+    /// Names tried, in order, for a directory asked for with a trailing slash.
+    pub index_files: Vec<String>,
+    /// Where content hashes persist across restarts.
+    pub state_dir: Option<PathBuf>,
+    /// Hash everything in the background at start.
+    pub prehash: bool,
+    /// Hash new or changed files before they are asked for.
+    pub watch: bool,
+}
+
+impl Default for NameSettings {
+    fn default() -> NameSettings {
+        NameSettings {
+            show_hidden: false,
+            index_files: vec!["index.html".to_string()],
+            state_dir: None,
+            prehash: false,
+            watch: false,
+        }
+    }
+}
+
+/// A storage with [`NameSettings`] (the builder methods of `ServeFiles` set them).
+pub trait Names {
+    /// Its settings, to change before it starts.
+    fn names(&mut self) -> &mut NameSettings;
+}
+
 /// What a request path leads to.
 pub enum Found<F, D> {
     /// A file, and its name relative to the root (segments decoded; its extension gives the
@@ -107,6 +152,9 @@ pub enum OpenError {
     Forbidden,
     /// 503: the file changed while its hash was computed; asking again will do.
     Changing,
+    /// 502, or 504 when it timed out: the store behind us failed (unreachable, answering
+    /// 5xx) after its retries, with the error for the log.
+    Upstream(io::Error),
     /// 500: anything else, with the error for the log.
     Io(io::Error),
 }
@@ -136,9 +184,11 @@ pub type ReadFuture = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
 /// The bytes of one representation, as they were when its response was decided.
 pub trait Source: Send + Sync + 'static {
     /// Exactly `len` bytes at `offset` (a source that ends first fails with `UnexpectedEof`).
-    /// The response goes on reading in order up to `until`, so a source that streams (an
-    /// object store) may ask for all of `offset..until` at once and serve the next reads from
-    /// it. Called when [`read_at_nowait`](Source::read_at_nowait) could not serve the bytes.
+    /// The response goes on reading forward up to `until` (skipping at most
+    /// [`COALESCE_GAP`](super::body::COALESCE_GAP) bytes between two ranges), so a source that
+    /// streams (an object store) may ask for all of `offset..until` at once and serve the next
+    /// reads from it. Called when [`read_at_nowait`](Source::read_at_nowait) could not serve
+    /// the bytes.
     fn read(self: Arc<Self>, offset: u64, len: usize, until: u64) -> ReadFuture;
 
     /// Up to `buf.len()` bytes at `offset`, only if that will not block (the bytes are in

@@ -1,9 +1,12 @@
-//! The content hash behind each strong ETag: SHA-256 of the file's bytes, computed once per file
-//! version off the async runtime, shared by concurrent first requests, and cached by the file's
-//! identity (device, inode, size, mtime, ctime: ctime catches a rewrite that restored the mtime).
+//! The content hash behind each strong ETag: SHA-256 of the bytes, computed once per version
+//! off the async runtime, shared by concurrent first requests, and cached by the version's
+//! identity ([`Version`]): for a file on disk its device, inode, size, mtime and ctime (ctime
+//! catches a rewrite that restored the mtime); for an object, its key, size, modification time
+//! and the store's own ETag.
 //!
 //! With a state directory the cache outlives the process: `STATE_DIR/digests-v1` holds one line
-//! per file version, `dev ino size mtime_s mtime_ns ctime_s ctime_ns sha256hex`. It is loaded at
+//! per file version, `dev ino size mtime_s mtime_ns ctime_s ctime_ns sha256hex` (objects have a
+//! file of their own, with their own fields before the hash). It is loaded at
 //! start-up (malformed lines are skipped, the last line for a version wins, at most `capacity`
 //! versions are kept), rewritten compacted, and every new hash is appended to it as one line. A
 //! file rewritten while the server was down has another ctime, so an old line never matches it.
@@ -11,6 +14,8 @@
 // A fast seeded hash for maps on the request path (SipHash showed in the profile).
 use foldhash::{HashMap, HashMapExt};
 use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::hash::Hash;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,16 +46,65 @@ impl Digest for Sha256Sum {
     }
 }
 
+/// What identifies one version of the bytes: the cache's key, and a state line's fields.
+pub trait Version: Clone + Eq + Hash + Send + Sync + 'static {
+    /// The state file's name in the state directory (its suffix is the line format's version).
+    const STATE_FILE: &'static str;
+    /// The length of the bytes.
+    fn size(&self) -> u64;
+    /// The fields of a state line before the hash, separated by single spaces, no newline.
+    fn write_fields(&self, out: &mut String);
+    /// The version written by `write_fields`, from all the fields of a state line but the hash;
+    /// `None` unless they are exactly well formed.
+    fn parse_fields(fields: &[&str]) -> Option<Self>;
+}
+
+impl Version for FileId {
+    const STATE_FILE: &'static str = STATE_FILE;
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn write_fields(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = write!(
+            out,
+            "{} {} {} {} {} {} {}",
+            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        );
+    }
+
+    fn parse_fields(fields: &[&str]) -> Option<FileId> {
+        let [dev, ino, size, mtime_s, mtime_ns, ctime_s, ctime_ns] = fields else {
+            return None;
+        };
+        let int = |f: &str| f.parse::<i64>().ok();
+        let (mtime_ns, ctime_ns) = (int(mtime_ns)?, int(ctime_ns)?);
+        let ns = 0..1_000_000_000;
+        if !ns.contains(&mtime_ns) || !ns.contains(&ctime_ns) {
+            return None;
+        }
+        Some(FileId {
+            dev: u64::try_from(int(dev)?).ok()?,
+            ino: u64::try_from(int(ino)?).ok()?,
+            size: u64::try_from(int(size)?).ok()?,
+            mtime: (int(mtime_s)?, mtime_ns),
+            ctime: (int(ctime_s)?, ctime_ns),
+        })
+    }
+}
+
 struct Entry<D> {
     cell: Arc<OnceCell<D>>,
     last_used: u64,
 }
 
-type Entries<D> = Arc<Mutex<HashMap<FileId, Entry<D>>>>;
+type Entries<K, D> = Arc<Mutex<HashMap<K, Entry<D>>>>;
 
 /// A bounded cache of content hashes; the least recently used entry goes first.
-pub struct DigestCache<D = Sha256Sum> {
-    entries: Entries<D>,
+pub struct DigestCache<D = Sha256Sum, K = FileId> {
+    entries: Entries<K, D>,
     capacity: usize,
     clock: AtomicU64,
     /// How many hashes were started, for tests and diagnostics.
@@ -66,9 +120,9 @@ const READ_BUF: usize = 1 << 20;
 /// The name of the state file inside the state directory; the suffix is the line format's version.
 pub const STATE_FILE: &str = "digests-v1";
 
-impl<D: Digest> DigestCache<D> {
-    /// An in-memory cache of at most `capacity` file versions.
-    pub fn new(capacity: usize) -> DigestCache<D> {
+impl<D: Digest, K: Version> DigestCache<D, K> {
+    /// An in-memory cache of at most `capacity` versions.
+    pub fn new(capacity: usize) -> DigestCache<D, K> {
         DigestCache {
             entries: Arc::new(Mutex::new(HashMap::new())),
             capacity: capacity.max(1),
@@ -83,14 +137,14 @@ impl<D: Digest> DigestCache<D> {
     /// ready to use, the file is rewritten compacted, and new hashes are appended to it. Blocking
     /// file I/O: call it at start-up. A state file that cannot be read or written is logged as a
     /// warning and the cache works from memory alone; serving never depends on it.
-    pub fn with_state(capacity: usize, state_dir: Option<&Path>) -> DigestCache<D> {
+    pub fn with_state(capacity: usize, state_dir: Option<&Path>) -> DigestCache<D, K> {
         let mut cache = DigestCache::new(capacity);
         let Some(dir) = state_dir else {
             return cache;
         };
-        let path = dir.join(STATE_FILE);
+        let path = dir.join(K::STATE_FILE);
         let loaded = match std::fs::read(&path) {
-            Ok(bytes) => parse_state(&bytes, cache.capacity),
+            Ok(bytes) => parse_state::<K>(&bytes, cache.capacity),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot read the digest state, starting empty: {e}");
@@ -102,7 +156,7 @@ impl<D: Digest> DigestCache<D> {
             for (id, sum) in &loaded {
                 let last_used = cache.clock.fetch_add(1, Ordering::Relaxed);
                 map.insert(
-                    *id,
+                    id.clone(),
                     Entry {
                         cell: Arc::new(OnceCell::new_with(Some(D::from_sha256(*sum)))),
                         last_used,
@@ -115,7 +169,7 @@ impl<D: Digest> DigestCache<D> {
             Ok(file) => {
                 tracing::info!(
                     path = %path.display(),
-                    "digest cache: {} file hashes loaded",
+                    "digest cache: {} hashes loaded",
                     loaded.len()
                 );
                 cache.state = Some(Arc::new(StateFile {
@@ -131,21 +185,30 @@ impl<D: Digest> DigestCache<D> {
         cache
     }
 
-    /// The SHA-256 of `file`, whose metadata gave `id`. Concurrent callers for one id share one
-    /// computation. Fails if the file changes while it is hashed (the caller may retry).
-    pub async fn digest(&self, file: Arc<File>, id: FileId) -> io::Result<D> {
-        let cell = self.cell(id);
+    /// The SHA-256 of the version `id`, made by `hash` unless it is known. Concurrent callers
+    /// for one id share one computation. A failed computation is forgotten (the caller may
+    /// retry).
+    pub async fn digest_with<F, Fut>(&self, id: K, hash: F) -> io::Result<D>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = io::Result<Sha256Sum>> + Send + 'static,
+    {
+        let cell = self.cell(&id);
         if let Some(d) = cell.get() {
             METRICS.digest_hit();
             return Ok(d.clone());
         }
         METRICS.digest_miss();
         // Boxed: the computation's future would otherwise be carried by every hit's.
-        Box::pin(self.compute(cell, file, id)).await
+        Box::pin(self.compute(cell, id, hash)).await
     }
 
-    /// Hash `file` into `cell`, or wait for the computation under way.
-    async fn compute(&self, cell: Arc<OnceCell<D>>, file: Arc<File>, id: FileId) -> io::Result<D> {
+    /// Hash into `cell`, or wait for the computation under way.
+    async fn compute<F, Fut>(&self, cell: Arc<OnceCell<D>>, id: K, hash: F) -> io::Result<D>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = io::Result<Sha256Sum>> + Send + 'static,
+    {
         let computed = self.computed.clone();
         let hashed_bytes = self.hashed_bytes.clone();
         let persist = self
@@ -153,24 +216,25 @@ impl<D: Digest> DigestCache<D> {
             .clone()
             .map(|state| (state, self.entries.clone(), self.capacity));
         let shared = cell.clone();
+        let key = id.clone();
         // Detached from the request: a client that gives up does not cancel a hash that the
         // next request (or its own retry) will need, nor make the next one start over.
         let task = tokio::spawn(async move {
             shared
                 .get_or_try_init(|| async move {
                     computed.fetch_add(1, Ordering::Relaxed);
-                    tokio::task::spawn_blocking(move || {
-                        let started = std::time::Instant::now();
-                        let sum = hash_file(&file, id)?;
-                        hashed_bytes.fetch_add(id.size, Ordering::Relaxed);
-                        METRICS.hashed(id.size, started.elapsed());
-                        if let Some((state, entries, capacity)) = persist {
-                            state.record(id, &sum, &entries, capacity);
-                        }
-                        Ok(D::from_sha256(sum))
-                    })
-                    .await
-                    .map_err(io::Error::other)?
+                    let started = std::time::Instant::now();
+                    let sum = hash().await?;
+                    hashed_bytes.fetch_add(key.size(), Ordering::Relaxed);
+                    METRICS.hashed(key.size(), started.elapsed());
+                    if let Some((state, entries, capacity)) = persist {
+                        tokio::task::spawn_blocking(move || {
+                            state.record(&key, &sum, &entries, capacity)
+                        })
+                        .await
+                        .map_err(io::Error::other)?;
+                    }
+                    Ok(D::from_sha256(sum))
                 })
                 .await
                 .cloned()
@@ -186,7 +250,7 @@ impl<D: Digest> DigestCache<D> {
     }
 
     /// The hash of the version `id`, if it is known now (no waiting, no computing).
-    pub fn known(&self, id: FileId) -> Option<D> {
+    pub fn known(&self, id: &K) -> Option<D> {
         let d = self.cell(id).get().cloned();
         if d.is_some() {
             METRICS.digest_hit();
@@ -194,21 +258,25 @@ impl<D: Digest> DigestCache<D> {
         d
     }
 
-    fn cell(&self, id: FileId) -> Arc<OnceCell<D>> {
+    fn cell(&self, id: &K) -> Arc<OnceCell<D>> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.entries.lock().unwrap();
-        if let Some(e) = map.get_mut(&id) {
+        if let Some(e) = map.get_mut(id) {
             e.last_used = now;
             return e.cell.clone();
         }
         if map.len() >= self.capacity {
-            if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k) {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            {
                 map.remove(&oldest);
             }
         }
         let cell = Arc::new(OnceCell::new());
         map.insert(
-            id,
+            id.clone(),
             Entry {
                 cell: cell.clone(),
                 last_used: now,
@@ -236,6 +304,19 @@ impl<D: Digest> DigestCache<D> {
     }
 }
 
+impl<D: Digest> DigestCache<D, FileId> {
+    /// The SHA-256 of `file`, whose metadata gave `id`, hashed on the blocking pool. Fails if
+    /// the file changes while it is hashed.
+    pub async fn digest(&self, file: Arc<File>, id: FileId) -> io::Result<D> {
+        self.digest_with(id, move || async move {
+            tokio::task::spawn_blocking(move || hash_file(&file, id))
+                .await
+                .map_err(io::Error::other)?
+        })
+        .await
+    }
+}
+
 /// The append side of the state file.
 struct StateFile {
     path: PathBuf,
@@ -253,11 +334,11 @@ impl StateFile {
     /// Append one new hash (blocking; called on the blocking pool right after the hash). Once
     /// as many lines were appended as the cache holds, rewrite the file from the cache, so it
     /// stays within about twice the cache's size however long the server runs.
-    fn record<D: Digest>(
+    fn record<D: Digest, K: Version>(
         &self,
-        id: FileId,
+        id: &K,
         sum: &Sha256Sum,
-        entries: &Entries<D>,
+        entries: &Entries<K, D>,
         capacity: usize,
     ) {
         let line = format_line(id, sum);
@@ -280,16 +361,16 @@ impl StateFile {
         app.appended = 0;
         // The cache's ready entries, least recently used first, then this one (whose cell is
         // not set yet: we are inside its initialization).
-        let mut ready: Vec<(u64, FileId, Sha256Sum)> = entries
+        let mut ready: Vec<(u64, K, Sha256Sum)> = entries
             .lock()
             .unwrap()
             .iter()
-            .filter(|(k, _)| **k != id)
-            .filter_map(|(k, e)| e.cell.get().map(|d| (e.last_used, *k, *d.sha256())))
+            .filter(|(k, _)| *k != id)
+            .filter_map(|(k, e)| e.cell.get().map(|d| (e.last_used, k.clone(), *d.sha256())))
             .collect();
         ready.sort_unstable_by_key(|r| r.0);
-        let mut lines: Vec<(FileId, Sha256Sum)> = ready.into_iter().map(|r| (r.1, r.2)).collect();
-        lines.push((id, *sum));
+        let mut lines: Vec<(K, Sha256Sum)> = ready.into_iter().map(|r| (r.1, r.2)).collect();
+        lines.push((id.clone(), *sum));
         match write_compacted(&self.path, &lines).and_then(|()| open_append(&self.path)) {
             Ok(file) => app.file = file,
             Err(e) => {
@@ -300,58 +381,37 @@ impl StateFile {
 }
 
 /// One state line, newline included.
-fn format_line(id: FileId, sum: &Sha256Sum) -> String {
-    format!(
-        "{} {} {} {} {} {} {} {}\n",
-        id.dev,
-        id.ino,
-        id.size,
-        id.mtime.0,
-        id.mtime.1,
-        id.ctime.0,
-        id.ctime.1,
-        hex::encode(sum)
-    )
+fn format_line<K: Version>(id: &K, sum: &Sha256Sum) -> String {
+    let mut line = String::with_capacity(160);
+    id.write_fields(&mut line);
+    line.push(' ');
+    line.push_str(&hex::encode(sum));
+    line.push('\n');
+    line
 }
 
 /// One state line (without its newline), or `None` when it is not exactly a well-formed line.
-fn parse_line(line: &str) -> Option<(FileId, Sha256Sum)> {
-    let mut f = line.split(' ');
-    let mut int = || f.next()?.parse::<i64>().ok();
-    let (dev, ino, size) = (int()?, int()?, int()?);
-    let (mtime_s, mtime_ns, ctime_s, ctime_ns) = (int()?, int()?, int()?, int()?);
-    let hex_sum = f.next()?;
-    if f.next().is_some() || hex_sum.len() != 64 {
-        return None;
-    }
-    let ns = 0..1_000_000_000;
-    if !ns.contains(&mtime_ns) || !ns.contains(&ctime_ns) {
+fn parse_line<K: Version>(line: &str) -> Option<(K, Sha256Sum)> {
+    let fields: Vec<&str> = line.split(' ').collect();
+    let (hex_sum, fields) = fields.split_last()?;
+    if hex_sum.len() != 64 {
         return None;
     }
     let mut sum = [0u8; 32];
     hex::decode_to_slice(hex_sum, &mut sum).ok()?;
-    Some((
-        FileId {
-            dev: u64::try_from(dev).ok()?,
-            ino: u64::try_from(ino).ok()?,
-            size: u64::try_from(size).ok()?,
-            mtime: (mtime_s, mtime_ns),
-            ctime: (ctime_s, ctime_ns),
-        },
-        sum,
-    ))
+    Some((K::parse_fields(fields)?, sum))
 }
 
 /// The versions recorded in a state file, oldest first: malformed lines skipped, the last line
 /// for a version wins, and only the `capacity` most recent versions kept.
-fn parse_state(bytes: &[u8], capacity: usize) -> Vec<(FileId, Sha256Sum)> {
-    let mut latest: HashMap<FileId, (usize, Sha256Sum)> = HashMap::new();
+fn parse_state<K: Version>(bytes: &[u8], capacity: usize) -> Vec<(K, Sha256Sum)> {
+    let mut latest: HashMap<K, (usize, Sha256Sum)> = HashMap::new();
     for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
         if let Some((id, sum)) = std::str::from_utf8(line).ok().and_then(parse_line) {
             latest.insert(id, (n, sum));
         }
     }
-    let mut kept: Vec<(usize, FileId, Sha256Sum)> = latest
+    let mut kept: Vec<(usize, K, Sha256Sum)> = latest
         .into_iter()
         .map(|(id, (n, sum))| (n, id, sum))
         .collect();
@@ -362,11 +422,11 @@ fn parse_state(bytes: &[u8], capacity: usize) -> Vec<(FileId, Sha256Sum)> {
 
 /// Replace the state file with these lines: a temporary file in the same directory, fsync,
 /// rename over, fsync the directory. A crash leaves the old file or the new one, never a mix.
-fn write_compacted(path: &Path, lines: &[(FileId, Sha256Sum)]) -> io::Result<()> {
+fn write_compacted<K: Version>(path: &Path, lines: &[(K, Sha256Sum)]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut text = String::with_capacity(lines.len() * 120);
     for (id, sum) in lines {
-        text.push_str(&format_line(*id, sum));
+        text.push_str(&format_line(id, sum));
     }
     let mut f = File::create(&tmp)?;
     f.write_all(text.as_bytes())?;
@@ -609,7 +669,7 @@ mod tests {
     fn state_line_round_trip() {
         let id = some_id(7);
         let sum: Sha256Sum = std::array::from_fn(|i| (i * 37) as u8);
-        let line = format_line(id, &sum);
+        let line = format_line(&id, &sum);
         assert!(line.ends_with('\n'));
         assert_eq!(line.matches('\n').count(), 1);
         assert_eq!(
@@ -625,7 +685,7 @@ mod tests {
     #[test]
     fn malformed_state_lines_are_rejected() {
         let good = "1 2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert!(parse_line(good).is_some());
+        assert!(parse_line::<FileId>(good).is_some());
         for bad in [
             "",
             "garbage",
@@ -643,7 +703,7 @@ mod tests {
             "1  2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
             "1 2 3 4 5 6 7 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\r",
         ] {
-            assert_eq!(parse_line(bad), None, "{bad:?}");
+            assert_eq!(parse_line::<FileId>(bad), None, "{bad:?}");
         }
     }
 
@@ -651,15 +711,15 @@ mod tests {
     fn state_file_last_line_wins_and_capacity_keeps_the_newest() {
         let sum = |b: u8| [b; 32];
         let mut bytes = Vec::new();
-        bytes.extend_from_slice(format_line(some_id(1), &sum(1)).as_bytes());
+        bytes.extend_from_slice(format_line(&some_id(1), &sum(1)).as_bytes());
         bytes.extend_from_slice(b"\xff\xfe not utf-8\n\n  \ngarbage 1 2\n");
-        bytes.extend_from_slice(format_line(some_id(2), &sum(2)).as_bytes());
-        bytes.extend_from_slice(format_line(some_id(1), &sum(9)).as_bytes());
-        bytes.extend_from_slice(format_line(some_id(3), &sum(3)).as_bytes());
+        bytes.extend_from_slice(format_line(&some_id(2), &sum(2)).as_bytes());
+        bytes.extend_from_slice(format_line(&some_id(1), &sum(9)).as_bytes());
+        bytes.extend_from_slice(format_line(&some_id(3), &sum(3)).as_bytes());
         // A torn last line (a crash mid-append) is just another malformed line.
-        bytes.extend_from_slice(&format_line(some_id(4), &sum(4)).as_bytes()[..40]);
+        bytes.extend_from_slice(&format_line(&some_id(4), &sum(4)).as_bytes()[..40]);
         assert_eq!(
-            parse_state(&bytes, 10),
+            parse_state::<FileId>(&bytes, 10),
             vec![
                 (some_id(2), sum(2)),
                 (some_id(1), sum(9)),
@@ -667,7 +727,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            parse_state(&bytes, 2),
+            parse_state::<FileId>(&bytes, 2),
             vec![(some_id(1), sum(9)), (some_id(3), sum(3))]
         );
     }
@@ -686,7 +746,7 @@ mod tests {
         assert_eq!(cache.computations(), 1);
         drop(cache);
         let text = std::fs::read_to_string(state.join(STATE_FILE)).unwrap();
-        assert_eq!(text, format_line(id, &first));
+        assert_eq!(text, format_line(&id, &first));
 
         let cache = DigestCache::<Sha256Sum>::with_state(4, Some(&state));
         assert_eq!(cache.len(), 1);

@@ -174,6 +174,46 @@ pub fn page<D>(
     })
 }
 
+/// The page `offset..offset + limit` of entries whose metadata is known (an object store's
+/// listing), sorted as [`page`] sorts a directory. Directories have no size there; their time
+/// is what the lister gave (the epoch when it has none).
+pub fn page_of(
+    entries: Vec<Entry>,
+    sort: Sort,
+    order: Order,
+    offset: usize,
+    limit: usize,
+    truncated: bool,
+) -> Page {
+    let mut all: Vec<Raw> = entries
+        .into_iter()
+        .map(|e| Raw {
+            meta: Some((e.size.unwrap_or(0), e.mtime)),
+            name: e.name,
+            is_dir: e.is_dir,
+        })
+        .collect();
+    let total = all.len();
+    let (lo, hi) = select_page(&mut all, offset, limit, |a, b| compare(a, b, sort, order));
+    let entries = all
+        .drain(lo..hi)
+        .map(|raw| {
+            let (size, mtime) = raw.meta.expect("known");
+            Entry {
+                is_dir: raw.is_dir,
+                size: (!raw.is_dir).then_some(size),
+                mtime,
+                name: raw.name,
+            }
+        })
+        .collect();
+    Page {
+        entries,
+        total,
+        truncated,
+    }
+}
+
 /// Put the entries of the page `offset..offset + limit` (of `all` sorted by `cmp`, a total
 /// order) in place, sorted, and return their bounds. Only the page is sorted: the rest is
 /// partitioned around it in linear time, which is most of the work saved on a large directory.

@@ -272,14 +272,7 @@ pub fn find<D: Clone>(
         return Err(ResolveError::NotFound);
     }
     if !raw_path.ends_with('/') {
-        // Built from the kept segments, so `//evil.example` can never become a
-        // protocol-relative Location.
-        let mut to = String::from("/");
-        for (raw, _) in segments(rest).flatten() {
-            to.push_str(raw);
-            to.push('/');
-        }
-        return Ok(Found::AddSlash(to));
+        return Ok(Found::AddSlash(slashed(rest)));
     }
     for index in index_files {
         let name = rel.join(index);
@@ -306,6 +299,29 @@ pub fn find<D: Clone>(
 
 /// The name under the root that a request path (without its leading `/`) asks for: its
 /// [`segments`] joined with `/`. A hidden segment (leading `.`) is `NotFound` unless shown.
+/// The name under the root that a request path asks for (`raw_path` as received, starting with
+/// `/`): segments percent-decoded and joined with `/`, empty and `.` segments dropped; `..`,
+/// encoded slashes, backslashes, NUL and non-UTF-8 are refused, hidden names are not found
+/// unless shown. The same rules name an object's key in a bucket.
+pub fn request_name(raw_path: &str, show_hidden: bool) -> Result<String, ResolveError> {
+    let rest = raw_path
+        .strip_prefix('/')
+        .ok_or(ResolveError::BadPath("path must start with /"))?;
+    relative_name(rest, show_hidden)
+}
+
+/// Where a directory asked for without its slash redirects (`rest`: the request path without
+/// its leading `/`, as received). Built from the kept segments, so `//evil.example` can never
+/// become a protocol-relative Location.
+pub fn slashed(rest: &str) -> String {
+    let mut to = String::from("/");
+    for (raw, _) in segments(rest).flatten() {
+        to.push_str(raw);
+        to.push('/');
+    }
+    to
+}
+
 fn relative_name(rest: &str, show_hidden: bool) -> Result<String, ResolveError> {
     // Most paths are already that name: no escape, backslash or NUL, and no segment that is
     // empty or starts with a dot (so no `.`, `..` or hidden name); one pass over the bytes

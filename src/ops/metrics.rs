@@ -26,6 +26,10 @@ pub struct Metrics {
     digest_misses: AtomicU64,
     hashed_bytes: AtomicU64,
     hashing_micros: AtomicU64,
+    store_requests: AtomicU64,
+    store_errors: AtomicU64,
+    store_bytes: AtomicU64,
+    store_micros: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -40,6 +44,10 @@ pub static METRICS: Metrics = Metrics {
     digest_misses: AtomicU64::new(0),
     hashed_bytes: AtomicU64::new(0),
     hashing_micros: AtomicU64::new(0),
+    store_requests: AtomicU64::new(0),
+    store_errors: AtomicU64::new(0),
+    store_bytes: AtomicU64::new(0),
+    store_micros: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -91,6 +99,20 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
+    /// One request to the object store answered (its head, for a read), after `elapsed`.
+    pub fn store_request(&self, ok: bool, elapsed: std::time::Duration) {
+        self.store_requests.fetch_add(1, Relaxed);
+        if !ok {
+            self.store_errors.fetch_add(1, Relaxed);
+        }
+        self.store_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+    }
+    /// Body bytes received from the object store.
+    pub fn store_bytes(&self, n: u64) {
+        self.store_bytes.fetch_add(n, Relaxed);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
@@ -116,7 +138,7 @@ impl Metrics {
             self.responses[STATUSES.len()].load(Relaxed)
         );
         let gauge_in_flight = self.handling.load(Relaxed) + self.streaming.load(Relaxed);
-        let rows: [(&str, &str, &str, u64); 8] = [
+        let rows: [(&str, &str, &str, u64); 11] = [
             (
                 "rangeserve_if_range_fallbacks_total",
                 "counter",
@@ -165,6 +187,24 @@ impl Metrics {
                 "Bytes read and hashed with SHA-256 for ETags.",
                 self.hashed_bytes.load(Relaxed),
             ),
+            (
+                "rangeserve_store_requests_total",
+                "counter",
+                "Requests made to the object store (heads, listings, ranged reads; retries inside one count once).",
+                self.store_requests.load(Relaxed),
+            ),
+            (
+                "rangeserve_store_errors_total",
+                "counter",
+                "Object store requests that failed (not found excepted), after retries.",
+                self.store_errors.load(Relaxed),
+            ),
+            (
+                "rangeserve_store_bytes_total",
+                "counter",
+                "Body bytes received from the object store (served and hashed).",
+                self.store_bytes.load(Relaxed),
+            ),
         ];
         for (name, kind, help, v) in rows {
             family(&mut out, name, kind, help);
@@ -180,6 +220,17 @@ impl Metrics {
             out,
             "rangeserve_hashing_seconds_total {:.6}",
             self.hashing_micros.load(Relaxed) as f64 / 1e6
+        );
+        family(
+            &mut out,
+            "rangeserve_store_request_seconds_total",
+            "counter",
+            "Time until the object store answered (the head of a read); divided by store_requests_total, the mean latency.",
+        );
+        let _ = writeln!(
+            out,
+            "rangeserve_store_request_seconds_total {:.6}",
+            self.store_micros.load(Relaxed) as f64 / 1e6
         );
         out
     }
@@ -232,6 +283,10 @@ mod tests {
             "rangeserve_digest_cache_misses_total",
             "rangeserve_hashed_bytes_total",
             "rangeserve_hashing_seconds_total",
+            "rangeserve_store_requests_total",
+            "rangeserve_store_errors_total",
+            "rangeserve_store_bytes_total",
+            "rangeserve_store_request_seconds_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");

@@ -29,7 +29,7 @@ use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::files::{Representation, ServeFiles};
+use crate::files::{Disk, Representation, ServeFiles, Storage};
 use crate::http::response::plain_text;
 use crate::ops::access_log;
 use faults::{BodyFaults, Cut, Fail, Faulty, Params, Ranges, Validators};
@@ -90,18 +90,23 @@ impl Lab {
 
 /// The lab as a service to nest under its prefix: its state, the file engine it serves
 /// `/files/` through, and the prefix (for redirects). Cheap to clone.
-#[derive(Clone)]
-pub struct LabService(Arc<State>);
+pub struct LabService<S = Disk>(Arc<State<S>>);
 
-struct State {
+impl<S> Clone for LabService<S> {
+    fn clone(&self) -> Self {
+        LabService(self.0.clone())
+    }
+}
+
+struct State<S> {
     lab: Lab,
-    files: ServeFiles,
+    files: ServeFiles<S>,
     prefix: String,
 }
 
 impl Lab {
     /// The lab mounted at `prefix` (`/_lab`), serving the root's files through `files`.
-    pub fn service(files: ServeFiles, prefix: &str) -> LabService {
+    pub fn service<S: Storage>(files: ServeFiles<S>, prefix: &str) -> LabService<S> {
         LabService(Arc::new(State {
             lab: Lab::default(),
             files,
@@ -110,7 +115,7 @@ impl Lab {
     }
 }
 
-impl tower::Service<Request> for LabService {
+impl<S: Storage> tower::Service<Request> for LabService<S> {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -143,7 +148,7 @@ fn bad_request(why: String) -> Response {
 }
 
 /// Answer a GET or HEAD for `rest`, the path after the lab prefix.
-async fn answer(state: &State, req: Request, rest: &str) -> Response {
+async fn answer<S: Storage>(state: &State<S>, req: Request, rest: &str) -> Response {
     let params = match faults::parse(req.uri().query()) {
         Ok(p) => p,
         Err(e) => return bad_request(e),
@@ -204,8 +209,8 @@ fn with_faults_logged(mut resp: Response, applied: &[String]) -> Response {
     resp
 }
 
-async fn answer_with(
-    state: &State,
+async fn answer_with<S: Storage>(
+    state: &State<S>,
     req: Request,
     rest: &str,
     params: &Params,
@@ -300,7 +305,7 @@ async fn answer_with(
 }
 
 /// `files::respond` with the representation and request headers the faults ask for.
-fn respond(state: &State, req: &Request, mut rep: Representation, p: &Params) -> Response {
+fn respond<S>(state: &State<S>, req: &Request, mut rep: Representation, p: &Params) -> Response {
     let now = SystemTime::now();
     if p.etag_rotate {
         let n = state.lab.rotation.fetch_add(1, Ordering::Relaxed);

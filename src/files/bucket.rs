@@ -1,0 +1,443 @@
+//! An S3-compatible bucket as a [`Storage`]: the second implementation of the engine's storage
+//! interface, beside [`Disk`](super::Disk). Names follow the disk's rules (`fs::resolve`'s
+//! request names: no `..`, no hidden names unless shown); a prefix asked for with a slash is a
+//! directory (its index object, or a listing from delimiter listings). ETags are the SHA-256
+//! of the bytes, as on disk: hashed once per object version (`store::ObjectVersion`), shared
+//! by concurrent first requests, and persisted in `state_dir`. Every read of a response is
+//! conditional on the version its headers describe.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{BoxStream, StreamExt};
+use http::HeaderValue;
+
+use super::disk::FileDigest;
+use crate::files::storage::{
+    Found, NameSettings, Names, OpenError, Order, Page, ReadFuture, Representation, Sort, Source,
+    Storage,
+};
+use crate::fs::digest::DigestCache;
+use crate::fs::listdir::{self, Entry};
+use crate::fs::resolve;
+use crate::http::mime;
+use crate::store::{self, Object, ObjectVersion};
+
+pub use crate::store::S3Options;
+
+/// How many object versions keep their hash in memory.
+const DIGEST_CACHE_ENTRIES: usize = 16_384;
+
+/// The longest run of an object one request to the store reads: a long download is several
+/// requests, so none stays open for hours behind a slow client.
+const READ_WINDOW: u64 = 64 << 20;
+
+/// How often `watch` lists the bucket for new objects (stores have no change notification).
+const WATCH_EVERY: Duration = Duration::from_secs(10);
+
+/// The objects of a bucket of an S3-compatible store, under a prefix.
+pub struct Bucket {
+    url: String,
+    options: S3Options,
+    names: NameSettings,
+    ready: tokio::sync::OnceCell<Result<Ready, String>>,
+}
+
+struct Ready {
+    bucket: store::Bucket,
+    digests: Arc<DigestCache<FileDigest, ObjectVersion>>,
+    _background: Option<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Settings only: a copy is a new storage that connects again.
+impl Clone for Bucket {
+    fn clone(&self) -> Bucket {
+        Bucket {
+            url: self.url.clone(),
+            options: self.options.clone(),
+            names: self.names.clone(),
+            ready: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+impl Bucket {
+    /// The objects under `url` (`s3://BUCKET/PREFIX`), reached with the standard `AWS_*`
+    /// variables and `options`. Never fails here: a bucket that cannot be reached is an error
+    /// at [`start`](Storage::start), or a 500 for every request (logged once).
+    pub fn new(url: impl Into<String>, options: S3Options) -> Bucket {
+        Bucket {
+            url: url.into(),
+            options,
+            names: NameSettings::default(),
+            ready: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn ready(&self) -> Result<&Ready, OpenError> {
+        match self.ready.get() {
+            Some(r) => r.as_ref().map_err(|e| OpenError::Io(io::Error::other(e.clone()))),
+            None => Box::pin(self.set_up()).await,
+        }
+    }
+
+    async fn set_up(&self) -> Result<&Ready, OpenError> {
+        let ready = self
+            .ready
+            .get_or_init(|| async {
+                let bucket = store::Bucket::connect(&self.url, &self.options)?;
+                bucket
+                    .check()
+                    .await
+                    .map_err(|e| format!("{}: {e}", bucket.url()))?;
+                let state_dir = self.names.state_dir.clone();
+                let digests = tokio::task::spawn_blocking(move || {
+                    DigestCache::with_state(DIGEST_CACHE_ENTRIES, state_dir.as_deref())
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                let digests = Arc::new(digests);
+                let background = (self.names.prehash || self.names.watch).then(|| {
+                    AbortOnDrop(tokio::spawn(hash_ahead(
+                        bucket.clone(),
+                        digests.clone(),
+                        self.names.show_hidden,
+                        self.names.prehash,
+                        self.names.watch,
+                    )))
+                });
+                Ok(Ready {
+                    bucket,
+                    digests,
+                    _background: background,
+                })
+            })
+            .await;
+        ready.as_ref().map_err(|e| {
+            OpenError::Io(io::Error::other(format!(
+                "{e}; every request is answered 500"
+            )))
+        })
+    }
+
+    fn object_file(&self, object: Object, name: &str) -> BucketFile {
+        BucketFile {
+            object,
+            content_type: mime::content_type_for(Path::new(name)),
+        }
+    }
+}
+
+/// An object found in the bucket, with its name's `Content-Type`.
+pub struct BucketFile {
+    object: Object,
+    content_type: HeaderValue,
+}
+
+/// A prefix to list: its names, already listed (finding it needed the listing).
+pub struct BucketDir(Vec<store::Listed>);
+
+/// A store error as the client is told it.
+fn store_error(e: io::Error) -> OpenError {
+    match e.kind() {
+        io::ErrorKind::NotFound => OpenError::NotFound,
+        io::ErrorKind::Interrupted => OpenError::Changing,
+        _ => OpenError::Upstream(e),
+    }
+}
+
+impl Names for Bucket {
+    fn names(&mut self) -> &mut NameSettings {
+        &mut self.names
+    }
+}
+
+impl Storage for Bucket {
+    type File = BucketFile;
+    type Dir = BucketDir;
+
+    async fn start(&self) -> io::Result<()> {
+        match self.ready().await {
+            Ok(_) => Ok(()),
+            Err(OpenError::Io(e)) => Err(e),
+            Err(e) => Err(io::Error::other(format!("{e:?}"))),
+        }
+    }
+
+    fn hash_computations(&self) -> u64 {
+        match self.ready.get() {
+            Some(Ok(r)) => r.digests.computations(),
+            _ => 0,
+        }
+    }
+
+    async fn find(&self, path: &str) -> Result<Found<BucketFile, BucketDir>, OpenError> {
+        let ready = self.ready().await?;
+        let name = resolve::request_name(path, self.names.show_hidden)?;
+        let bucket = &ready.bucket;
+        if !name.is_empty() && !path.ends_with('/') {
+            return match bucket.head(&name).await.map_err(store_error)? {
+                Some(object) => Ok(Found::File {
+                    file: self.object_file(object, &name),
+                    name: PathBuf::from(name),
+                }),
+                None if bucket.is_prefix(&name).await.map_err(store_error)? => {
+                    Ok(Found::AddSlash(resolve::slashed(&path[1..])))
+                }
+                None => Err(OpenError::NotFound),
+            };
+        }
+        for index in &self.names.index_files {
+            let index_name = match name.as_str() {
+                "" => index.clone(),
+                dir => format!("{dir}/{index}"),
+            };
+            if let Some(object) = bucket.head(&index_name).await.map_err(store_error)? {
+                return Ok(Found::File {
+                    file: self.object_file(object, &index_name),
+                    name: PathBuf::from(index_name),
+                });
+            }
+        }
+        match bucket.list(&name).await.map_err(store_error)? {
+            Some(listed) => Ok(Found::Dir {
+                dir: BucketDir(listed),
+                name: PathBuf::from(name),
+            }),
+            // The root of an empty bucket is an empty directory; elsewhere, nothing is there.
+            None if name.is_empty() => Ok(Found::Dir {
+                dir: BucketDir(Vec::new()),
+                name: PathBuf::new(),
+            }),
+            None => Err(OpenError::NotFound),
+        }
+    }
+
+    async fn sidecar(&self, file: &BucketFile, name: &Path, suffix: &str) -> Option<BucketFile> {
+        let ready = self.ready().await.ok()?;
+        let sidecar = format!("{}{suffix}", name.to_str()?);
+        match ready.bucket.head(&sidecar).await {
+            Ok(Some(object)) => Some(BucketFile {
+                object,
+                content_type: file.content_type.clone(),
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(sidecar, "sidecar not usable: {e}");
+                None
+            }
+        }
+    }
+
+    async fn open(&self, file: BucketFile) -> Result<Representation, OpenError> {
+        let ready = self.ready().await?;
+        let BucketFile {
+            object,
+            content_type,
+        } = file;
+        let (bucket, hashed) = (ready.bucket.clone(), object.clone());
+        let digest = ready
+            .digests
+            .digest_with(object.version.clone(), move || async move {
+                bucket.hash(&hashed).await
+            })
+            .await
+            .map_err(store_error)?;
+        Ok(Representation {
+            len: object.version.size,
+            etag: Some(digest.etag),
+            modified: Some(object.modified),
+            content_type,
+            source: Arc::new(ObjectSource {
+                bucket: ready.bucket.clone(),
+                object,
+                reading: tokio::sync::Mutex::new(None),
+            }),
+            repr_digest: Some(digest.repr_digest),
+            path_headers: Default::default(),
+        })
+    }
+
+    async fn list(
+        &self,
+        dir: BucketDir,
+        sort: Sort,
+        order: Order,
+        offset: usize,
+        limit: usize,
+    ) -> io::Result<Page> {
+        let entries = dir
+            .0
+            .into_iter()
+            .filter(|l| self.names.show_hidden || !l.name.starts_with('.'))
+            .filter(|l| !l.name.contains('\\'))
+            .map(|l| {
+                let (size, mtime) = match l.object {
+                    Some((size, modified)) => (Some(size), modified),
+                    None => (None, std::time::SystemTime::UNIX_EPOCH),
+                };
+                let since = mtime
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                Entry {
+                    is_dir: size.is_none(),
+                    size,
+                    mtime: (since.as_secs() as i64, since.subsec_nanos()),
+                    name: l.name,
+                }
+            })
+            .collect();
+        Ok(listdir::page_of(entries, sort, order, offset, limit, false))
+    }
+}
+
+/// Hash every object under the prefix not known yet (`prehash`), then again every
+/// [`WATCH_EVERY`] (`watch`), one object at a time.
+async fn hash_ahead(
+    bucket: store::Bucket,
+    digests: Arc<DigestCache<FileDigest, ObjectVersion>>,
+    show_hidden: bool,
+    prehash: bool,
+    watch: bool,
+) {
+    let mut first = true;
+    loop {
+        if prehash || !first {
+            let before = digests.computations();
+            let mut objects = bucket.walk();
+            let mut found = 0u64;
+            while let Some(next) = objects.next().await {
+                let (name, object) = match next {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!("hashing ahead: listing {}: {e}", bucket.url());
+                        break;
+                    }
+                };
+                if !show_hidden && name.split('/').any(|s| s.starts_with('.')) {
+                    continue;
+                }
+                found += 1;
+                let (b, o) = (bucket.clone(), object.clone());
+                let hashed = digests
+                    .digest_with(object.version.clone(), move || async move { b.hash(&o).await })
+                    .await;
+                if let Err(e) = hashed {
+                    tracing::debug!(name, "hashing ahead: skipped: {e}");
+                }
+            }
+            let hashed = digests.computations() - before;
+            if first || hashed > 0 {
+                tracing::info!(
+                    "prehash: {}: {found} objects found, {hashed} hashed, {} already known",
+                    bucket.url(),
+                    found.saturating_sub(hashed)
+                );
+            }
+        }
+        first = false;
+        if !watch {
+            return;
+        }
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
+}
+
+/// One object version as a [`Source`]: ranged reads of the store, each conditional on the
+/// version, streamed. A read that continues where the last one stopped (or a little past it,
+/// within the same request's range) is served from the same response of the store.
+struct ObjectSource {
+    bucket: store::Bucket,
+    object: Object,
+    reading: tokio::sync::Mutex<Option<Reading>>,
+}
+
+/// A ranged read of the store in progress.
+struct Reading {
+    /// The offset of the next byte of `held`, then of `stream`.
+    pos: u64,
+    /// Where the store's response ends.
+    end: u64,
+    held: Bytes,
+    stream: BoxStream<'static, io::Result<Bytes>>,
+}
+
+impl Reading {
+    /// The next bytes from the store, at least one; a response that ends early is an error.
+    async fn more(&mut self, timeout: Duration) -> io::Result<()> {
+        match tokio::time::timeout(timeout, self.stream.next()).await {
+            Ok(Some(Ok(b))) => {
+                self.held = b;
+                Ok(())
+            }
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the store's response ended early",
+            )),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the store stopped sending",
+            )),
+        }
+    }
+}
+
+impl Source for ObjectSource {
+    fn read(self: Arc<Self>, offset: u64, len: usize, until: u64) -> ReadFuture {
+        Box::pin(async move {
+            let end = offset + len as u64;
+            let mut reading = self.reading.lock().await;
+            let reuse = matches!(&*reading, Some(r) if r.pos <= offset && end <= r.end);
+            if !reuse {
+                let stop = until.max(end).min(offset.saturating_add(READ_WINDOW).max(end));
+                let stream = self.bucket.read(&self.object, offset..stop).await?;
+                *reading = Some(Reading {
+                    pos: offset,
+                    end: stop,
+                    held: Bytes::new(),
+                    stream,
+                });
+            }
+            let r = reading.as_mut().expect("set above");
+            let stall = self.bucket.stall_timeout();
+            // Skip a gap between two ranges read through.
+            while r.pos < offset {
+                if r.held.is_empty() {
+                    r.more(stall).await?;
+                }
+                let n = r.held.len().min((offset - r.pos) as usize);
+                let _ = r.held.split_to(n);
+                r.pos += n as u64;
+            }
+            if r.held.is_empty() {
+                r.more(stall).await?;
+            }
+            if r.held.len() >= len {
+                r.pos += len as u64;
+                return Ok(r.held.split_to(len));
+            }
+            let mut out = BytesMut::with_capacity(len);
+            while out.len() < len {
+                if r.held.is_empty() {
+                    r.more(stall).await?;
+                }
+                let n = r.held.len().min(len - out.len());
+                out.extend_from_slice(&r.held.split_to(n));
+                r.pos += n as u64;
+            }
+            Ok(out.freeze())
+        })
+    }
+}
