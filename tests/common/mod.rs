@@ -20,6 +20,7 @@ pub mod curl;
 pub mod multipart;
 pub mod process;
 pub mod programs;
+pub mod seaweed;
 pub mod tls;
 
 // ------------------------------------------------------------------------------------------

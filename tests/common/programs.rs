@@ -43,7 +43,7 @@ pub fn require_that(name: &str, what: &str, usable: impl Fn(&Path) -> bool) -> O
     match find(name).filter(|exe| usable(exe)) {
         Some(exe) => Some(exe),
         None if std::env::var_os("CI").is_some() => panic!(
-            "{}: {what} is not installed, and CI is set: install it (apt-get install curl wget aria2)",
+            "{}: {what} is not installed, and CI is set: install it (.ci/run shows how)",
             test_name()
         ),
         None => {
