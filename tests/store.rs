@@ -5,6 +5,9 @@
 
 mod common;
 
+#[path = "store/serving.rs"]
+mod serving;
+
 use std::collections::BTreeSet;
 use std::path::Path as FsPath;
 use std::sync::Arc;

@@ -176,9 +176,6 @@ impl Bucket {
         if let Some(region) = &options.region {
             builder = builder.with_region(region);
         }
-        if let Some(yes) = options.allow_http {
-            builder = builder.with_allow_http(yes);
-        }
         if let Some(yes) = options.virtual_hosted_style {
             builder = builder.with_virtual_hosted_style_request(yes);
         }
@@ -202,6 +199,15 @@ impl Bucket {
                 max_retries: options.retries,
                 retry_timeout: deadline,
             });
+        // After the client options, which replace those `from_env` read.
+        let allow_http = options.allow_http.or_else(|| {
+            std::env::var("AWS_ALLOW_HTTP")
+                .ok()
+                .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        });
+        if let Some(yes) = allow_http {
+            builder = builder.with_allow_http(yes);
+        }
         let store = builder
             .build()
             .map_err(|e| format!("s3://{bucket}: {}", without_secrets(&e.to_string())))?;
@@ -518,3 +524,4 @@ mod tests {
         assert_eq!(ObjectVersion::parse_fields(&["1", "x", "-", "b/k"]), None);
     }
 }
+

@@ -1,0 +1,370 @@
+//! rangeserve in front of a real SeaweedFS cluster (`root = "s3://test"`): the binary as a
+//! process, reached over TCP, every byte checked against the bytes put into the store and
+//! against a disk-backed rangeserve serving the same bytes.
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::multipart;
+use crate::common::process::{self, Running, Site};
+use crate::common::seaweed::Cluster;
+use crate::common::{assert_206, assert_full, etag_of, pattern, repr_digest, Response};
+
+/// The binary serving the cluster's bucket (`prefix` under it), with `setup` adding flags.
+pub fn serve_bucket(
+    c: &Cluster,
+    site: &Site,
+    prefix: &str,
+    setup: impl Fn(&mut Command),
+) -> Running {
+    let home = site.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    process::start(site.path(), &site.logs(), |port, cmd| {
+        crate::common::programs::clean_env(cmd, &home);
+        for (k, v) in c.env() {
+            cmd.env(k, v);
+        }
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(format!("s3://{}/{prefix}", c.bucket));
+        setup(cmd);
+    })
+}
+
+fn get(r: &Running, path: &str, headers: &[(&str, &str)]) -> Response {
+    r.get(path, headers)
+}
+
+/// Every range and conditional behaviour of the disk, over the store, with the same bytes and
+/// the same validators as a disk-backed server.
+#[test]
+fn ranges_and_conditionals_match_the_disk() {
+    let Some(c) = Cluster::start() else { return };
+    let data = pattern((3 << 20) + 5);
+    c.put("files/dir/data.bin", &data);
+    c.put("files/hello.txt", b"hello\n");
+    c.put("files/.hidden", b"secret");
+    c.put("files/dir/sub/x.txt", b"x");
+
+    let site = Site::empty();
+    site.write("root/dir/data.bin", &data);
+    let disk = site.serve(|_| {});
+    let s3 = serve_bucket(&c, &site, "files", |cmd| {
+        cmd.args(["--listing", "true"]);
+    });
+
+    // The whole object, with the content hash as its ETag: the disk's, byte for byte.
+    let whole = get(&s3, "/dir/data.bin", &[]);
+    assert_full(&whole, &data);
+    let etag = etag_of(&data);
+    assert_eq!(whole.header("etag"), Some(etag.as_str()));
+    let on_disk = get(&disk, "/dir/data.bin", &[]);
+    assert_eq!(on_disk.header("etag"), whole.header("etag"));
+    assert_eq!(whole.header("repr-digest"), Some(repr_digest(&data).as_str()));
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    let modified = whole.header("last-modified").expect("Last-Modified").to_string();
+
+    // Single ranges, suffixes, clipping, 416.
+    let n = data.len();
+    assert_206(&get(&s3, "/dir/data.bin", &[("range", "bytes=10-19")]), &data, 10, 19);
+    assert_206(&get(&s3, "/dir/data.bin", &[("range", "bytes=-100")]), &data, n - 100, n - 1);
+    assert_206(
+        &get(&s3, "/dir/data.bin", &[("range", "bytes=3000000-")]),
+        &data,
+        3_000_000,
+        n - 1,
+    );
+    assert_206(
+        &get(&s3, "/dir/data.bin", &[("range", "bytes=5-999999999")]),
+        &data,
+        5,
+        n - 1,
+    );
+    let r = get(&s3, "/dir/data.bin", &[("range", "bytes=999999999-")]);
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), Some(format!("bytes */{n}").as_str()));
+
+    // Multipart: near ranges (read through in one request) and far ones, part by part.
+    let ranges = "bytes=0-9,100-199,2000000-2000099,-5";
+    let r = get(&s3, "/dir/data.bin", &[("range", ranges)]);
+    assert_eq!(r.status, 206);
+    let boundary = multipart::boundary_of(r.header("content-type").unwrap());
+    let parts = multipart::parse(&r.body, &boundary);
+    let want = [(0, 9), (100, 199), (2_000_000, 2_000_099), (n - 5, n - 1)];
+    assert_eq!(parts.len(), want.len());
+    for (p, (a, b)) in parts.iter().zip(want) {
+        assert_eq!(p.content_range.as_deref(), Some(format!("bytes {a}-{b}/{n}").as_str()));
+        assert_eq!(p.body, &data[a..=b]);
+    }
+    // The disk answers the same parts (the boundary aside).
+    let d = get(&disk, "/dir/data.bin", &[("range", ranges)]);
+    let dparts = multipart::parse(&d.body, &multipart::boundary_of(d.header("content-type").unwrap()));
+    assert_eq!(
+        dparts.iter().map(|p| &p.body).collect::<Vec<_>>(),
+        parts.iter().map(|p| &p.body).collect::<Vec<_>>()
+    );
+
+    // If-Range by ETag and by date; a mismatch gets the whole object.
+    assert_206(
+        &get(&s3, "/dir/data.bin", &[("range", "bytes=10-19"), ("if-range", &etag)]),
+        &data,
+        10,
+        19,
+    );
+    // A date is a strong validator only once it is a second older than the response's Date
+    // (RFC 9110 §13.1.5), and this object was just written: wait for the clock (bounded).
+    let lm = httpdate::parse_http_date(&modified).unwrap();
+    crate::common::wait_until("Last-Modified 2 s in the past", Duration::from_secs(5), || {
+        std::time::SystemTime::now() >= lm + Duration::from_secs(2)
+    });
+    assert_206(
+        &get(&s3, "/dir/data.bin", &[("range", "bytes=10-19"), ("if-range", &modified)]),
+        &data,
+        10,
+        19,
+    );
+    let r = get(&s3, "/dir/data.bin", &[("range", "bytes=10-19"), ("if-range", "\"other\"")]);
+    assert_full(&r, &data);
+
+    // Preconditions.
+    assert_eq!(get(&s3, "/dir/data.bin", &[("if-none-match", &etag)]).status, 304);
+    assert_eq!(get(&s3, "/dir/data.bin", &[("if-modified-since", &modified)]).status, 304);
+    assert_eq!(get(&s3, "/dir/data.bin", &[("if-match", "\"other\"")]).status, 412);
+    let r = get(&s3, "/dir/data.bin", &[("if-match", &etag), ("range", "bytes=0-0")]);
+    assert_206(&r, &data, 0, 0);
+    let old = "Thu, 01 Jan 2015 00:00:00 GMT";
+    assert_eq!(get(&s3, "/dir/data.bin", &[("if-unmodified-since", old)]).status, 412);
+
+    // HEAD: the headers of a GET, no body.
+    let h = crate::common::request_at(process::addr(s3.port), "HEAD", "/dir/data.bin", &[]);
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("content-length"), Some(n.to_string().as_str()));
+    assert_eq!(h.header("etag"), Some(etag.as_str()));
+    assert!(h.body.is_empty());
+
+    // ?download names the file.
+    let r = get(&s3, "/hello.txt?download", &[]);
+    assert_eq!(r.body, b"hello\n");
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert!(r.header("content-disposition").unwrap().contains("hello.txt"), "{:?}", r.headers);
+
+    // Names: hidden keys, absent keys, `..`, prefixes as directories.
+    assert_eq!(get(&s3, "/.hidden", &[]).status, 404);
+    assert_eq!(get(&s3, "/nope.bin", &[]).status, 404);
+    assert_eq!(get(&s3, "/dir/%2e%2e/hello.txt", &[]).status, 400);
+    let r = get(&s3, "/dir", &[]);
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/dir/"));
+    let r = get(&s3, "/dir/?format=json", &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let listing: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let names: Vec<&str> = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sub", "data.bin"]);
+    assert_eq!(listing["entries"][1]["size"], n as u64);
+    let root: serde_json::Value =
+        serde_json::from_slice(&get(&s3, "/?format=json", &[]).body).unwrap();
+    let names: Vec<&str> = root["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dir", "hello.txt"], "hidden keys are not listed");
+}
+
+/// A prefix with more objects than one listing page of the store (1,000) is listed whole,
+/// and paged by rangeserve.
+#[test]
+fn listings_of_more_than_one_store_page() {
+    let Some(c) = Cluster::start() else { return };
+    let count = 1_100;
+    let store = c.store();
+    c.block_on(async {
+        use futures_util::stream::{self, StreamExt};
+        use object_store::ObjectStore;
+        stream::iter(0..count)
+            .map(|i| async move {
+                let key = object_store::path::Path::from(format!("many/f{i:05}.txt"));
+                store.put(&key, format!("{i}").into_bytes().into()).await.unwrap();
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+    });
+    let site = Site::empty();
+    let s3 = serve_bucket(&c, &site, "", |cmd| {
+        cmd.args(["--listing", "true"]);
+    });
+    let r = get(&s3, "/many/?format=json&offset=1050&limit=100", &[]);
+    assert_eq!(r.status, 200);
+    let page: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(page["total"], count);
+    let names: Vec<String> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (1050..count).map(|i| format!("f{i:05}.txt")).collect();
+    assert_eq!(names, want);
+    let r = get(&s3, "/many/f01099.txt", &[]);
+    assert_eq!(r.body, b"1099");
+}
+
+/// Two instances on one bucket give the same ETag; a download started on one resumes on the
+/// other with If-Range. The hash persists in `state_dir`: a restart hashes nothing again.
+#[test]
+fn two_instances_agree_and_a_restart_does_not_rehash() {
+    let Some(c) = Cluster::start() else { return };
+    let data = pattern((5 << 20) + 11);
+    c.put("big.bin", &data);
+    let site = Site::empty();
+    let state = site.path().join("state");
+    let a = serve_bucket(&c, &site, "", |cmd| {
+        cmd.arg("--state-dir").arg(&state);
+    });
+    let b = serve_bucket(&c, &site, "", |_| {});
+    let half = data.len() / 2;
+    let first = get(&a, "/big.bin", &[("range", &format!("bytes=0-{}", half - 1))]);
+    assert_206(&first, &data, 0, half - 1);
+    let etag = first.header("etag").unwrap().to_string();
+    assert_eq!(etag, etag_of(&data));
+    let rest = get(
+        &b,
+        "/big.bin",
+        &[("range", &format!("bytes={half}-")), ("if-range", &etag)],
+    );
+    assert_206(&rest, &data, half, data.len() - 1);
+    let mut joined = first.body.clone();
+    joined.extend_from_slice(&rest.body);
+    assert!(joined == data);
+
+    // Restarted on the same state_dir: the ETag is known without reading the object again.
+    drop(a);
+    let again = serve_bucket(&c, &site, "", |cmd| {
+        cmd.arg("--state-dir").arg(&state);
+    });
+    let r = get(&again, "/big.bin", &[("if-none-match", &etag)]);
+    assert_eq!(r.status, 304);
+    let text = std::fs::read_to_string(state.join("objects-v1")).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(&etag.trim_matches('"').to_string()), "{text}");
+}
+
+/// An object overwritten while a response is being sent aborts that response: the client gets
+/// fewer bytes than announced, and the bytes it got are all the old version's.
+#[test]
+fn an_overwrite_during_a_slow_download_aborts_it() {
+    let Some(c) = Cluster::start() else { return };
+    let mib = 1 << 20;
+    let old = pattern(48 * mib);
+    c.put("moving.bin", &old);
+    let site = Site::empty();
+    let s3 = serve_bucket(&c, &site, "", |_| {});
+    // Two far-apart ranges: each is its own read of the store, tied to the version.
+    let last = 32 * mib - 1;
+    let req = format!(
+        "GET /moving.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-{last},{}-{}\r\n\r\n",
+        40 * mib,
+        40 * mib + 99
+    );
+    let mut conn = crate::common::connect(process::addr(s3.port), Duration::from_secs(20));
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut got = vec![0u8; 64 * 1024];
+    let n = conn.read(&mut got).unwrap();
+    got.truncate(n);
+    // The client stalls; meanwhile the object changes (same length, other bytes).
+    let new: Vec<u8> = old.iter().map(|b| b ^ 0xff).collect();
+    c.put("moving.bin", &new);
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    got.extend_from_slice(&rest);
+    let head_end = crate::common::find(&got, b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    let announced: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: ").or_else(|| l.strip_prefix("Content-Length: ")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let body = &got[head_end..];
+    assert!(body.len() < announced, "the response was not aborted: {} of {announced}", body.len());
+    // The first part's bytes, as far as they came, are the old version's.
+    let first_part_start = crate::common::find(body, b"\r\n\r\n").unwrap() + 4;
+    let sent = &body[first_part_start..];
+    let sent = &sent[..sent.len().min(last + 1)];
+    assert!(sent == &old[..sent.len()], "mixed bytes in the aborted response");
+    s3.log_shows("aborting response body");
+}
+
+/// One volume server killed: downloads go on (replication 001). The whole store down: a clean
+/// 502/504, and the same bytes once it is back.
+#[test]
+fn survives_a_volume_server_and_fails_cleanly_while_the_store_is_down() {
+    let Some(mut c) = Cluster::start() else { return };
+    let data = pattern((6 << 20) + 1);
+    c.put("r.bin", &data);
+    let site = Site::empty();
+    let s3 = serve_bucket(&c, &site, "", |cmd| {
+        cmd.args(["--s3-request-timeout", "2", "--s3-retries", "1"]);
+    });
+    assert_full(&get(&s3, "/r.bin", &[]), &data);
+    c.kill_volume(0);
+    assert_full(&get(&s3, "/r.bin", &[]), &data);
+    assert_206(&get(&s3, "/r.bin", &[("range", "bytes=4194300-4194400")]), &data, 4_194_300, 4_194_400);
+    c.kill_all_but_master();
+    let r = get(&s3, "/r.bin", &[]);
+    assert!(matches!(r.status, 502 | 504), "{} {:?}", r.status, r.headers);
+    c.restart();
+    assert_full(&get(&s3, "/r.bin", &[]), &data);
+}
+
+/// Bad settings stop the server with one line and exit 2; no secret is printed.
+#[test]
+fn bad_bucket_settings_exit_2_without_secrets() {
+    let Some(c) = Cluster::start() else { return };
+    let site = Site::empty();
+    let run = |root: &str, extra: &[(&str, &str)]| {
+        let mut cmd = process::command(site.path());
+        crate::common::programs::clean_env(&mut cmd, site.path());
+        for (k, v) in c.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--root", root]);
+        let (status, _, err) = process::run_to_exit(cmd, &site.logs());
+        (status.code(), err)
+    };
+    let (code, err) = run("gs://x/y", &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("unknown scheme"), "{err}");
+    let (code, err) = run("s3:///y", &[]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run("s3://no-such-bucket/", &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no-such-bucket"), "{err}");
+    let (code, err) = run(
+        &format!("s3://{}/", c.bucket),
+        &[("AWS_SECRET_ACCESS_KEY", "wrong-secret-1234")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("wrong-secret-1234"), "{err}");
+    assert!(!err.contains(&c.secret_key), "{err}");
+    let (code, err) = run(
+        &format!("s3://{}/", c.bucket),
+        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
