@@ -368,3 +368,66 @@ fn bad_bucket_settings_exit_2_without_secrets() {
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// The real clients resume and finish downloads from the store through rangeserve: curl -C -,
+/// wget -c and aria2c -c -x8 each start from half a file and end with the object's bytes.
+#[test]
+fn real_clients_resume_downloads_from_the_store() {
+    use crate::common::programs;
+    let (Some(curl), Some(wget), Some(aria2c)) = (
+        programs::require("curl"),
+        programs::require("wget"),
+        programs::require("aria2c"),
+    ) else {
+        return;
+    };
+    let Some(c) = Cluster::start() else { return };
+    let data = pattern((9 << 20) + 7);
+    c.put("dl/file.bin", &data);
+    let site = Site::empty();
+    let s3 = serve_bucket(&c, &site, "", |_| {});
+    let url = format!("http://127.0.0.1:{}/dl/file.bin", s3.port);
+    let home = site.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let runs: [(&std::path::Path, &str, Vec<String>); 3] = [
+        (&curl, "curl", vec!["-sS".into(), "-f".into(), "-C".into(), "-".into(), "-o".into()]),
+        (&wget, "wget", vec!["-q".into(), "-c".into(), "-O".into()]),
+        (
+            &aria2c,
+            "aria2c",
+            vec![
+                "-q".into(),
+                "-c".into(),
+                "-x8".into(),
+                "-s8".into(),
+                "-k1M".into(),
+                "--allow-overwrite=false".into(),
+                "--auto-file-renaming=false".into(),
+                "-o".into(),
+            ],
+        ),
+    ];
+    for (exe, name, args) in runs {
+        let dir = site.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("file.bin");
+        std::fs::write(&out, &data[..data.len() / 2]).unwrap();
+        let mut cmd = Command::new(exe);
+        programs::clean_env(&mut cmd, &home);
+        cmd.current_dir(&dir).args(&args);
+        if name == "aria2c" {
+            // aria2c resumes only with its control file, or from the partial file with -c.
+            cmd.arg("file.bin");
+        } else {
+            cmd.arg(&out);
+        }
+        cmd.arg(&url);
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "{name}: {status}");
+        let got = std::fs::read(&out).unwrap();
+        assert!(got == data, "{name}: {} bytes, not the object's", got.len());
+    }
+    // Each resumed with a range, not a whole new download.
+    let log = s3.log();
+    assert!(log.matches("status=206").count() >= 3, "{log}");
+}
