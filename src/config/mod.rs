@@ -346,7 +346,7 @@ pub struct Cli {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub s3_allow_http: Option<bool>,
 
-    /// Virtual-hosted-style S3 URLs (BUCKET.host) [default: false with an endpoint set, AWS's style otherwise]
+    /// Virtual-hosted-style S3 URLs (BUCKET.host) instead of path-style (host/BUCKET) [default: false]
     #[arg(long, env = "RANGESERVE_S3_VIRTUAL_HOSTED_STYLE", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
