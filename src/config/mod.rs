@@ -807,9 +807,15 @@ fn s3_options(file: S3FileConfig) -> Result<crate::store::S3Options, ConfigError
         }
     }
     let request_timeout = match file.request_timeout {
-        Some(0) => return Err(ConfigError("s3.request_timeout: must be at least 1 second".into())),
+        Some(0) => {
+            return Err(ConfigError(
+                "s3.request_timeout: must be at least 1 second".into(),
+            ))
+        }
         Some(secs) if secs > 300 => {
-            return Err(ConfigError("s3.request_timeout: at most 300 seconds".into()))
+            return Err(ConfigError(
+                "s3.request_timeout: at most 300 seconds".into(),
+            ))
         }
         Some(secs) => Duration::from_secs(secs),
         None => defaults.request_timeout,

@@ -87,7 +87,9 @@ impl Bucket {
 
     async fn ready(&self) -> Result<&Ready, OpenError> {
         match self.ready.get() {
-            Some(r) => r.as_ref().map_err(|e| OpenError::Io(io::Error::other(e.clone()))),
+            Some(r) => r
+                .as_ref()
+                .map_err(|e| OpenError::Io(io::Error::other(e.clone()))),
             None => Box::pin(self.set_up()).await,
         }
     }
@@ -331,7 +333,10 @@ async fn hash_ahead(
                 found += 1;
                 let (b, o) = (bucket.clone(), object.clone());
                 let hashed = digests
-                    .digest_with(object.version.clone(), move || async move { b.hash(&o).await })
+                    .digest_with(
+                        object.version.clone(),
+                        move || async move { b.hash(&o).await },
+                    )
                     .await;
                 if let Err(e) = hashed {
                     tracing::debug!(name, "hashing ahead: skipped: {e}");
@@ -401,7 +406,9 @@ impl Source for ObjectSource {
             let mut reading = self.reading.lock().await;
             let reuse = matches!(&*reading, Some(r) if r.pos <= offset && end <= r.end);
             if !reuse {
-                let stop = until.max(end).min(offset.saturating_add(READ_WINDOW).max(end));
+                let stop = until
+                    .max(end)
+                    .min(offset.saturating_add(READ_WINDOW).max(end));
                 let stream = self.bucket.read(&self.object, offset..stop).await?;
                 *reading = Some(Reading {
                     pos: offset,

@@ -35,7 +35,7 @@ pub use bucket::{Bucket, S3Options};
 pub use disk::Disk;
 pub(crate) use options::Options;
 pub use options::{DEFAULT_CACHE_CONTROL, DEFAULT_MAX_RANGES};
-pub use storage::{Found, Names, NameSettings, OpenError, Representation, Source, Storage};
+pub use storage::{Found, NameSettings, Names, OpenError, Representation, Source, Storage};
 
 use crate::fs::sendfile;
 use crate::http::encoding::{Accept, Coding, Negotiated};

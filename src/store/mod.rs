@@ -181,7 +181,8 @@ impl Bucket {
         }
         // Each try gets `request_timeout`; the retries of one call, with their back-off, stay
         // within `deadline` (the client's own default retries for minutes).
-        let deadline = options.request_timeout * (options.retries as u32 + 1) + Duration::from_secs(1);
+        let deadline =
+            options.request_timeout * (options.retries as u32 + 1) + Duration::from_secs(1);
         builder = builder
             .with_client_options(
                 // No total timeout: it would cut long bodies. The head of each response is
@@ -290,7 +291,9 @@ impl Bucket {
             return Ok(true);
         };
         let mut objects = self.store.list(Some(&key));
-        let first = self.timed(async { objects.next().await.transpose() }).await?;
+        let first = self
+            .timed(async { objects.next().await.transpose() })
+            .await?;
         Ok(first.is_some())
     }
 
@@ -298,7 +301,9 @@ impl Bucket {
     /// request per thousand keys, never one per key); `None` when there are none.
     pub async fn list(&self, name: &str) -> io::Result<Option<Vec<Listed>>> {
         let key = self.key(name)?;
-        let listing = self.timed(self.store.list_with_delimiter(key.as_ref())).await?;
+        let listing = self
+            .timed(self.store.list_with_delimiter(key.as_ref()))
+            .await?;
         if listing.objects.is_empty() && listing.common_prefixes.is_empty() {
             return Ok(None);
         }
@@ -341,7 +346,9 @@ impl Bucket {
             range: Some(GetRange::Bounded(range)),
             ..GetOptions::default()
         };
-        let got = self.timed(self.store.get_opts(&object.key, options)).await?;
+        let got = self
+            .timed(self.store.get_opts(&object.key, options))
+            .await?;
         Ok(got
             .into_stream()
             .map(|chunk| match chunk {
@@ -445,7 +452,9 @@ fn io_error(e: object_store::Error) -> io::Error {
         _ => io::ErrorKind::Other,
     };
     let text = match kind {
-        io::ErrorKind::Interrupted => "the object changed (its version no longer matches)".to_string(),
+        io::ErrorKind::Interrupted => {
+            "the object changed (its version no longer matches)".to_string()
+        }
         _ => without_secrets(&e.to_string()),
     };
     io::Error::new(kind, text)
@@ -495,7 +504,15 @@ mod tests {
             parse_url("s3://my-bucket/a/b/").unwrap(),
             ("my-bucket".into(), "a/b".into())
         );
-        for bad in ["s3://", "s3:///x", "http://b/x", "s3://B/x", "s3://b/a//c", "s3://b/../x", "s3://b@evil/x"] {
+        for bad in [
+            "s3://",
+            "s3:///x",
+            "http://b/x",
+            "s3://B/x",
+            "s3://b/a//c",
+            "s3://b/../x",
+            "s3://b@evil/x",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }
@@ -524,4 +541,3 @@ mod tests {
         assert_eq!(ObjectVersion::parse_fields(&["1", "x", "-", "b/k"]), None);
     }
 }
-

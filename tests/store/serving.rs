@@ -62,14 +62,30 @@ fn ranges_and_conditionals_match_the_disk() {
     assert_eq!(whole.header("etag"), Some(etag.as_str()));
     let on_disk = get(&disk, "/dir/data.bin", &[]);
     assert_eq!(on_disk.header("etag"), whole.header("etag"));
-    assert_eq!(whole.header("repr-digest"), Some(repr_digest(&data).as_str()));
+    assert_eq!(
+        whole.header("repr-digest"),
+        Some(repr_digest(&data).as_str())
+    );
     assert_eq!(whole.header("accept-ranges"), Some("bytes"));
-    let modified = whole.header("last-modified").expect("Last-Modified").to_string();
+    let modified = whole
+        .header("last-modified")
+        .expect("Last-Modified")
+        .to_string();
 
     // Single ranges, suffixes, clipping, 416.
     let n = data.len();
-    assert_206(&get(&s3, "/dir/data.bin", &[("range", "bytes=10-19")]), &data, 10, 19);
-    assert_206(&get(&s3, "/dir/data.bin", &[("range", "bytes=-100")]), &data, n - 100, n - 1);
+    assert_206(
+        &get(&s3, "/dir/data.bin", &[("range", "bytes=10-19")]),
+        &data,
+        10,
+        19,
+    );
+    assert_206(
+        &get(&s3, "/dir/data.bin", &[("range", "bytes=-100")]),
+        &data,
+        n - 100,
+        n - 1,
+    );
     assert_206(
         &get(&s3, "/dir/data.bin", &[("range", "bytes=3000000-")]),
         &data,
@@ -84,7 +100,10 @@ fn ranges_and_conditionals_match_the_disk() {
     );
     let r = get(&s3, "/dir/data.bin", &[("range", "bytes=999999999-")]);
     assert_eq!(r.status, 416);
-    assert_eq!(r.header("content-range"), Some(format!("bytes */{n}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{n}").as_str())
+    );
 
     // Multipart: near ranges (read through in one request) and far ones, part by part.
     let ranges = "bytes=0-9,100-199,2000000-2000099,-5";
@@ -95,12 +114,18 @@ fn ranges_and_conditionals_match_the_disk() {
     let want = [(0, 9), (100, 199), (2_000_000, 2_000_099), (n - 5, n - 1)];
     assert_eq!(parts.len(), want.len());
     for (p, (a, b)) in parts.iter().zip(want) {
-        assert_eq!(p.content_range.as_deref(), Some(format!("bytes {a}-{b}/{n}").as_str()));
+        assert_eq!(
+            p.content_range.as_deref(),
+            Some(format!("bytes {a}-{b}/{n}").as_str())
+        );
         assert_eq!(p.body, &data[a..=b]);
     }
     // The disk answers the same parts (the boundary aside).
     let d = get(&disk, "/dir/data.bin", &[("range", ranges)]);
-    let dparts = multipart::parse(&d.body, &multipart::boundary_of(d.header("content-type").unwrap()));
+    let dparts = multipart::parse(
+        &d.body,
+        &multipart::boundary_of(d.header("content-type").unwrap()),
+    );
     assert_eq!(
         dparts.iter().map(|p| &p.body).collect::<Vec<_>>(),
         parts.iter().map(|p| &p.body).collect::<Vec<_>>()
@@ -108,7 +133,11 @@ fn ranges_and_conditionals_match_the_disk() {
 
     // If-Range by ETag and by date; a mismatch gets the whole object.
     assert_206(
-        &get(&s3, "/dir/data.bin", &[("range", "bytes=10-19"), ("if-range", &etag)]),
+        &get(
+            &s3,
+            "/dir/data.bin",
+            &[("range", "bytes=10-19"), ("if-range", &etag)],
+        ),
         &data,
         10,
         19,
@@ -116,26 +145,52 @@ fn ranges_and_conditionals_match_the_disk() {
     // A date is a strong validator only once it is a second older than the response's Date
     // (RFC 9110 §13.1.5), and this object was just written: wait for the clock (bounded).
     let lm = httpdate::parse_http_date(&modified).unwrap();
-    crate::common::wait_until("Last-Modified 2 s in the past", Duration::from_secs(5), || {
-        std::time::SystemTime::now() >= lm + Duration::from_secs(2)
-    });
+    crate::common::wait_until(
+        "Last-Modified 2 s in the past",
+        Duration::from_secs(5),
+        || std::time::SystemTime::now() >= lm + Duration::from_secs(2),
+    );
     assert_206(
-        &get(&s3, "/dir/data.bin", &[("range", "bytes=10-19"), ("if-range", &modified)]),
+        &get(
+            &s3,
+            "/dir/data.bin",
+            &[("range", "bytes=10-19"), ("if-range", &modified)],
+        ),
         &data,
         10,
         19,
     );
-    let r = get(&s3, "/dir/data.bin", &[("range", "bytes=10-19"), ("if-range", "\"other\"")]);
+    let r = get(
+        &s3,
+        "/dir/data.bin",
+        &[("range", "bytes=10-19"), ("if-range", "\"other\"")],
+    );
     assert_full(&r, &data);
 
     // Preconditions.
-    assert_eq!(get(&s3, "/dir/data.bin", &[("if-none-match", &etag)]).status, 304);
-    assert_eq!(get(&s3, "/dir/data.bin", &[("if-modified-since", &modified)]).status, 304);
-    assert_eq!(get(&s3, "/dir/data.bin", &[("if-match", "\"other\"")]).status, 412);
-    let r = get(&s3, "/dir/data.bin", &[("if-match", &etag), ("range", "bytes=0-0")]);
+    assert_eq!(
+        get(&s3, "/dir/data.bin", &[("if-none-match", &etag)]).status,
+        304
+    );
+    assert_eq!(
+        get(&s3, "/dir/data.bin", &[("if-modified-since", &modified)]).status,
+        304
+    );
+    assert_eq!(
+        get(&s3, "/dir/data.bin", &[("if-match", "\"other\"")]).status,
+        412
+    );
+    let r = get(
+        &s3,
+        "/dir/data.bin",
+        &[("if-match", &etag), ("range", "bytes=0-0")],
+    );
     assert_206(&r, &data, 0, 0);
     let old = "Thu, 01 Jan 2015 00:00:00 GMT";
-    assert_eq!(get(&s3, "/dir/data.bin", &[("if-unmodified-since", old)]).status, 412);
+    assert_eq!(
+        get(&s3, "/dir/data.bin", &[("if-unmodified-since", old)]).status,
+        412
+    );
 
     // HEAD: the headers of a GET, no body.
     let h = crate::common::request_at(process::addr(s3.port), "HEAD", "/dir/data.bin", &[]);
@@ -148,7 +203,13 @@ fn ranges_and_conditionals_match_the_disk() {
     let r = get(&s3, "/hello.txt?download", &[]);
     assert_eq!(r.body, b"hello\n");
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
-    assert!(r.header("content-disposition").unwrap().contains("hello.txt"), "{:?}", r.headers);
+    assert!(
+        r.header("content-disposition")
+            .unwrap()
+            .contains("hello.txt"),
+        "{:?}",
+        r.headers
+    );
 
     // Names: hidden keys, absent keys, `..`, prefixes as directories.
     assert_eq!(get(&s3, "/.hidden", &[]).status, 404);
@@ -192,7 +253,10 @@ fn listings_of_more_than_one_store_page() {
         stream::iter(0..count)
             .map(|i| async move {
                 let key = object_store::path::Path::from(format!("many/f{i:05}.txt"));
-                store.put(&key, format!("{i}").into_bytes().into()).await.unwrap();
+                store
+                    .put(&key, format!("{i}").into_bytes().into())
+                    .await
+                    .unwrap();
             })
             .buffer_unordered(32)
             .collect::<Vec<_>>()
@@ -232,7 +296,11 @@ fn two_instances_agree_and_a_restart_does_not_rehash() {
     });
     let b = serve_bucket(&c, &site, "", |_| {});
     let half = data.len() / 2;
-    let first = get(&a, "/big.bin", &[("range", &format!("bytes=0-{}", half - 1))]);
+    let first = get(
+        &a,
+        "/big.bin",
+        &[("range", &format!("bytes=0-{}", half - 1))],
+    );
     assert_206(&first, &data, 0, half - 1);
     let etag = first.header("etag").unwrap().to_string();
     assert_eq!(etag, etag_of(&data));
@@ -291,18 +359,28 @@ fn an_overwrite_during_a_slow_download_aborts_it() {
     assert!(head.starts_with("HTTP/1.1 206"), "{head}");
     let announced: usize = head
         .lines()
-        .find_map(|l| l.strip_prefix("content-length: ").or_else(|| l.strip_prefix("Content-Length: ")))
+        .find_map(|l| {
+            l.strip_prefix("content-length: ")
+                .or_else(|| l.strip_prefix("Content-Length: "))
+        })
         .unwrap()
         .trim()
         .parse()
         .unwrap();
     let body = &got[head_end..];
-    assert!(body.len() < announced, "the response was not aborted: {} of {announced}", body.len());
+    assert!(
+        body.len() < announced,
+        "the response was not aborted: {} of {announced}",
+        body.len()
+    );
     // The first part's bytes, as far as they came, are the old version's.
     let first_part_start = crate::common::find(body, b"\r\n\r\n").unwrap() + 4;
     let sent = &body[first_part_start..];
     let sent = &sent[..sent.len().min(last + 1)];
-    assert!(sent == &old[..sent.len()], "mixed bytes in the aborted response");
+    assert!(
+        sent == &old[..sent.len()],
+        "mixed bytes in the aborted response"
+    );
     s3.log_shows("aborting response body");
 }
 
@@ -310,7 +388,9 @@ fn an_overwrite_during_a_slow_download_aborts_it() {
 /// 502/504, and the same bytes once it is back.
 #[test]
 fn survives_a_volume_server_and_fails_cleanly_while_the_store_is_down() {
-    let Some(mut c) = Cluster::start() else { return };
+    let Some(mut c) = Cluster::start() else {
+        return;
+    };
     let data = pattern((6 << 20) + 1);
     c.put("r.bin", &data);
     let site = Site::empty();
@@ -320,10 +400,20 @@ fn survives_a_volume_server_and_fails_cleanly_while_the_store_is_down() {
     assert_full(&get(&s3, "/r.bin", &[]), &data);
     c.kill_volume(0);
     assert_full(&get(&s3, "/r.bin", &[]), &data);
-    assert_206(&get(&s3, "/r.bin", &[("range", "bytes=4194300-4194400")]), &data, 4_194_300, 4_194_400);
+    assert_206(
+        &get(&s3, "/r.bin", &[("range", "bytes=4194300-4194400")]),
+        &data,
+        4_194_300,
+        4_194_400,
+    );
     c.kill_all_but_master();
     let r = get(&s3, "/r.bin", &[]);
-    assert!(matches!(r.status, 502 | 504), "{} {:?}", r.status, r.headers);
+    assert!(
+        matches!(r.status, 502 | 504),
+        "{} {:?}",
+        r.status,
+        r.headers
+    );
     c.restart();
     assert_full(&get(&s3, "/r.bin", &[]), &data);
 }
@@ -390,7 +480,17 @@ fn real_clients_resume_downloads_from_the_store() {
     let home = site.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let runs: [(&std::path::Path, &str, Vec<String>); 3] = [
-        (&curl, "curl", vec!["-sS".into(), "-f".into(), "-C".into(), "-".into(), "-o".into()]),
+        (
+            &curl,
+            "curl",
+            vec![
+                "-sS".into(),
+                "-f".into(),
+                "-C".into(),
+                "-".into(),
+                "-o".into(),
+            ],
+        ),
         (&wget, "wget", vec!["-q".into(), "-c".into(), "-O".into()]),
         (
             &aria2c,
