@@ -185,7 +185,7 @@ pub type ReadFuture = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
 pub trait Source: Send + Sync + 'static {
     /// Exactly `len` bytes at `offset` (a source that ends first fails with `UnexpectedEof`).
     /// The response goes on reading forward up to `until` (skipping at most
-    /// [`COALESCE_GAP`](super::body::COALESCE_GAP) bytes between two ranges), so a source that
+    /// 256 KiB between two ranges), so a source that
     /// streams (an object store) may ask for all of `offset..until` at once and serve the next
     /// reads from it. Called when [`read_at_nowait`](Source::read_at_nowait) could not serve
     /// the bytes.

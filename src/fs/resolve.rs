@@ -297,8 +297,6 @@ pub fn find<D: Clone>(
     })
 }
 
-/// The name under the root that a request path (without its leading `/`) asks for: its
-/// [`segments`] joined with `/`. A hidden segment (leading `.`) is `NotFound` unless shown.
 /// The name under the root that a request path asks for (`raw_path` as received, starting with
 /// `/`): segments percent-decoded and joined with `/`, empty and `.` segments dropped; `..`,
 /// encoded slashes, backslashes, NUL and non-UTF-8 are refused, hidden names are not found
@@ -322,6 +320,8 @@ pub fn slashed(rest: &str) -> String {
     to
 }
 
+/// The name under the root that a request path (without its leading `/`) asks for: its
+/// [`segments`] joined with `/`. A hidden segment (leading `.`) is `NotFound` unless shown.
 fn relative_name(rest: &str, show_hidden: bool) -> Result<String, ResolveError> {
     // Most paths are already that name: no escape, backslash or NUL, and no segment that is
     // empty or starts with a dot (so no `.`, `..` or hidden name); one pass over the bytes
