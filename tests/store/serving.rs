@@ -531,3 +531,108 @@ fn real_clients_resume_downloads_from_the_store() {
     let log = s3.log();
     assert!(log.matches("status=206").count() >= 3, "{log}");
 }
+
+/// Precompressed sidecar objects, CORS and the lab work over the store as on disk.
+#[test]
+fn sidecars_cors_and_the_lab_over_the_store() {
+    let Some(c) = Cluster::start() else { return };
+    let text = crate::common::codings::text(7);
+    let gz = crate::common::codings::gzip(&text);
+    c.put("site/page.txt", &text);
+    c.put("site/page.txt.gz", &gz);
+    let site = Site::empty();
+    let s3 = serve_bucket(&c, &site, "", |cmd| {
+        cmd.args([
+            "--precompressed",
+            "true",
+            "--lab",
+            "--cors-allowed-origins",
+            "https://app.example",
+        ]);
+    });
+    // The sidecar, as its own representation, with the original's type.
+    let r = get(&s3, "/site/page.txt", &[("accept-encoding", "gzip")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("etag"), Some(etag_of(&gz).as_str()));
+    assert_eq!(r.body, gz);
+    let r = get(&s3, "/site/page.txt", &[]);
+    assert_full(&r, &text);
+    assert_eq!(r.header("etag"), Some(etag_of(&text).as_str()));
+    // CORS.
+    let r = get(
+        &s3,
+        "/site/page.txt",
+        &[("origin", "https://app.example"), ("range", "bytes=0-3")],
+    );
+    assert_206(&r, &text, 0, 3);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    // The lab serves the bucket's objects under /_lab/files/, faults included.
+    let r = get(&s3, "/_lab/files/site/page.txt?corrupt=5", &[]);
+    let mut corrupted = text.clone();
+    corrupted[5] ^= 0xff;
+    assert_full(&r, &corrupted);
+    let r = get(&s3, "/_lab/files/site/page.txt?fail=503", &[]);
+    assert_eq!(r.status, 503);
+}
+
+/// `prehash` hashes every object at start-up and `watch` each new one, before anyone asks;
+/// the hashes persist in `state_dir`; the store's requests are counted in the metrics.
+#[test]
+fn prehash_and_watch_hash_objects_before_requests() {
+    let Some(c) = Cluster::start() else { return };
+    let first = pattern(300_000);
+    c.put("a/first.bin", &first);
+    c.put("a/.hidden.bin", b"not hashed");
+    let site = Site::empty();
+    let state = site.path().join("state");
+    let metrics = crate::common::free_port();
+    let s3 = serve_bucket(&c, &site, "", |cmd| {
+        cmd.arg("--state-dir")
+            .arg(&state)
+            .args(["--prehash", "true", "--watch", "true"])
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics}"));
+    });
+    let hashes = || std::fs::read_to_string(state.join("objects-v1")).unwrap_or_default();
+    let hex = |b: &[u8]| etag_of(b).trim_matches('"').to_string();
+    crate::common::wait_until("prehash of first.bin", Duration::from_secs(20), || {
+        hashes().contains(&hex(&first))
+    });
+    assert!(
+        !hashes().contains(&hex(b"not hashed")),
+        "a hidden key was hashed"
+    );
+    // A new object is found by the next listing (every 10 s) and hashed.
+    let second = pattern(200_001);
+    c.put("a/b/second.bin", &second);
+    crate::common::wait_until("watch of second.bin", Duration::from_secs(30), || {
+        hashes().contains(&hex(&second))
+    });
+    assert_eq!(hashes().lines().count(), 2, "{}", hashes());
+    let m = process::get_at(metrics, "/metrics", &[]);
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    // At least the start-up check and the two objects' reads (the background listings are
+    // not counted one by one).
+    assert!(value("rangeserve_store_requests_total") >= 3.0, "{text}");
+    assert!(
+        value("rangeserve_store_bytes_total") >= (first.len() + second.len()) as f64,
+        "{text}"
+    );
+    assert!(
+        value("rangeserve_store_request_seconds_total") > 0.0,
+        "{text}"
+    );
+    let _ = s3;
+}
