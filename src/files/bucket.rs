@@ -170,11 +170,7 @@ impl Storage for Bucket {
     type Dir = BucketDir;
 
     async fn start(&self) -> io::Result<()> {
-        match self.ready().await {
-            Ok(_) => Ok(()),
-            Err(OpenError::Io(e)) => Err(e),
-            Err(e) => Err(io::Error::other(format!("{e:?}"))),
-        }
+        self.ready().await.map(|_| ()).map_err(OpenError::into_io)
     }
 
     fn hash_computations(&self) -> u64 {

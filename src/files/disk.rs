@@ -202,11 +202,7 @@ impl Storage for Disk {
     type Dir = DiskDir;
 
     async fn start(&self) -> io::Result<()> {
-        match self.ready().await {
-            Ok(_) => Ok(()),
-            Err(OpenError::Io(e)) => Err(e),
-            Err(e) => Err(io::Error::other(format!("{e:?}"))),
-        }
+        self.ready().await.map(|_| ()).map_err(OpenError::into_io)
     }
 
     fn hash_computations(&self) -> u64 {
@@ -301,10 +297,7 @@ impl Storage for Disk {
         offset: usize,
         limit: usize,
     ) -> io::Result<Page> {
-        let ready = self.ready().await.map_err(|e| match e {
-            OpenError::Io(e) => e,
-            e => io::Error::other(format!("{e:?}")),
-        })?;
+        let ready = self.ready().await.map_err(OpenError::into_io)?;
         let (root, policy) = (ready.root.clone(), ready.policy.clone());
         tokio::task::spawn_blocking(move || {
             let d = listdir::Dir {

@@ -159,6 +159,16 @@ pub enum OpenError {
     Io(io::Error),
 }
 
+impl OpenError {
+    /// As an I/O error, for a caller that only reports it.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            OpenError::Io(e) | OpenError::Upstream(e) => e,
+            e => io::Error::other(format!("{e:?}")),
+        }
+    }
+}
+
 /// Everything the engine needs to answer a GET or HEAD.
 #[derive(Clone)]
 pub struct Representation {
