@@ -398,7 +398,25 @@ fn survives_a_volume_server_and_fails_cleanly_while_the_store_is_down() {
         cmd.args(["--s3-request-timeout", "2", "--s3-retries", "1"]);
     });
     assert_full(&get(&s3, "/r.bin", &[]), &data);
+    // A download under way when a volume server dies goes on from the other replica.
+    let big = pattern(40 << 20);
+    c.put("big.bin", &big);
+    assert_eq!(get(&s3, "/big.bin", &[("range", "bytes=0-0")]).status, 206); // hashed
+    let mut conn = crate::common::connect(process::addr(s3.port), Duration::from_secs(20));
+    conn.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    conn.read_exact(&mut got).unwrap();
     c.kill_volume(0);
+    conn.read_to_end(&mut got).unwrap();
+    let head_end = crate::common::find(&got, b"\r\n\r\n").unwrap() + 4;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        got[head_end..] == big[..],
+        "{} of {} bytes",
+        got.len() - head_end,
+        big.len()
+    );
     assert_full(&get(&s3, "/r.bin", &[]), &data);
     assert_206(
         &get(&s3, "/r.bin", &[("range", "bytes=4194300-4194400")]),
