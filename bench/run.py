@@ -1706,7 +1706,7 @@ S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket (signed requests) agains
            "rangeserve, the four weed processes (master, volume, filer, s3) on CPU 0, the clients "
            "on CPU 1. rangeserve starts afresh every round and each object is warmed up (a HEAD, "
            "which hashes it for the SHA-256 ETag) before anything is timed. Ratio and pairs as "
-           "in the table above, with the gateway in nginx's place.")
+           "for S1-S8, with the gateway in nginx's place.")
 
 S9_CPU_NOTE = ("S9 CPU per request (user + system, /proc/PID/stat around each wrk run and each "
                "S9b download, where the request is the whole 2 GiB download): rangeserve's "
