@@ -799,7 +799,7 @@ impl FileConfig {
 /// The `[s3]` settings, checked.
 fn s3_options(file: S3FileConfig) -> Result<crate::store::S3Options, ConfigError> {
     let defaults = crate::store::S3Options::default();
-    if let Some(endpoint) = &file.endpoint {
+    if let Some(endpoint) = file.endpoint.as_ref().filter(|e| !e.is_empty()) {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(ConfigError(format!(
                 "s3.endpoint: {endpoint:?} is not an http:// or https:// URL"

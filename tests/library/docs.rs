@@ -108,3 +108,23 @@ fn the_check_would_notice_a_missing_key() {
     assert!(!documented(&doc, "max_ranges"));
     assert!(file_keys("").contains(&"max_ranges".to_string()));
 }
+
+/// The shipped config.toml loads as it is (with the root it names replaced by one that exists
+/// here): every value in it is a valid setting, the empty `[s3]` ones included.
+#[test]
+fn the_shipped_config_file_loads() {
+    let root = tempfile::tempdir().unwrap();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let os = std::ffi::OsStr::new;
+    let cli = Cli::try_parse_from([
+        os("rangeserve"),
+        os("--config"),
+        file.as_os_str(),
+        os("--root"),
+        root.path().as_os_str(),
+    ])
+    .unwrap();
+    let config = cli.load().unwrap_or_else(|e| panic!("config.toml: {e}"));
+    assert!(config.bucket.is_none());
+    assert_eq!(config.s3.endpoint, None);
+}
