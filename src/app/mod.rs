@@ -21,7 +21,7 @@ use tower_http::request_id::{MakeRequestId, RequestId, SetRequestIdLayer};
 use crate::config::Config;
 use crate::files::{Bucket, Names, ServeFiles, Storage};
 use crate::http::response::internal_error;
-use crate::ops::metrics;
+use crate::ops::{metrics, AbortOnDrop};
 use crate::transport::{self, limits::Limits};
 
 /// The file engine with the configuration's settings, for the directory `root`.
@@ -241,13 +241,4 @@ pub async fn serve<S: Storage + Clone>(
         fast_path: config.fast_path,
     };
     transport::run(listener, app(&config, files), opts, shutdown).await
-}
-
-/// Stops a background task when serving ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

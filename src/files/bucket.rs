@@ -15,21 +15,18 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, StreamExt};
 use http::HeaderValue;
 
-use super::disk::FileDigest;
 use crate::files::storage::{
-    Found, NameSettings, Names, OpenError, Order, Page, ReadFuture, Representation, Sort, Source,
-    Storage,
+    FileDigest, Found, NameSettings, Names, OpenError, Order, Page, ReadFuture, Representation,
+    Sort, Source, Storage, DIGEST_CACHE_ENTRIES,
 };
 use crate::fs::digest::DigestCache;
 use crate::fs::listdir::{self, Entry};
 use crate::fs::resolve;
 use crate::http::mime;
+use crate::ops::AbortOnDrop;
 use crate::store::{self, Object, ObjectVersion};
 
 pub use crate::store::S3Options;
-
-/// How many object versions keep their hash in memory.
-const DIGEST_CACHE_ENTRIES: usize = 16_384;
 
 /// The longest run of an object one request to the store reads: a long download is several
 /// requests, so none stays open for hours behind a slow client.
@@ -50,14 +47,6 @@ struct Ready {
     bucket: store::Bucket,
     digests: Arc<DigestCache<FileDigest, ObjectVersion>>,
     _background: Option<AbortOnDrop>,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Settings only: a copy is a new storage that connects again.

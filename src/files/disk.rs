@@ -13,19 +13,16 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::files::storage::{
-    read_on_blocking_pool, Found, NameSettings, Names, OpenError, Order, Page, ReadFuture,
-    Representation, Sort, Source, Storage,
+    read_on_blocking_pool, FileDigest, Found, NameSettings, Names, OpenError, Order, Page,
+    ReadFuture, Representation, Sort, Source, Storage, DIGEST_CACHE_ENTRIES,
 };
-use crate::fs::digest::{self, DigestCache, FileId, Sha256Sum};
+use crate::fs::digest::{DigestCache, FileId};
 use crate::fs::file::{self, FileVersion};
 use crate::fs::listdir;
 use crate::fs::prehash::{self, Background};
 use crate::fs::resolve::{self, Policy, ResolveError, Root};
 use crate::fs::sidecar;
-use crate::http::{mime, repr_digest};
-
-/// How many file versions keep their hash in memory (about 100 bytes each).
-const DIGEST_CACHE_ENTRIES: usize = 16_384;
+use crate::http::mime;
 
 /// Files under a directory of the local file system.
 pub struct Disk {
@@ -53,30 +50,6 @@ impl Clone for Disk {
             follow_symlinks: self.follow_symlinks,
             ready: tokio::sync::OnceCell::new(),
         }
-    }
-}
-
-/// A file version's hash and the strong ETag (quoted lowercase hex) and `Repr-Digest` value
-/// made from it, built once per version.
-#[derive(Clone)]
-pub(crate) struct FileDigest {
-    sha256: Sha256Sum,
-    pub(crate) etag: HeaderValue,
-    pub(crate) repr_digest: HeaderValue,
-}
-
-impl digest::Digest for FileDigest {
-    fn from_sha256(sha256: Sha256Sum) -> FileDigest {
-        let etag = format!("\"{}\"", hex::encode(sha256));
-        FileDigest {
-            sha256,
-            etag: HeaderValue::from_str(&etag).expect("hex is a valid header value"),
-            repr_digest: repr_digest::value(&sha256),
-        }
-    }
-
-    fn sha256(&self) -> &Sha256Sum {
-        &self.sha256
     }
 }
 

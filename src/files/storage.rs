@@ -118,6 +118,33 @@ pub trait Names {
     fn names(&mut self) -> &mut NameSettings;
 }
 
+/// How many versions a storage keeps the hash of in memory (about 100 bytes each).
+pub(crate) const DIGEST_CACHE_ENTRIES: usize = 16_384;
+
+/// A version's hash and the strong ETag (quoted lowercase hex) and `Repr-Digest` value
+/// made from it, built once per version.
+#[derive(Clone)]
+pub(crate) struct FileDigest {
+    sha256: crate::fs::digest::Sha256Sum,
+    pub(crate) etag: HeaderValue,
+    pub(crate) repr_digest: HeaderValue,
+}
+
+impl crate::fs::digest::Digest for FileDigest {
+    fn from_sha256(sha256: crate::fs::digest::Sha256Sum) -> FileDigest {
+        let etag = format!("\"{}\"", hex::encode(sha256));
+        FileDigest {
+            sha256,
+            etag: HeaderValue::from_str(&etag).expect("hex is a valid header value"),
+            repr_digest: crate::http::repr_digest::value(&sha256),
+        }
+    }
+
+    fn sha256(&self) -> &crate::fs::digest::Sha256Sum {
+        &self.sha256
+    }
+}
+
 /// What a request path leads to.
 pub enum Found<F, D> {
     /// A file, and its name relative to the root (segments decoded; its extension gives the

@@ -24,6 +24,16 @@ pub fn peer() -> Option<std::net::SocketAddr> {
     PEER.try_with(|p| *p).ok()
 }
 
+/// A background task that stops when this is dropped (when serving ends, or with the storage
+/// that started it).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The client of a request when it is not the connection's peer (a trusted proxy forwarded for
 /// it): a request extension, set by the application, read where a log line names the client.
 #[derive(Debug, Clone, Copy)]
