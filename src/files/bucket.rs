@@ -44,7 +44,7 @@ pub struct Bucket {
 }
 
 struct Ready {
-    bucket: store::Bucket,
+    bucket: Arc<store::Bucket>,
     digests: Arc<DigestCache<FileDigest, ObjectVersion>>,
     _background: Option<AbortOnDrop>,
 }
@@ -87,7 +87,7 @@ impl Bucket {
         let ready = self
             .ready
             .get_or_init(|| async {
-                let bucket = store::Bucket::connect(&self.url, &self.options)?;
+                let bucket = Arc::new(store::Bucket::connect(&self.url, &self.options)?);
                 bucket
                     .check()
                     .await
@@ -233,18 +233,24 @@ impl Storage for Bucket {
             object,
             content_type,
         } = file;
-        let (bucket, hashed) = (ready.bucket.clone(), object.clone());
-        let digest = ready
-            .digests
-            .digest_with(object.version.clone(), move || async move {
-                bucket.hash(&hashed).await
-            })
-            .await
-            .map_err(store_error)?;
+        // Known (the common case): no copies for a computation that will not happen.
+        let digest = match ready.digests.known(&object.version) {
+            Some(d) => d,
+            None => {
+                let (bucket, hashed) = (ready.bucket.clone(), object.clone());
+                ready
+                    .digests
+                    .digest_with(object.version.clone(), move || async move {
+                        bucket.hash(&hashed).await
+                    })
+                    .await
+                    .map_err(store_error)?
+            }
+        };
         Ok(Representation {
             len: object.version.size,
             etag: Some(digest.etag),
-            modified: Some(object.modified),
+            modified: Some(object.modified()),
             content_type,
             source: Arc::new(ObjectSource {
                 bucket: ready.bucket.clone(),
@@ -292,7 +298,7 @@ impl Storage for Bucket {
 /// Hash every object under the prefix not known yet (`prehash`), then again every
 /// [`WATCH_EVERY`] (`watch`), one object at a time.
 async fn hash_ahead(
-    bucket: store::Bucket,
+    bucket: Arc<store::Bucket>,
     digests: Arc<DigestCache<FileDigest, ObjectVersion>>,
     show_hidden: bool,
     prehash: bool,
@@ -348,7 +354,7 @@ async fn hash_ahead(
 /// version, streamed. A read that continues where the last one stopped (or a little past it,
 /// within the same request's range) is served from the same response of the store.
 struct ObjectSource {
-    bucket: store::Bucket,
+    bucket: Arc<store::Bucket>,
     object: Object,
     reading: tokio::sync::Mutex<Option<Reading>>,
 }

@@ -111,7 +111,14 @@ pub struct Object {
     /// Its key, the prefix included.
     key: Key,
     pub version: ObjectVersion,
-    pub modified: SystemTime,
+}
+
+impl Object {
+    /// When it was last modified (whole seconds).
+    pub fn modified(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(self.version.modified_ms).unwrap_or(0))
+    }
 }
 
 /// A name in a listing of a prefix: an object or a "directory" (a common prefix).
@@ -279,8 +286,6 @@ impl Bucket {
                 modified_ms,
                 store_etag: meta.e_tag,
             },
-            modified: SystemTime::UNIX_EPOCH
-                + Duration::from_millis(u64::try_from(modified_ms).unwrap_or(0)),
             key: meta.location,
         }
     }
@@ -320,10 +325,14 @@ impl Bucket {
             let Some(last) = meta.location.filename().map(str::to_string) else {
                 continue;
             };
-            let o = self.object(meta);
+            // Size and time only: no version (and no location string) per listed key.
+            let secs = u64::try_from(meta.last_modified.timestamp()).unwrap_or(0);
             out.push(Listed {
                 name: last,
-                object: Some((o.version.size, o.modified)),
+                object: Some((
+                    meta.size,
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+                )),
             });
         }
         Ok(Some(out))
@@ -341,7 +350,7 @@ impl Bucket {
             // Without an ETag, the time is what ties the read to the version.
             if_unmodified_since: match object.version.store_etag {
                 Some(_) => None,
-                None => Some(chrono_of(object.modified)),
+                None => Some(object.modified().into()),
             },
             range: Some(GetRange::Bounded(range)),
             ..GetOptions::default()
@@ -434,10 +443,6 @@ impl Bucket {
         METRICS.store_request(ok, started.elapsed());
         result
     }
-}
-
-fn chrono_of(t: SystemTime) -> chrono::DateTime<chrono::Utc> {
-    t.into()
 }
 
 /// The store's error as an I/O error whose kind says what the client is told: not found (404),
