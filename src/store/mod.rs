@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as Key;
 use object_store::{BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, RetryConfig};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
@@ -190,30 +190,32 @@ impl Bucket {
         // within `deadline` (the client's own default retries for minutes).
         let deadline =
             options.request_timeout * (options.retries as u32 + 1) + Duration::from_secs(1);
-        builder = builder
-            .with_client_options(
-                // No total timeout: it would cut long bodies. The head of each response is
-                // bounded by `timed`, each wait for more body bytes by the reader.
-                ClientOptions::new()
-                    .with_timeout_disabled()
-                    .with_connect_timeout(options.request_timeout.min(Duration::from_secs(3))),
-            )
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(1),
-                    base: 2.0,
-                },
-                max_retries: options.retries,
-                retry_timeout: deadline,
-            });
-        // After the client options, which replace those `from_env` read.
-        let allow_http = options.allow_http.or_else(|| {
-            std::env::var("AWS_ALLOW_HTTP")
-                .ok()
-                .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        // Client options replace those `from_env` read: start from the same variables
+        // (AWS_ALLOW_HTTP, AWS_PROXY_URL, ...), then set ours. No total timeout: it would cut
+        // long bodies; the head of each response is bounded by `timed`, each wait for more body
+        // bytes by the reader.
+        let mut client = ClientOptions::new();
+        for (var, value) in std::env::vars() {
+            if !var.starts_with("AWS_") {
+                continue;
+            }
+            if let Ok(AmazonS3ConfigKey::Client(key)) = var.to_ascii_lowercase().parse() {
+                client = client.with_config(key, value);
+            }
+        }
+        let client = client
+            .with_timeout_disabled()
+            .with_connect_timeout(options.request_timeout.min(Duration::from_secs(3)));
+        builder = builder.with_client_options(client).with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
+                base: 2.0,
+            },
+            max_retries: options.retries,
+            retry_timeout: deadline,
         });
-        if let Some(yes) = allow_http {
+        if let Some(yes) = options.allow_http {
             builder = builder.with_allow_http(yes);
         }
         let store = builder
