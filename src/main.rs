@@ -165,7 +165,7 @@ fn main() -> ExitCode {
                 "configuration: no file (defaults, RANGESERVE_* variables and flags)"
             ),
         }
-        let served = match config.bucket.clone() {
+        let served = match config.bucket().map(str::to_owned) {
             Some(url) => {
                 // Reached before "listening": an unreachable endpoint, a missing bucket or
                 // refused credentials are start-up errors like any other bad setting.

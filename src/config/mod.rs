@@ -27,8 +27,6 @@ pub struct Config {
     /// Document root, canonicalized (absolute, no symlinks) once at start-up; for a bucket,
     /// its `s3://` URL as given.
     pub root: PathBuf,
-    /// The bucket served (`root = "s3://BUCKET/PREFIX"`), instead of a directory.
-    pub bucket: Option<String>,
     /// How the bucket is reached (`[s3]`), beside the standard `AWS_*` variables.
     pub s3: crate::store::S3Options,
     /// Names tried, in order, when a directory is requested with a trailing slash.
@@ -108,6 +106,12 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// The bucket served instead of a directory (`root = "s3://BUCKET/PREFIX"`): the root
+    /// itself, which is otherwise an absolute path.
+    pub fn bucket(&self) -> Option<&str> {
+        self.root.to_str().filter(|r| r.starts_with("s3://"))
+    }
+
     /// A configuration with every default and the given root (used by tests and embedders).
     /// The root is canonicalized; it must be an existing directory.
     pub fn with_root(root: impl AsRef<Path>) -> Result<Config, ConfigError> {
@@ -616,21 +620,21 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 impl FileConfig {
     fn finish(self, root: PathBuf) -> Result<Config, ConfigError> {
         let shown = root.display().to_string();
-        let bucket = match shown.split_once("://") {
+        let is_bucket = match shown.split_once("://") {
             Some(("s3", _)) => {
                 crate::store::parse_url(&shown).map_err(|e| ConfigError(format!("root: {e}")))?;
-                Some(shown.clone())
+                true
             }
             Some((scheme, _)) => {
                 return Err(ConfigError(format!(
                     "root {shown}: unknown scheme {scheme}:// (a directory, or s3://BUCKET/PREFIX)"
                 )))
             }
-            None => None,
+            None => false,
         };
-        let root = match bucket {
-            Some(_) => root,
-            None => {
+        let root = match is_bucket {
+            true => root,
+            false => {
                 let meta = std::fs::metadata(&root)
                     .map_err(|e| ConfigError(format!("root {shown}: {e}")))?;
                 if !meta.is_dir() {
@@ -775,7 +779,6 @@ impl FileConfig {
             precompressed: self.precompressed.unwrap_or(false),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             metrics_listen,
-            bucket,
             s3,
             lab_enabled: lab.enabled.unwrap_or(false),
             lab_prefix,

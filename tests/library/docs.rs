@@ -125,6 +125,6 @@ fn the_shipped_config_file_loads() {
     ])
     .unwrap();
     let config = cli.load().unwrap_or_else(|e| panic!("config.toml: {e}"));
-    assert!(config.bucket.is_none());
+    assert!(config.bucket().is_none());
     assert_eq!(config.s3.endpoint, None);
 }
