@@ -273,8 +273,7 @@ impl Storage for Bucket {
         let entries = dir
             .0
             .into_iter()
-            .filter(|l| self.names.show_hidden || !l.name.starts_with('.'))
-            .filter(|l| !l.name.contains('\\'))
+            .filter(|l| listdir::listable(&l.name, self.names.show_hidden))
             .map(|l| {
                 let (size, mtime) = match l.object {
                     Some((size, modified)) => (Some(size), modified),
@@ -318,7 +317,11 @@ async fn hash_ahead(
                         break;
                     }
                 };
-                if !show_hidden && name.split('/').any(|s| s.starts_with('.')) {
+                // A key no listing shows (hidden, a backslash) is not hashed ahead either.
+                if !name
+                    .split('/')
+                    .all(|seg| listdir::listable(seg, show_hidden))
+                {
                     continue;
                 }
                 found += 1;

@@ -118,7 +118,7 @@ pub fn page<D>(
         let Ok(name) = std::str::from_utf8(bytes) else {
             continue;
         };
-        if name.contains('\\') || (name.starts_with('.') && !dir.policy.show_hidden) {
+        if !listable(name, dir.policy.show_hidden) {
             continue;
         }
         if all.len() == MAX_ENTRIES {
@@ -172,6 +172,12 @@ pub fn page<D>(
         total,
         truncated,
     })
+}
+
+/// Whether a name may be listed: a request for it would not be refused for the name itself (a
+/// backslash is a 400) nor hidden (a leading dot, unless shown).
+pub fn listable(name: &str, show_hidden: bool) -> bool {
+    !name.contains('\\') && (show_hidden || !name.starts_with('.'))
 }
 
 /// The page `offset..offset + limit` of entries whose metadata is known (an object store's
