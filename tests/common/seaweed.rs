@@ -369,12 +369,9 @@ impl Cluster {
             let m = self.master;
             self.spawn(
                 Role::Master,
+                m,
                 vec![
                     "master".into(),
-                    "-ip=127.0.0.1".into(),
-                    "-ip.bind=127.0.0.1".into(),
-                    format!("-port={}", m.http),
-                    format!("-port.grpc={}", m.grpc),
                     format!("-mdir={}", dir.join("master").display()),
                     "-defaultReplication=001".into(),
                     "-volumeSizeLimitMB=64".into(),
@@ -392,12 +389,9 @@ impl Cluster {
                 let v = self.volumes[i];
                 self.spawn(
                     Role::Volume(i),
+                    v,
                     vec![
                         "volume".into(),
-                        "-ip=127.0.0.1".into(),
-                        "-ip.bind=127.0.0.1".into(),
-                        format!("-port={}", v.http),
-                        format!("-port.grpc={}", v.grpc),
                         format!("-dir={}", dir.join(format!("volume{i}")).display()),
                         "-max=10".into(),
                         format!("-master={master}"),
@@ -413,12 +407,9 @@ impl Cluster {
             let f = self.filer;
             self.spawn(
                 Role::Filer,
+                f,
                 vec![
                     "filer".into(),
-                    "-ip=127.0.0.1".into(),
-                    "-ip.bind=127.0.0.1".into(),
-                    format!("-port={}", f.http),
-                    format!("-port.grpc={}", f.grpc),
                     format!("-master={master}"),
                     format!("-defaultStoreDir={}", dir.join("filer").display()),
                     // Not /tmp/seaweedfs-filer-<port>.sock.
@@ -430,12 +421,9 @@ impl Cluster {
             let s = self.s3;
             self.spawn(
                 Role::S3,
+                s,
                 vec![
                     "s3".into(),
-                    "-ip=127.0.0.1".into(),
-                    "-ip.bind=127.0.0.1".into(),
-                    format!("-port={}", s.http),
-                    format!("-port.grpc={}", s.grpc),
                     format!("-filer={}", self.filer.address()),
                     format!("-config={}", dir.join("s3.json").display()),
                     // As S3 does: a PUT to a bucket that does not exist fails (on by default).
@@ -516,7 +504,9 @@ impl Cluster {
         })
     }
 
-    fn spawn(&mut self, role: Role, args: Vec<String>) -> Result<(), String> {
+    /// Start `weed SUBCOMMAND` (`args[0]`) for `role` on `ports`, on loopback only, with the
+    /// rest of `args`.
+    fn spawn(&mut self, role: Role, ports: Ports, args: Vec<String>) -> Result<(), String> {
         let dir = self.dir.path();
         let log = OpenOptions::new()
             .create(true)
@@ -532,7 +522,14 @@ impl Cluster {
             .stderr(log)
             .arg("-logtostderr")
             .arg(format!("-config_dir={}", dir.join("conf").display()))
-            .args(&args);
+            .arg(&args[0])
+            .args([
+                "-ip=127.0.0.1".to_string(),
+                "-ip.bind=127.0.0.1".to_string(),
+                format!("-port={}", ports.http),
+                format!("-port.grpc={}", ports.grpc),
+            ])
+            .args(&args[1..]);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("AWS_") {
                 cmd.env_remove(k);
