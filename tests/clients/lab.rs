@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::support::{require, Client, Tool};
+use crate::support::{heavy, require, scratch, Client, Tool};
 
 fn lab_server(dir: &Path) -> Running {
     let root = dir.join("root");
@@ -45,7 +45,7 @@ fn recorded(run: &Running, key: &str) -> Vec<(u64, String)> {
 /// curl (or `None`: skipped), a lab server in a fresh directory, the output file, and the URL
 /// of `path` on it.
 fn curl_lab(path: &str) -> Option<(Tool, tempfile::TempDir, Running, PathBuf, String)> {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let curl = require(Client::Curl, dir.path())?;
     let run = lab_server(dir.path());
     let out = dir.path().join("f.bin");
@@ -125,7 +125,10 @@ fn curl_continue_recovers_from_cuts_one_piece_at_a_time() {
 
 #[test]
 fn aria2c_completes_a_2gib_generated_file_in_segments_under_cuts_and_a_rate_limit() {
-    let dir = tempfile::tempdir().unwrap();
+    // 2 GiB written under target/tmp (scratch), not /tmp, which may be a small tmpfs: a CI run
+    // once ended here with aria2c's exit 9 (no space left). One heavy transfer at a time.
+    let _heavy = heavy();
+    let dir = scratch();
     let Some(aria2c) = require(Client::Aria2c, dir.path()) else {
         return;
     };
