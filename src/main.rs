@@ -8,6 +8,48 @@ use rangeserve::config::{unknown_env_vars, Cli, Command, LogFormat};
 use rangeserve::ops::healthcheck;
 use tracing_subscriber::EnvFilter;
 
+/// The log subscriber: lines (text or JSON) filtered by `filter`. rustls warns once per
+/// connection about what a client sent (wrk sends an IP address as the server name), which
+/// would let any client flood the log: those warnings are counted in the metrics instead, and
+/// shown only when the filter names rustls itself (`RUST_LOG=rustls=warn`).
+fn logging(filter: EnvFilter, format: LogFormat) {
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = if filter.to_string().contains("rustls") {
+        filter
+    } else {
+        filter.add_directive("rustls=error".parse().expect("a valid directive"))
+    };
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        // One object per line; the access line's fields (method, path, status, bytes, ...) are
+        // keys of "fields".
+        LogFormat::Json => lines
+            .event_format(rangeserve::ops::access_log::JsonLines)
+            .boxed(),
+    };
+    let rustls_warnings =
+        filter_fn(|m| m.target().starts_with("rustls") && *m.level() == tracing::Level::WARN)
+            .with_max_level_hint(tracing::Level::WARN);
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(CountRustlsWarnings.with_filter(rustls_warnings))
+        .init();
+}
+
+/// Counts the events it is given (rustls's warnings) in the metrics.
+struct CountRustlsWarnings;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountRustlsWarnings {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        rangeserve::ops::metrics::METRICS.tls_client_warning();
+    }
+}
+
 /// mimalloc instead of glibc's malloc: a request makes a few dozen small allocations (the
 /// header maps, the response, futures), which mimalloc serves faster, at the cost of some idle
 /// memory (bench/README.md has the figures).
@@ -105,17 +147,7 @@ fn main() -> ExitCode {
         },
         Err(_) => EnvFilter::new(&config.log_level),
     };
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match config.log_format {
-        LogFormat::Text => fmt.init(),
-        // One object per line; the access line's fields (method, path, status, bytes, ...) are
-        // keys of "fields".
-        LogFormat::Json => fmt
-            .event_format(rangeserve::ops::access_log::JsonLines)
-            .init(),
-    }
+    logging(filter, config.log_format);
     for var in unknown_env_vars() {
         tracing::warn!("{var} is set but is not a rangeserve setting; ignored");
     }
@@ -165,6 +197,13 @@ fn main() -> ExitCode {
                 "configuration: no file (defaults, RANGESERVE_* variables and flags)"
             ),
         }
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("rangeserve: error: cannot install the SIGTERM/SIGINT handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let served = match config.bucket().map(str::to_owned) {
             Some(url) => {
                 // Reached before "listening": an unreachable endpoint, a missing bucket or
@@ -175,12 +214,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
                 tracing::info!(root = %url, scheduler, "listening on {scheme}://{addr}/");
-                rangeserve::app::serve(listeners, config, files, shutdown_signal()).await
+                rangeserve::app::serve(listeners, config, files, shutdown).await
             }
             None => {
                 tracing::info!(root = %config.root.display(), scheduler, "listening on {scheme}://{addr}/");
                 let files = rangeserve::app::files(&config);
-                rangeserve::app::serve(listeners, config, files, shutdown_signal()).await
+                rangeserve::app::serve(listeners, config, files, shutdown).await
             }
         };
         match served {
@@ -215,12 +254,17 @@ fn gen(size: &str, seed: u64) -> ExitCode {
     }
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM. The handlers are installed here, when called, not when the future is
+/// first polled: it is called before "listening" is logged, so a SIGTERM sent as soon as that
+/// line appears stops the server gracefully instead of killing it.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

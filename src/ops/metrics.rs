@@ -30,6 +30,7 @@ pub struct Metrics {
     store_errors: AtomicU64,
     store_bytes: AtomicU64,
     store_micros: AtomicU64,
+    tls_client_warnings: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -48,6 +49,7 @@ pub static METRICS: Metrics = Metrics {
     store_errors: AtomicU64::new(0),
     store_bytes: AtomicU64::new(0),
     store_micros: AtomicU64::new(0),
+    tls_client_warnings: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -113,6 +115,12 @@ impl Metrics {
         self.store_bytes.fetch_add(n, Relaxed);
     }
 
+    /// A TLS client hello that rustls warned about (an IP address as the server name, as wrk
+    /// sends): counted here instead of one log line per connection.
+    pub fn tls_client_warning(&self) {
+        self.tls_client_warnings.fetch_add(1, Relaxed);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
@@ -138,7 +146,7 @@ impl Metrics {
             self.responses[STATUSES.len()].load(Relaxed)
         );
         let gauge_in_flight = self.handling.load(Relaxed) + self.streaming.load(Relaxed);
-        let rows: [(&str, &str, &str, u64); 11] = [
+        let rows: [(&str, &str, &str, u64); 12] = [
             (
                 "rangeserve_if_range_fallbacks_total",
                 "counter",
@@ -204,6 +212,12 @@ impl Metrics {
                 "counter",
                 "Body bytes received from the object store (served and hashed).",
                 self.store_bytes.load(Relaxed),
+            ),
+            (
+                "rangeserve_tls_client_warnings_total",
+                "counter",
+                "TLS client hellos rustls warned about (such as an IP address sent as the server name), counted instead of logged.",
+                self.tls_client_warnings.load(Relaxed),
             ),
         ];
         for (name, kind, help, v) in rows {
@@ -287,6 +301,7 @@ mod tests {
             "rangeserve_store_errors_total",
             "rangeserve_store_bytes_total",
             "rangeserve_store_request_seconds_total",
+            "rangeserve_tls_client_warnings_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");

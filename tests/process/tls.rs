@@ -311,3 +311,60 @@ fn tls_from_the_environment_serves_https() {
         run.log()
     );
 }
+
+/// A TLS 1.2-style ClientHello whose server_name extension (RFC 6066 §3) holds `name`: enough
+/// for rustls to parse the hello (and warn about the name) before it refuses the handshake.
+fn client_hello_with_server_name(name: &str) -> Vec<u8> {
+    let n = name.as_bytes();
+    let mut sni = vec![0x00, 0x00]; // extension type: server_name
+    let list_len = 3 + n.len();
+    sni.extend((list_len as u16 + 2).to_be_bytes());
+    sni.extend((list_len as u16).to_be_bytes());
+    sni.push(0x00); // host_name
+    sni.extend((n.len() as u16).to_be_bytes());
+    sni.extend(n);
+    let mut body = vec![0x03, 0x03]; // legacy_version
+    body.extend([7u8; 32]); // random
+    body.push(0); // no session id
+    body.extend([0x00, 0x02, 0x13, 0x01]); // one suite: TLS_AES_128_GCM_SHA256
+    body.extend([0x01, 0x00]); // null compression
+    body.extend((sni.len() as u16).to_be_bytes());
+    body.extend(sni);
+    let mut hs = vec![0x01]; // ClientHello
+    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend((hs.len() as u16).to_be_bytes());
+    record.extend(hs);
+    record
+}
+
+#[test]
+fn ip_addresses_sent_as_server_names_are_counted_not_logged_per_connection() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let files = self_signed(dir.path());
+    let metrics_port = crate::common::free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let (run, _) = tls_binary(dir.path(), &files, &["--metrics-listen", &metrics]);
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(process::addr(run.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&client_hello_with_server_name("127.0.0.1"))
+            .unwrap();
+        // The server answers with an alert and closes: read to the end.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    let page = process::get_at(metrics_port, "/metrics", &[]);
+    let page = String::from_utf8(page.body).unwrap();
+    assert!(
+        page.lines()
+            .any(|l| l == "rangeserve_tls_client_warnings_total 3"),
+        "{page}"
+    );
+    // No line per such connection in the log.
+    let log = run.log();
+    assert!(!log.contains("Illegal SNI"), "{log}");
+    assert!(!log.contains("127.0.0.1 presented"), "{log}");
+}
