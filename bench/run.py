@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: rangeserve against nginx on the same generated docroot.
+"""Side-by-side benchmark: rangeserve against nginx and lighttpd on the same generated docroot.
 
-Both servers are pinned to CPU 0 and the load generators (wrk, curl, aria2c and this script itself)
-to CPU 1. The servers run interleaved for several rounds (the order alternates every round) and the
-script prints a table of medians with each rangeserve figure as a ratio to nginx's, oriented so that
-a higher ratio is always better for rangeserve. Before anything is timed, each server's bytes are
+The servers are pinned to CPU 0 and the load generators (wrk, curl, aria2c and this script itself)
+to CPU 1. The servers run interleaved for several rounds (the order turns every round) and the
+script prints tables of medians with each rangeserve figure as a ratio to nginx's and to
+lighttpd's (`--no-lighttpd`: nginx only), oriented so that a higher ratio is always better for
+rangeserve. Before anything is timed, each server's bytes are
 checked against SHA-256 and file slices, so a fast wrong answer never counts.
 
 S9 compares rangeserve serving a bucket of a local SeaweedFS cluster (started by this script when
@@ -91,6 +92,17 @@ ROWS = [
     ("S8", "S8", "TTFB, GET of a never-requested 1 GiB file", "s", "nginx/rs", "rs <= 1 s",
      lambda r, n, s: s <= 1.0),
 ]
+
+# The same scenarios against lighttpd, the second reference (issue 18's targets where it sets
+# one on a ratio; its S1, S3 and S4 targets are on CPU per request, in the CPU table). A
+# predicate that returns None marks a row without a target.
+LIGHTTPD_TARGETS = {"S2": (">= 1.0x", lambda r, n, s: r >= 1.0),
+                    "S5": (">= 1.0x", lambda r, n, s: r >= 1.0)}
+LIGHTTPD_ROWS = [(rid, sid, desc, unit, how.replace("nginx", "lighttpd"))
+                 + LIGHTTPD_TARGETS.get(rid, ("-", lambda r, n, s: None))
+                 for rid, sid, desc, unit, how, _, _ in ROWS]
+# CPU per request within 1.2x of lighttpd's (issue 18), i.e. lighttpd/rs >= 1/1.2.
+LIGHTTPD_CPU_TARGET = {"S1": 1 / 1.2, "S3": 1 / 1.2, "S4": 1 / 1.2}
 
 # S9's rows, the same fields, with the S3 gateway read directly ("gateway") in nginx's place. A
 # row measured on rangeserve only has the ratio "rs"; its predicate gets (None, None, rangeserve)
@@ -537,6 +549,58 @@ http {{
         # process (this double-counts the pages they share, which favours rangeserve's ratio a
         # little; the worker alone is printed in the run log).
         return [self.proc.pid, self.worker]
+
+
+class Lighttpd(Server):
+    """lighttpd 1.4 (Debian's package) with a minimal configuration of its own: one process,
+    Debian's defaults otherwise (network backend, ETags), keep-alive as long as nginx's."""
+    name = "lighttpd"
+
+    def __init__(self, workdir, docroot):
+        super().__init__(workdir)
+        self.prefix = os.path.join(workdir, "lighttpd")
+        os.makedirs(self.prefix, exist_ok=True)
+        os.chmod(self.prefix, 0o755)
+        self.docroot = docroot
+        self.conf = os.path.join(self.prefix, "lighttpd.conf")
+        self.log_path = os.path.join(self.prefix, "error.log")
+
+    def write_conf(self):
+        # Started by root it drops to nobody (as nginx's worker does), and opens its error log
+        # after that: the log file is made and handed over first.
+        drop = 'server.username = "nobody"\nserver.groupname = "nogroup"\n'
+        conf = f"""# written by bench/run.py
+server.document-root = "{self.docroot}"
+server.bind = "127.0.0.1"
+server.port = {self.port}
+server.errorlog = "{self.log_path}"
+server.max-worker = 0
+server.max-connections = 4096
+server.max-fds = 8192
+server.max-keep-alive-requests = 65535
+mimetype.assign = ("" => "application/octet-stream")
+{drop if os.geteuid() == 0 else ""}"""
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        with open(self.log_path, "a"):
+            pass
+        if os.geteuid() == 0:
+            import pwd
+            os.chown(self.log_path, pwd.getpwnam("nobody").pw_uid, -1)
+
+    def cmd(self):
+        return ["taskset", "-c", SERVER_CPU, "lighttpd", "-D", "-f", self.conf]
+
+    def start(self):
+        self.port = free_port()
+        self.write_conf()
+        out = open(os.path.join(self.prefix, "stdout.log"), "a")
+        try:
+            self.proc = PROCS.start(self.cmd(), cwd=self.prefix, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        finally:
+            out.close()
+        self.wait_ready()
 
 
 class RangeserveS3(Rangeserve):
@@ -1607,7 +1671,8 @@ def build_table(bench, scenarios, table_rows=ROWS, base="nginx", base_title="ngi
         elif ratio is None:
             verdict = "n/a"
         else:
-            verdict = "pass" if ok(ratio, n, s) else "FAIL"
+            judged = ok(ratio, n, s)
+            verdict = "-" if judged is None else ("pass" if judged else "FAIL")
         verdicts[rid] = verdict
         ahead = f"{sum(1 for p in pairs if p > 1)}/{len(pairs)}" if pairs else "-"
         rows.append([rid, desc, unit, "-" if how == "rs" else fmt(n, unit), fmt(s, unit),
@@ -1651,26 +1716,38 @@ def markdown_table(header, rows, right):
 
 
 def build_cpu_table(bench, scenarios):
-    """Server CPU per request in the wrk scenarios (medians over valid runs), and how busy the
-    load generator was; None when no wrk scenario ran."""
-    header = ["id", "nginx µs/req", "rangeserve µs/req", "ratio nginx/rs", "wrk busy (nginx, rs)"]
+    """Server CPU per request in the wrk scenarios (medians over valid runs) of each reference
+    server and rangeserve, the ratios reference/rs, and how busy the load generator was; None
+    when no wrk scenario ran. Against lighttpd, S1, S3 and S4 have a target (issue 18)."""
+    refs = [s.name for s in bench.servers if s.name != "rangeserve"]
+    names = refs + ["rangeserve"]
+    header = (["id"] + [f"{n} µs/req" for n in names] + [f"ratio {r}/rs" for r in refs]
+              + (["target (lighttpd)"] if "lighttpd" in refs else [])
+              + [f"wrk busy ({', '.join('rs' if n == 'rangeserve' else n for n in names)})"])
     rows = []
     for rid in ("S1", "S2", "S3", "S4"):
         if rid not in scenarios:
             continue
         cpu, busy = {}, {}
-        for name in ("nginx", "rangeserve"):
+        for name in names:
             runs = [r for r in bench.results[rid][name] if r["valid"] and "cpu_us" in r]
             cpu[name] = statistics.median([r["cpu_us"] for r in runs]) if runs else None
             busy[name] = statistics.median([r["client_busy"] for r in runs]) if runs else None
-        n, s = cpu["nginx"], cpu["rangeserve"]
-        ratio = f"{n / s:.2f}x" if n and s else "-"
-        rows.append([rid, "-" if n is None else f"{n:.2f}", "-" if s is None else f"{s:.2f}",
-                     ratio, ", ".join("-" if b is None else f"{100 * b:.0f}%"
-                                      for b in (busy["nginx"], busy["rangeserve"]))])
+        s = cpu["rangeserve"]
+        ratios = {r: (cpu[r] / s if cpu[r] and s else None) for r in refs}
+        row = ([rid] + ["-" if cpu[n] is None else f"{cpu[n]:.2f}" for n in names]
+               + ["-" if ratios[r] is None else f"{ratios[r]:.2f}x" for r in refs])
+        if "lighttpd" in refs:
+            want = LIGHTTPD_CPU_TARGET.get(rid)
+            lr = ratios["lighttpd"]
+            row.append("-" if want is None else
+                       f">= {want:.2f}x: " + ("n/a" if lr is None else
+                                                ("pass" if lr >= want else "FAIL")))
+        row.append(", ".join("-" if busy[n] is None else f"{100 * busy[n]:.0f}%" for n in names))
+        rows.append(row)
     if not rows:
         return None
-    return markdown_table(header, rows, right={1, 2, 3, 4})
+    return markdown_table(header, rows, right=set(range(1, len(header) - 1)))
 
 
 def build_s9_cpu_table(bench, scenarios):
@@ -1715,14 +1792,17 @@ S9_CPU_NOTE = ("S9 CPU per request (user + system, /proc/PID/stat around each wr
                "each path.")
 
 TABLE_NOTE = ("Medians over rounds. ratio = the median, over pairs of runs made next to each other "
-              "(same round, nginx and rangeserve back to back), of rangeserve's figure relative to "
+              "(same round, the servers back to back), of rangeserve's figure relative to "
               "nginx's, oriented so that higher is better for rangeserve (throughput: rs/nginx; "
               "seconds and MiB: nginx/rs); the target is judged on it. ratio of medians = the two "
               "medians' ratio, which the machine's drift between rounds moves more. rs ahead = "
               "pairs in which rangeserve did better.")
 
+LIGHTTPD_NOTE = ("The same runs against lighttpd, the second reference (same pairing and "
+                 "orientation; the servers run back to back in each round).")
+
 CPU_NOTE = ("Server CPU per request (user + system, /proc/PID/stat around each wrk run; nginx: "
-            "master + worker), lower is better, so the ratio is nginx/rs; and the share of its "
+            "master + worker), lower is better, so the ratios are reference/rs; and the share of its "
             "core the load generator used. Near 100% the client, not the server, sets the "
             "throughput and the req/s ratio drifts toward 1.")
 
@@ -1761,6 +1841,7 @@ def machine_info(binary, weed=None):
         ("machine", f"{os.cpu_count()} CPUs ({cpu}), {mem} RAM, Linux {os.uname().release}"),
         ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
         ("nginx", cmd_output(["nginx", "-v"]).replace("nginx version: ", "")),
+        ("lighttpd", cmd_output(["lighttpd", "-v"]).splitlines()[0].split(" - ")[0]),
         ("wrk", cmd_output(["wrk", "-v"]).splitlines()[0].split(" Copyright")[0]),
         ("curl", cmd_output(["curl", "--version"]).splitlines()[0].split(" (")[0]),
         ("aria2c", cmd_output(["aria2c", "--version"]).splitlines()[0]),
@@ -1788,6 +1869,8 @@ def parse_args():
                     help="S4 runs and S5/S6 downloads per server and round (default 2, quick 1)")
     ap.add_argument("--data-dir", default=os.path.join(REPO, "target", "bench-data"),
                     help="where the generated files are cached (default: target/bench-data)")
+    ap.add_argument("--no-lighttpd", action="store_true",
+                    help="nginx as the only reference for S1-S8 (default: lighttpd too)")
     ap.add_argument("--weed", metavar="PATH",
                     help="SeaweedFS's weed for S9 (default: on PATH, else .ci/tools/py/bin/weed)")
     a = ap.parse_args()
@@ -1825,10 +1908,12 @@ def find_binary(args):
     return path
 
 
-def check_tools(scenarios):
+def check_tools(scenarios, lighttpd=True):
     tools = ["wrk", "curl", "taskset"]
     if any(sc != "S9" for sc in scenarios):
         tools.append("nginx")
+        if lighttpd:
+            tools.append("lighttpd")
     if "S6" in scenarios:
         tools.append("aria2c")
     for tool in tools:
@@ -1860,11 +1945,11 @@ def main():
                 args.scenarios.remove("S9")
                 if not args.scenarios:
                     return 0
-        check_tools(args.scenarios)
+        check_tools(args.scenarios, not args.no_lighttpd)
         binary = find_binary(args)
         os.sched_setaffinity(0, {int(CLIENT_CPU)})  # this script is a client too: CPU 1
         info = machine_info(binary, weed)
-        log("rangeserve vs nginx" + (" (quick mode)" if args.quick else " (full mode)"))
+        log("rangeserve vs nginx and lighttpd" + (" (quick mode)" if args.quick else " (full mode)"))
         for k, v in info:
             log(f"  {k}: {v}")
         log(f"  rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6 {args.repeats}x "
@@ -1886,7 +1971,9 @@ def main():
         snapshot = os.path.join(workdir, "rangeserve")
         shutil.copy2(binary, snapshot)
         log(f"  rangeserve binary copied to {snapshot} (SHA-256 {sha256_file(snapshot)[:12]})")
-        servers = [Nginx(workdir, docroot), Rangeserve(workdir, snapshot, docroot)]
+        rangeserve = Rangeserve(workdir, snapshot, docroot)
+        servers = ([Nginx(workdir, docroot)]
+                   + ([] if args.no_lighttpd else [Lighttpd(workdir, docroot)]) + [rangeserve])
         bench = Bench(args, servers, docroot, workdir, sums, files_dir)
         log(f"  wrk: taskset -c {CLIENT_CPU} wrk -t1 -c64 -d{args.duration}s --latency "
             f"[-s bench/<script>.lua] URL [-- args]")
@@ -1908,6 +1995,11 @@ def main():
             bench.run_round(rnd, args.scenarios)
 
         table, verdicts = build_table(bench, args.scenarios)
+        lt_table = None
+        if not args.no_lighttpd:
+            lt_table, lt_verdicts = build_table(bench, args.scenarios, LIGHTTPD_ROWS, "lighttpd",
+                                                "lighttpd")
+            verdicts.update({f"{k} vs lighttpd": v for k, v in lt_verdicts.items()})
         s9_table, s9_verdicts = build_table(bench, args.scenarios, S9_ROWS, "gateway",
                                             "gateway (direct)")
         verdicts.update(s9_verdicts)
@@ -1915,6 +2007,9 @@ def main():
         if table:
             log("\n" + TABLE_NOTE)
             log(table)
+        if lt_table:
+            log("\n" + LIGHTTPD_NOTE)
+            log(lt_table)
         cpu_table = build_cpu_table(bench, args.scenarios)
         if cpu_table:
             log("\n" + CPU_NOTE)
@@ -1930,22 +2025,25 @@ def main():
             f"{sum(v == 'FAIL' for v in verdicts.values())} fail, "
             f"{sum(v == 'n/a' for v in verdicts.values())} n/a; total time {elapsed / 60:.1f} min")
 
-        rs_log = tail(servers[1].log_path, 10000)
+        rs_log = tail(rangeserve.log_path, 10000)
         rs_lines = [l for l in rs_log.splitlines() if l.strip() and not l.startswith("--- start")]
         ng_lines = [l for l in tail(servers[0].log_path, 10000).splitlines() if l.strip()]
         s9_lines = []
         if bench.s9_servers:
             s9_lines = [l for l in tail(bench.s9_servers[1].log_path, 10000).splitlines()
                         if l.strip() and not l.startswith("--- start")]
+        lt_lines = [l for s in servers if s.name == "lighttpd"
+                    for l in tail(s.log_path, 10000).splitlines()
+                    if l.strip() and "server started" not in l and "server stopped" not in l]
         for name, lines in (("rangeserve", rs_lines), ("nginx", ng_lines),
-                            ("rangeserve (S9)", s9_lines)):
+                            ("lighttpd", lt_lines), ("rangeserve (S9)", s9_lines)):
             if lines:
                 log(f"\n{name} logged {len(lines)} line(s) at warn or above; the first ones:")
                 for l in lines[:10]:
                     log("  " + l[:300])
 
         if args.out:
-            md = ["# rangeserve vs nginx" + (" (quick run)" if args.quick else " (full run)"), ""]
+            md = ["# rangeserve vs nginx and lighttpd" + (" (quick run)" if args.quick else " (full run)"), ""]
             md += [f"- {k}: {v}" for k, v in info]
             md += [f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
                    f"- rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6, S9b "
@@ -1953,6 +2051,8 @@ def main():
                    f"total time {elapsed / 60:.1f} min", ""]
             if table:
                 md += [TABLE_NOTE, "", table, ""]
+            if lt_table:
+                md += [LIGHTTPD_NOTE, "", lt_table, ""]
             if cpu_table:
                 md += [CPU_NOTE, "", cpu_table, ""]
             if s9_table:
