@@ -155,7 +155,11 @@ impl<S: Storage> ServeFiles<S> {
 
     /// See [`Storage::remember_hash`]: an upload publishes a file whose hash it computed.
     #[doc(hidden)]
-    pub fn remember_hash(&self, meta: &std::fs::Metadata, sha256: crate::fs::digest::Sha256Sum) -> bool {
+    pub fn remember_hash(
+        &self,
+        meta: &std::fs::Metadata,
+        sha256: crate::fs::digest::Sha256Sum,
+    ) -> bool {
         self.inner.storage.remember_hash(meta, sha256)
     }
 }

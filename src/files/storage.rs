@@ -46,7 +46,11 @@ pub trait Storage: Send + Sync + 'static {
     /// that the first request for it does not hash it. Whether it was remembered; storages
     /// other than the disk ignore it. Blocking (the state file is appended to).
     #[doc(hidden)]
-    fn remember_hash(&self, meta: &std::fs::Metadata, sha256: crate::fs::digest::Sha256Sum) -> bool {
+    fn remember_hash(
+        &self,
+        meta: &std::fs::Metadata,
+        sha256: crate::fs::digest::Sha256Sum,
+    ) -> bool {
         let _ = (meta, sha256);
         false
     }

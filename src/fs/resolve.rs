@@ -600,7 +600,11 @@ mod tests {
         std::fs::create_dir_all(root.join("sub/.rangeserve-uploads")).unwrap();
         std::fs::write(root.join(".rangeserve-uploads/x.part"), "part").unwrap();
         std::fs::write(root.join("sub/.rangeserve-uploads/x.part"), "part").unwrap();
-        symlink(root.join(".rangeserve-uploads/x.part"), root.join("to-uploads")).unwrap();
+        symlink(
+            root.join(".rangeserve-uploads/x.part"),
+            root.join("to-uploads"),
+        )
+        .unwrap();
         let root = Root::open(&root).unwrap();
         Fixture {
             _dir: dir,

@@ -27,7 +27,9 @@ pub fn walk(
         for entry in entries.flatten() {
             let name = entry.file_name();
             let dotted = name.as_encoded_bytes().starts_with(b".");
-            if dotted && (!show_hidden || name.to_str().is_some_and(crate::fs::resolve::is_reserved)) {
+            if dotted
+                && (!show_hidden || name.to_str().is_some_and(crate::fs::resolve::is_reserved))
+            {
                 continue;
             }
             let Ok(kind) = entry.file_type() else {

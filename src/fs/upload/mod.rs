@@ -44,8 +44,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::fs::digest::Sha256Sum;
 use crate::ops::metrics::METRICS;
-pub use place::{is_reserved, target_name, WORK_DIR};
 use place::PlaceError;
+pub use place::{is_reserved, target_name, WORK_DIR};
 use pump::{ChunkHash, End, Hashes};
 
 /// Who created an upload: the SHA-256 of their bearer token (all zeros without one).
@@ -542,8 +542,12 @@ impl Inner {
         if known != UNKNOWN {
             return known;
         }
-        rustix::fs::statat(&self.work, part_name(id).as_str(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_or(0, |st| st.st_size as u64)
+        rustix::fs::statat(
+            &self.work,
+            part_name(id).as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_or(0, |st| st.st_size as u64)
     }
 
     fn read_info(&self, id: Id) -> Result<Option<Info>, StoreError> {
@@ -594,8 +598,7 @@ impl Inner {
 
     /// Bytes free for us in the upload directory's file system.
     fn available(&self) -> u64 {
-        rustix::fs::fstatvfs(&self.work)
-            .map_or(u64::MAX, |s| s.f_bavail.saturating_mul(s.f_frsize))
+        rustix::fs::fstatvfs(&self.work).map_or(u64::MAX, |s| s.f_bavail.saturating_mul(s.f_frsize))
     }
 
     fn expires(&self, info: &Info, last_write: u64) -> u64 {
@@ -780,6 +783,7 @@ impl Inner {
         if req.offset != offset {
             return Err(StoreError::Offset { offset });
         }
+        let mut declared = false;
         match (info.length, req.length) {
             (Some(a), Some(b)) if a != b => {
                 return Err(StoreError::Length(
@@ -795,8 +799,10 @@ impl Inner {
                 if self.settings.max_size.is_some_and(|max| len > max) {
                     return Err(StoreError::TooLarge);
                 }
+                // Recorded once the append succeeds (tus checksum: a refused chunk must not
+                // update the upload).
                 info.length = Some(len);
-                self.write_info(id, &info)?;
+                declared = true;
             }
             _ => {}
         }
@@ -811,12 +817,15 @@ impl Inner {
         if req.body_len.is_some_and(|n| n > limit) {
             return Err(StoreError::TooLarge);
         }
-        let needed = req.body_len.unwrap_or(if info.length.is_some() { limit } else { 0 });
+        let needed = req
+            .body_len
+            .unwrap_or(if info.length.is_some() { limit } else { 0 });
         if needed > self.available() {
             return Err(StoreError::NoSpace { offset });
         }
         Ok(Prepared::Open {
             info,
+            declared,
             part: Arc::new(part),
             offset,
             limit,
@@ -842,7 +851,7 @@ impl Inner {
             let (me, slot, req) = (self.clone(), slot.clone(), req.clone());
             blocking(move || me.prepare(id, &owner, &req, &slot)).await?
         };
-        let (info, part, offset, limit) = match prepared {
+        let (info, declared, part, offset, limit) = match prepared {
             Prepared::Completed(info) => {
                 let len = info.length.unwrap_or(0);
                 let expires = self.expires(&info, 0);
@@ -855,10 +864,11 @@ impl Inner {
             }
             Prepared::Open {
                 info,
+                declared,
                 part,
                 offset,
                 limit,
-            } => (info, part, offset, limit),
+            } => (info, declared, part, offset, limit),
         };
         // A process that has not seen this upload before (it restarted): its bytes so far came
         // before an interruption.
@@ -896,7 +906,11 @@ impl Inner {
                     Ok(owned(rustix::fs::openat(
                         &me.work,
                         chunk_name(id).as_str(),
-                        OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        OFlags::RDWR
+                            | OFlags::CREATE
+                            | OFlags::TRUNC
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
                         Mode::from_raw_mode(0o600),
                     )?))
                 })
@@ -911,7 +925,8 @@ impl Inner {
                 let p = part.clone();
                 blocking(move || {
                     let r = me.settle_checked(&p, &chunk, offset, &sum, pumped);
-                    let _ = rustix::fs::unlinkat(&me.work, chunk_name(id).as_str(), AtFlags::empty());
+                    let _ =
+                        rustix::fs::unlinkat(&me.work, chunk_name(id).as_str(), AtFlags::empty());
                     r
                 })
                 .await
@@ -941,6 +956,10 @@ impl Inner {
         }
         let received = end_offset - offset;
         let expires = self.expires(&info, now_secs());
+        if declared && info.length != Some(end_offset) {
+            let (me, i) = (self.clone(), info.clone());
+            blocking(move || me.write_info(id, &i)).await?;
+        }
         if info.length != Some(end_offset) {
             return Ok(Appended {
                 upload: self.upload(id, info, end_offset, expires),
@@ -979,7 +998,12 @@ impl Inner {
 
     /// After bytes were written straight to the part: keep them (synced) unless the body was
     /// over the limit; the new hash and offset, and the failure to report.
-    fn settle_direct(&self, part: &File, offset: u64, pumped: pump::Pumped) -> Result<Settled, StoreError> {
+    fn settle_direct(
+        &self,
+        part: &File,
+        offset: u64,
+        pumped: pump::Pumped,
+    ) -> Result<Settled, StoreError> {
         let end = offset + pumped.written;
         match pumped.end {
             End::OverLimit => {
@@ -1039,14 +1063,18 @@ impl Inner {
             End::Body(_) => return unchanged(StoreError::Incomplete { offset }),
             End::Write(e) => return unchanged(no_space_or(e, offset)),
         }
-        let got = pumped.hashes.chunk.expect("a checksum was asked for").finish();
+        let got = pumped
+            .hashes
+            .chunk
+            .expect("a checksum was asked for")
+            .finish();
         if got != sum.expected {
             return unchanged(StoreError::Checksum { offset });
         }
         let n = pumped.written;
-        if let Err(e) = copy_range(chunk, part, offset, n).and_then(|()| {
-            rustix::fs::fdatasync(part).map_err(io::Error::from)
-        }) {
+        if let Err(e) = copy_range(chunk, part, offset, n)
+            .and_then(|()| rustix::fs::fdatasync(part).map_err(io::Error::from))
+        {
             truncate_sync(part, offset)?;
             return unchanged(no_space_or(e, offset));
         }
@@ -1113,10 +1141,13 @@ impl Inner {
     {
         let me = self.clone();
         let (target, tmp, file) = blocking(move || {
-            let target = target_name(&target, me.settings.show_hidden).map_err(StoreError::BadName)?;
+            let target =
+                target_name(&target, me.settings.show_hidden).map_err(StoreError::BadName)?;
             let there = place::exists(&me.dir, &target)?;
             match (there, cond) {
-                (Some(_), Exists::Not) | (None, Exists::Must) => return Err(StoreError::Precondition),
+                (Some(_), Exists::Not) | (None, Exists::Must) => {
+                    return Err(StoreError::Precondition)
+                }
                 (Some(true), _) => return Err(StoreError::Exists),
                 (Some(false), _) if !me.settings.overwrite => return Err(StoreError::Exists),
                 _ => {}
@@ -1181,7 +1212,10 @@ impl Inner {
         let names = match self.work_names() {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!("upload sweep: cannot list {}/{WORK_DIR}: {e}", self.dir_path.display());
+                tracing::warn!(
+                    "upload sweep: cannot list {}/{WORK_DIR}: {e}",
+                    self.dir_path.display()
+                );
                 return 0;
             }
         };
@@ -1197,8 +1231,12 @@ impl Inner {
                     Ok(Some(info)) => info,
                     _ => continue,
                 };
-                let last_write = rustix::fs::statat(&self.work, part_name(id).as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_or(0, |st| mtime_secs(&st));
+                let last_write = rustix::fs::statat(
+                    &self.work,
+                    part_name(id).as_str(),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_or(0, |st| mtime_secs(&st));
                 if self.expires(&info, last_write) <= now {
                     self.remove(id);
                     if info.completed.is_none() {
@@ -1234,6 +1272,8 @@ enum Prepared {
     Completed(Info),
     Open {
         info: Info,
+        /// The length was declared by this append (to record once it succeeds).
+        declared: bool,
         part: Arc<File>,
         offset: u64,
         limit: u64,
@@ -1272,8 +1312,16 @@ fn no_space_or(e: io::Error, offset: u64) -> StoreError {
 fn copy_range(from: &File, to: &File, at: u64, len: u64) -> io::Result<()> {
     let (mut off_in, mut off_out) = (0u64, at);
     while off_in < len {
-        let want = usize::try_from(len - off_in).unwrap_or(usize::MAX).min(1 << 30);
-        match rustix::fs::copy_file_range(from.as_fd(), Some(&mut off_in), to.as_fd(), Some(&mut off_out), want) {
+        let want = usize::try_from(len - off_in)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        match rustix::fs::copy_file_range(
+            from.as_fd(),
+            Some(&mut off_in),
+            to.as_fd(),
+            Some(&mut off_out),
+            want,
+        ) {
             Ok(0) => return Err(crate::fs::file::ended_early()),
             Ok(_) => {}
             Err(Errno::INTR) => {}
@@ -1312,12 +1360,18 @@ mod tests {
     }
 
     fn body(chunks: &[&[u8]]) -> impl Stream<Item = io::Result<Bytes>> + Unpin + Send + 'static {
-        let v: Vec<io::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let v: Vec<io::Result<Bytes>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
         futures_util::stream::iter(v)
     }
 
     fn cut(chunks: &[&[u8]]) -> impl Stream<Item = io::Result<Bytes>> + Unpin + Send + 'static {
-        let mut v: Vec<io::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let mut v: Vec<io::Result<Bytes>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
         v.push(Err(io::Error::other("cut")));
         futures_util::stream::iter(v)
     }
@@ -1351,27 +1405,39 @@ mod tests {
         let s = store(tmp.path(), settings());
         let up = s.create(new("d/f.bin", Some(10))).await.unwrap();
         // A cut body keeps what arrived.
-        let a = Append { offset: 0, ..Default::default() };
+        let a = Append {
+            offset: 0,
+            ..Default::default()
+        };
         match s.append(up.id, OWNER, a, cut(&[b"0123"])).await {
             Err(StoreError::Incomplete { offset: 4 }) => {}
             other => panic!("{other:?}"),
         }
         assert_eq!(s.get(up.id).await.unwrap().offset, 4);
         // Wrong offset: refused, nothing changes.
-        let a = Append { offset: 3, ..Default::default() };
+        let a = Append {
+            offset: 3,
+            ..Default::default()
+        };
         assert!(matches!(
             s.append(up.id, OWNER, a, body(&[b"x"])).await,
             Err(StoreError::Offset { offset: 4 })
         ));
         // Another owner does not see it.
-        let a = Append { offset: 4, ..Default::default() };
+        let a = Append {
+            offset: 4,
+            ..Default::default()
+        };
         assert!(matches!(
             s.append(up.id, [1; 32], a.clone(), body(&[b"x"])).await,
             Err(StoreError::NotFound)
         ));
         // A new store (a restart): the hash is made again from the part; the append resumes.
         let s = store(tmp.path(), settings());
-        let done = s.append(up.id, OWNER, a, body(&[b"45", b"6789"])).await.unwrap();
+        let done = s
+            .append(up.id, OWNER, a, body(&[b"45", b"6789"]))
+            .await
+            .unwrap();
         assert!(done.resumed);
         let p = done.published.unwrap();
         assert_eq!(std::fs::read(&p.path).unwrap(), b"0123456789");
@@ -1392,7 +1458,11 @@ mod tests {
             algorithm: Algorithm::Sha256,
             expected: Sha256::digest(b"other").to_vec(),
         };
-        let a = Append { offset: 0, checksum: Some(wrong), ..Default::default() };
+        let a = Append {
+            offset: 0,
+            checksum: Some(wrong),
+            ..Default::default()
+        };
         assert!(matches!(
             s.append(up.id, OWNER, a, body(&[b"hello"])).await,
             Err(StoreError::Checksum { offset: 0 })
@@ -1402,32 +1472,74 @@ mod tests {
             algorithm: Algorithm::Md5,
             expected: <md5::Md5 as md5::Digest>::digest(b"hello").to_vec(),
         };
-        let a = Append { offset: 0, length: Some(5), checksum: Some(right), ..Default::default() };
-        let done = s.append(up.id, OWNER, a, body(&[b"hel", b"lo"])).await.unwrap();
-        assert_eq!(std::fs::read(done.published.unwrap().path).unwrap(), b"hello");
-        assert_eq!(std::fs::read_dir(tmp.path().join(WORK_DIR)).unwrap().count(), 1, "only the record");
+        let a = Append {
+            offset: 0,
+            length: Some(5),
+            checksum: Some(right),
+            ..Default::default()
+        };
+        let done = s
+            .append(up.id, OWNER, a, body(&[b"hel", b"lo"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(done.published.unwrap().path).unwrap(),
+            b"hello"
+        );
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join(WORK_DIR))
+                .unwrap()
+                .count(),
+            1,
+            "only the record"
+        );
     }
 
     #[tokio::test]
     async fn limits_and_names() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("taken"), "x").unwrap();
-        let s = store(tmp.path(), Settings { max_size: Some(8), ..settings() });
-        assert!(matches!(s.create(new("a", Some(9))).await, Err(StoreError::TooLarge)));
-        assert!(matches!(s.create(new("taken", Some(1))).await, Err(StoreError::Exists)));
-        assert!(matches!(s.create(new("../x", Some(1))).await, Err(StoreError::BadName(_))));
+        let s = store(
+            tmp.path(),
+            Settings {
+                max_size: Some(8),
+                ..settings()
+            },
+        );
+        assert!(matches!(
+            s.create(new("a", Some(9))).await,
+            Err(StoreError::TooLarge)
+        ));
+        assert!(matches!(
+            s.create(new("taken", Some(1))).await,
+            Err(StoreError::Exists)
+        ));
+        assert!(matches!(
+            s.create(new("../x", Some(1))).await,
+            Err(StoreError::BadName(_))
+        ));
         let up = s.create(new("a", None)).await.unwrap();
         // Over max_size with a deferred length: this append is undone.
-        let a = Append { offset: 0, ..Default::default() };
+        let a = Append {
+            offset: 0,
+            ..Default::default()
+        };
         s.append(up.id, OWNER, a, body(&[b"1234"])).await.unwrap();
-        let a = Append { offset: 4, ..Default::default() };
+        let a = Append {
+            offset: 4,
+            ..Default::default()
+        };
         assert!(matches!(
             s.append(up.id, OWNER, a, body(&[b"56789"])).await,
             Err(StoreError::TooLarge)
         ));
         assert_eq!(s.get(up.id).await.unwrap().offset, 4);
         // A length below the offset is refused.
-        let a = Append { offset: 4, length: Some(3), ..Default::default() };
+        let a = Append {
+            offset: 4,
+            length: Some(3),
+            ..Default::default()
+        };
         assert!(matches!(
             s.append(up.id, OWNER, a, body(&[])).await,
             Err(StoreError::Length(_))
@@ -1438,11 +1550,20 @@ mod tests {
     async fn put_publishes_whole_bodies_only() {
         let tmp = tempfile::tempdir().unwrap();
         let s = store(tmp.path(), settings());
-        let p = s.put("x/y.txt".into(), Some(5), Exists::Any, body(&[b"hel", b"lo"])).await.unwrap();
+        let p = s
+            .put(
+                "x/y.txt".into(),
+                Some(5),
+                Exists::Any,
+                body(&[b"hel", b"lo"]),
+            )
+            .await
+            .unwrap();
         assert!(!p.replaced);
         assert_eq!(std::fs::read(tmp.path().join("x/y.txt")).unwrap(), b"hello");
         assert!(matches!(
-            s.put("x/y.txt".into(), Some(1), Exists::Any, body(&[b"a"])).await,
+            s.put("x/y.txt".into(), Some(1), Exists::Any, body(&[b"a"]))
+                .await,
             Err(StoreError::Exists)
         ));
         assert!(matches!(
@@ -1450,17 +1571,33 @@ mod tests {
             Err(StoreError::Incomplete { .. })
         ));
         assert!(matches!(
-            s.put("z".into(), Some(5), Exists::Any, body(&[b"he"])).await,
+            s.put("z".into(), Some(5), Exists::Any, body(&[b"he"]))
+                .await,
             Err(StoreError::Incomplete { .. })
         ));
         assert!(!tmp.path().join("z").exists());
-        assert_eq!(std::fs::read_dir(tmp.path().join(WORK_DIR)).unwrap().count(), 0);
-        let s = store(tmp.path(), Settings { overwrite: true, ..settings() });
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join(WORK_DIR))
+                .unwrap()
+                .count(),
+            0
+        );
+        let s = store(
+            tmp.path(),
+            Settings {
+                overwrite: true,
+                ..settings()
+            },
+        );
         assert!(matches!(
-            s.put("x/y.txt".into(), None, Exists::Not, body(&[b"a"])).await,
+            s.put("x/y.txt".into(), None, Exists::Not, body(&[b"a"]))
+                .await,
             Err(StoreError::Precondition)
         ));
-        let p = s.put("x/y.txt".into(), None, Exists::Must, body(&[b"new"])).await.unwrap();
+        let p = s
+            .put("x/y.txt".into(), None, Exists::Must, body(&[b"new"]))
+            .await
+            .unwrap();
         assert!(p.replaced);
         assert_eq!(std::fs::read(tmp.path().join("x/y.txt")).unwrap(), b"new");
     }
@@ -1468,7 +1605,13 @@ mod tests {
     #[tokio::test]
     async fn expired_uploads_are_swept() {
         let tmp = tempfile::tempdir().unwrap();
-        let s = store(tmp.path(), Settings { max_age: Duration::from_secs(1), ..settings() });
+        let s = store(
+            tmp.path(),
+            Settings {
+                max_age: Duration::from_secs(1),
+                ..settings()
+            },
+        );
         let up = s.create(new("f", Some(3))).await.unwrap();
         let work = tmp.path().join(WORK_DIR);
         // Make it look old: its record's creation time and its part's mtime.
@@ -1476,8 +1619,12 @@ mod tests {
         info.created -= 10;
         s.0.write_info(up.id, &info).unwrap();
         let part = work.join(part_name(up.id));
-        File::options().write(true).open(&part).unwrap()
-            .set_modified(SystemTime::now() - Duration::from_secs(10)).unwrap();
+        File::options()
+            .write(true)
+            .open(&part)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(10))
+            .unwrap();
         assert_eq!(s.sweep(), 1);
         assert!(!part.exists());
         assert!(matches!(s.get(up.id).await, Err(StoreError::NotFound)));

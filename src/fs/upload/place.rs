@@ -76,7 +76,11 @@ impl From<Errno> for PlaceError {
 /// time with `O_NOFOLLOW` (a symlink on the way is refused, `..` cannot occur), creating the
 /// missing ones when `create`; and the target's last segment. `Ok(None)`: a directory is
 /// missing (and `create` is off).
-fn parent<'t>(dir: &File, target: &'t str, create: bool) -> Result<Option<(OwnedFd, &'t str)>, PlaceError> {
+fn parent<'t>(
+    dir: &File,
+    target: &'t str,
+    create: bool,
+) -> Result<Option<(OwnedFd, &'t str)>, PlaceError> {
     let mut segments: Vec<&str> = target.split('/').collect();
     let last = segments.pop().expect("split yields one segment at least");
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -115,7 +119,9 @@ pub fn exists(dir: &File, target: &str) -> Result<Option<bool>, PlaceError> {
         return Ok(None);
     };
     match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())),
+        Ok(st) => Ok(Some(
+            rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir(),
+        )),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -182,8 +188,19 @@ mod tests {
         assert_eq!(ok("/a//./b"), "a/b");
         assert_eq!(ok("été.txt"), "été.txt");
         for bad in [
-            "", "/", ".", "a/", "../a", "a/../b", "a\\b", "a\0b", "a\nb", ".env", "d/.git/x",
-            ".rangeserve-uploads/x", "a/.rangeserve-uploads",
+            "",
+            "/",
+            ".",
+            "a/",
+            "../a",
+            "a/../b",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+            ".env",
+            "d/.git/x",
+            ".rangeserve-uploads/x",
+            "a/.rangeserve-uploads",
         ] {
             assert!(target_name(bad, false).is_err(), "{bad:?}");
         }
@@ -228,7 +245,10 @@ mod tests {
         std::os::unix::fs::symlink(dir_path.join("a"), dir_path.join("in")).unwrap();
         for via in ["out/x.txt", "in/x.txt", "a/b/c.txt/x"] {
             assert!(
-                matches!(publish(&work, "p3", &dir, via, true), Err(PlaceError::InTheWay)),
+                matches!(
+                    publish(&work, "p3", &dir, via, true),
+                    Err(PlaceError::InTheWay)
+                ),
                 "{via}"
             );
         }

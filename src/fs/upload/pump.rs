@@ -85,7 +85,13 @@ type Job = tokio::task::JoinHandle<(u64, Option<io::Error>, Hashes, BytesMut)>;
 
 /// Write `body` to `file` from offset `start`, hashing it with `hashes`, taking at most `limit`
 /// bytes.
-pub(super) async fn pump<S>(body: &mut S, file: Arc<File>, start: u64, limit: u64, hashes: Hashes) -> Pumped
+pub(super) async fn pump<S>(
+    body: &mut S,
+    file: Arc<File>,
+    start: u64,
+    limit: u64,
+    hashes: Hashes,
+) -> Pumped
 where
     S: Stream<Item = io::Result<Bytes>> + Unpin,
 {
@@ -116,8 +122,13 @@ where
     }
     macro_rules! launch {
         () => {{
-            let data = std::mem::replace(&mut buf, spare.take().unwrap_or_else(|| BytesMut::with_capacity(BUF)));
-            let mut h = hashes.take().expect("hashes are back before the next write");
+            let data = std::mem::replace(
+                &mut buf,
+                spare.take().unwrap_or_else(|| BytesMut::with_capacity(BUF)),
+            );
+            let mut h = hashes
+                .take()
+                .expect("hashes are back before the next write");
             // Launched only once the previous write settled: `written` is all that went before.
             let (file, at) = (file.clone(), start + written);
             job = Some(tokio::task::spawn_blocking(move || {
