@@ -730,7 +730,11 @@ impl Inner {
         };
         match self.read_info(id)? {
             Some(info) if info.owner == hex::encode(owner) => {}
-            _ => return Err(StoreError::NotFound),
+            Some(_) => return Err(StoreError::NotFound),
+            None => {
+                self.forget(id, &slot);
+                return Err(StoreError::NotFound);
+            }
         }
         self.remove(id);
         self.forget(id, &slot);
@@ -849,7 +853,17 @@ impl Inner {
         };
         let prepared = {
             let (me, slot, req) = (self.clone(), slot.clone(), req.clone());
-            blocking(move || me.prepare(id, &owner, &req, &slot)).await?
+            blocking(move || me.prepare(id, &owner, &req, &slot)).await
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                // No lock is kept for what does not exist (ids made up by a client).
+                if matches!(e, StoreError::NotFound | StoreError::Gone) {
+                    self.forget(id, &slot);
+                }
+                return Err(e);
+            }
         };
         let (info, declared, part, offset, limit) = match prepared {
             Prepared::Completed(info) => {
@@ -1600,6 +1614,26 @@ mod tests {
             .unwrap();
         assert!(p.replaced);
         assert_eq!(std::fs::read(tmp.path().join("x/y.txt")).unwrap(), b"new");
+    }
+
+    #[tokio::test]
+    async fn made_up_ids_leave_nothing_in_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), settings());
+        for _ in 0..10 {
+            let id = Id::random().unwrap();
+            let a = Append::default();
+            assert!(matches!(
+                s.append(id, OWNER, a, body(&[b"x"])).await,
+                Err(StoreError::NotFound)
+            ));
+            assert!(matches!(
+                s.delete(id, OWNER).await,
+                Err(StoreError::NotFound)
+            ));
+            assert!(matches!(s.get(id).await, Err(StoreError::NotFound)));
+        }
+        assert!(s.0.slots.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
