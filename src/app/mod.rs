@@ -57,8 +57,8 @@ fn configure<S: Storage + Clone + Names>(files: ServeFiles<S>, config: &Config) 
 }
 
 /// The routes: `files` for every path, the lab under its prefix when it is on, and uploads
-/// when given: tus under their prefix, and `PUT` of any other path (the fallback then sends
-/// every other method to `files`, as it was).
+/// when given (tus under their prefix, `PUT` elsewhere), through a fallback that sends GET
+/// straight to `files` and every other request that is not an upload to it too.
 pub fn router<S: Storage + Clone>(
     config: &Config,
     files: ServeFiles<S>,
@@ -71,11 +71,9 @@ pub fn router<S: Storage + Clone>(
             lab::Lab::service(files.clone(), &config.lab_prefix),
         );
     }
-    match (uploads, &config.upload) {
-        (Some(uploads), Some(up)) => router
-            .nest_service(&up.prefix, uploads.tus())
-            .fallback_service(uploads.with_put()),
-        _ => router.fallback_service(files),
+    match uploads {
+        Some(uploads) => router.fallback_service(uploads.dispatch()),
+        None => router.fallback_service(files),
     }
 }
 

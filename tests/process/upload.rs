@@ -766,12 +766,15 @@ fn tus_core_rules_versions_methods_and_termination() {
     assert_eq!(tus.head("/_upload/not-an-id").status, 404);
     let r = send(
         port,
-        "GET",
+        "PUT",
         &url,
         &[("Authorization", &a), ("Tus-Resumable", "1.0.0")],
         b"",
     );
     assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("OPTIONS, HEAD, PATCH, DELETE"));
+    // A GET is a download, whatever its path (tus has no GET): there is no such file.
+    assert_eq!(run.get(&url, &[("Authorization", &a)]).status, 404);
     // creation-with-upload, and an empty upload completed at once.
     let m = metadata("with-body.txt");
     let h = [

@@ -1,10 +1,14 @@
 //! Uploads (`[upload]`): the protocols around the store (`fs::upload`).
 //!
-//! - tus 1.0.0 under the prefix ([`Uploads::tus`], nested in the Router like the lab):
-//!   `{prefix}/` is the creation endpoint, `{prefix}/{id}` an upload (`tus`).
-//! - A plain `PUT` of a whole file to its path (`put`), through [`WithPut`], the Router's
-//!   fallback when uploads are on: it hands `PUT` to the upload side and everything else to
-//!   the file engine unchanged (GET and HEAD cost one method comparison more).
+//! - tus 1.0.0 under the prefix: `{prefix}/` is the creation endpoint, `{prefix}/{id}` an
+//!   upload (`tus`).
+//! - A plain `PUT` of a whole file to its path (`put`).
+//!
+//! Both are reached through [`Dispatch`], the Router's fallback when uploads are on: a GET goes
+//! to the file engine after one method comparison (tus has no GET), a HEAD after a comparison
+//! of its path's first bytes with the prefix (tus HEADs an upload), as before; `PUT` goes to
+//! `put`, the other methods under the prefix to `tus`, the rest to the engine (its OPTIONS and
+//! 405).
 //!
 //! Every upload request needs a bearer token from the configuration (`auth`); downloads never
 //! do. A published file's SHA-256, computed as its bytes arrived, is handed to the engine's
@@ -85,14 +89,9 @@ impl<S: Storage> Uploads<S> {
         })
     }
 
-    /// The tus service, to nest under `config.prefix`.
-    pub fn tus(&self) -> Tus<S> {
-        Tus(self.clone())
-    }
-
-    /// The Router's fallback: `PUT` uploads, everything else `files`.
-    pub fn with_put(&self) -> WithPut<S> {
-        WithPut {
+    /// The Router's fallback: uploads, and everything else to `files` as before.
+    pub fn dispatch(&self) -> Dispatch<S> {
+        Dispatch {
             files: self.inner.files.clone(),
             uploads: self.clone(),
         }
@@ -234,46 +233,31 @@ fn not_allowed(allow: &'static str) -> Response {
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-/// The tus service (nested under the prefix).
-pub struct Tus<S>(Uploads<S>);
-
-impl<S> Clone for Tus<S> {
-    fn clone(&self) -> Self {
-        Tus(self.0.clone())
-    }
-}
-
-impl<S: Storage> tower::Service<Request> for Tus<S> {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> BoxFuture {
-        let uploads = self.0.clone();
-        Box::pin(async move { Ok(tus::handle(&uploads, req).await) })
-    }
-}
-
-/// The Router's fallback with uploads on: `PUT` to the upload side, the rest to the engine.
-pub struct WithPut<S> {
+/// The Router's fallback with uploads on: tus under the prefix, `PUT` anywhere else, and the
+/// file engine for the rest.
+pub struct Dispatch<S> {
     files: ServeFiles<S>,
     uploads: Uploads<S>,
 }
 
-impl<S> Clone for WithPut<S> {
+impl<S> Clone for Dispatch<S> {
     fn clone(&self) -> Self {
-        WithPut {
+        Dispatch {
             files: self.files.clone(),
             uploads: self.uploads.clone(),
         }
     }
 }
 
-impl<S: Storage> tower::Service<Request> for WithPut<S> {
+impl<S> Dispatch<S> {
+    /// The path under the tus prefix (`""`, `/`, `/{id}`), if the request is for it.
+    fn under_prefix<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let rest = path.strip_prefix(self.uploads.inner.config.prefix.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+}
+
+impl<S: Storage> tower::Service<Request> for Dispatch<S> {
     type Response = Response;
     type Error = Infallible;
     type Future = BoxFuture;
@@ -283,10 +267,18 @@ impl<S: Storage> tower::Service<Request> for WithPut<S> {
     }
 
     fn call(&mut self, req: Request) -> BoxFuture {
-        if req.method() != Method::PUT {
+        // Downloads first, as they were: tus has no GET, and a HEAD is tus's only under the prefix.
+        if req.method() == Method::GET {
             return self.files.call(req);
         }
+        let tus = self.under_prefix(req.uri().path()).map(str::to_owned);
         let uploads = self.uploads.clone();
-        Box::pin(async move { Ok(put::handle(&uploads, req).await) })
+        match tus {
+            Some(rest) => Box::pin(async move { Ok(tus::handle(&uploads, req, &rest).await) }),
+            None if req.method() == Method::PUT => {
+                Box::pin(async move { Ok(put::handle(&uploads, req).await) })
+            }
+            None => self.files.call(req),
+        }
     }
 }

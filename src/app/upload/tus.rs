@@ -40,9 +40,9 @@ use crate::http::upload::{
     X_HTTP_METHOD_OVERRIDE,
 };
 
-/// Answer one request to the tus prefix.
-pub async fn handle<S: Storage>(uploads: &Uploads<S>, req: Request) -> Response {
-    let (mut resp, received) = answer(uploads, req).await;
+/// Answer one request to the tus prefix; `rest` is its path after the prefix.
+pub async fn handle<S: Storage>(uploads: &Uploads<S>, req: Request, rest: &str) -> Response {
+    let (mut resp, received) = answer(uploads, req, rest).await;
     resp.headers_mut()
         .insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(TUS_VERSION));
     finish(resp, received)
@@ -62,7 +62,7 @@ enum Target {
     Upload(Id),
 }
 
-async fn answer<S: Storage>(uploads: &Uploads<S>, req: Request) -> (Response, u64) {
+async fn answer<S: Storage>(uploads: &Uploads<S>, req: Request, rest: &str) -> (Response, u64) {
     let (parts, body) = req.into_parts();
     // tus core, X-HTTP-Method-Override: it "MUST be interpreted as the request's method".
     let method = match parts.headers.get(&X_HTTP_METHOD_OVERRIDE) {
@@ -77,7 +77,7 @@ async fn answer<S: Storage>(uploads: &Uploads<S>, req: Request) -> (Response, u6
         Ok(owner) => owner,
         Err(refused) => return (refused.response(), 0),
     };
-    let target = match parts.uri.path() {
+    let target = match rest {
         "" | "/" => Target::Endpoint,
         p => match Id::parse(p.trim_start_matches('/')) {
             Some(id) => Target::Upload(id),
