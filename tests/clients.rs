@@ -1,6 +1,6 @@
 //! Real download clients (curl, wget, aria2c, each a separate process) against the real server
-//! binary and its lab. A missing client skips its tests with a notice, or fails them when `CI`
-//! is set.
+//! binary and its lab, and real upload clients (tus-js-client, tuspy, curl -T). A missing client
+//! skips its tests with a notice, or fails them when `CI` is set.
 
 mod common;
 
@@ -10,3 +10,5 @@ mod downloads;
 mod lab;
 #[path = "clients/support.rs"]
 mod support;
+#[path = "clients/uploads.rs"]
+mod uploads;

@@ -1,5 +1,5 @@
 //! The `rangeserve` binary as a child process (`common::process`): configuration from file,
-//! environment and flags, start-up errors, signals and shutdown, logs and metrics, TLS.
+//! environment and flags, start-up errors, signals and shutdown, logs and metrics, TLS, uploads.
 
 mod common;
 
@@ -31,3 +31,5 @@ mod repr_digest;
 mod shutdown;
 #[path = "process/tls.rs"]
 mod tls;
+#[path = "process/upload.rs"]
+mod upload;

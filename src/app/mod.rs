@@ -1,5 +1,6 @@
 //! The product around the engine: the binary's application is an axum `Router` with
-//! [`ServeFiles`] as its fallback service and the download-client lab nested under its prefix,
+//! [`ServeFiles`] as its fallback service, the download-client lab nested under its prefix, and
+//! uploads when they are on (tus under their prefix, `PUT` beside the engine: `upload`),
 //! wrapped in the layers every response goes through: metrics and the access log
 //! ([`observe`]), request ids (tower-http), CORS ([`cors`]), and catching a handler's panic as
 //! a 500 (tower-http).
@@ -9,6 +10,7 @@ pub mod lab;
 pub mod observe;
 pub mod panic;
 pub mod redirect;
+pub mod upload;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,8 +56,14 @@ fn configure<S: Storage + Clone + Names>(files: ServeFiles<S>, config: &Config) 
         .header_rules((*config.header_rules).clone())
 }
 
-/// The routes: `files` for every path, the lab under its prefix when it is on.
-pub fn router<S: Storage + Clone>(config: &Config, files: ServeFiles<S>) -> Router {
+/// The routes: `files` for every path, the lab under its prefix when it is on, and uploads
+/// when given (tus under their prefix, `PUT` elsewhere), through a fallback that sends GET
+/// straight to `files` and every other request that is not an upload to it too.
+pub fn router<S: Storage + Clone>(
+    config: &Config,
+    files: ServeFiles<S>,
+    uploads: Option<&upload::Uploads<S>>,
+) -> Router {
     let mut router = Router::new();
     if config.lab_enabled {
         router = router.nest_service(
@@ -63,7 +71,10 @@ pub fn router<S: Storage + Clone>(config: &Config, files: ServeFiles<S>) -> Rout
             lab::Lab::service(files.clone(), &config.lab_prefix),
         );
     }
-    router.fallback_service(files)
+    match uploads {
+        Some(uploads) => router.fallback_service(uploads.dispatch()),
+        None => router.fallback_service(files),
+    }
 }
 
 /// The application the binary serves: the [`router`] in its layers. Outermost first: each
@@ -71,20 +82,24 @@ pub fn router<S: Storage + Clone>(config: &Config, files: ServeFiles<S>) -> Rout
 /// received, and each response as it
 /// left, CORS headers and a panic's 500 included. The layers wrap the Router rather than each
 /// of its routes (`Router::layer`), which would box each of them once more per request.
-pub fn app<S: Storage + Clone>(config: &Config, files: ServeFiles<S>) -> impl transport::App {
+pub fn app<S: Storage + Clone>(
+    config: &Config,
+    files: ServeFiles<S>,
+    uploads: Option<&upload::Uploads<S>>,
+) -> impl transport::App {
+    // With uploads on, pages of allowed origins may upload too.
+    let cors = config.cors.as_ref().map(|c| match uploads {
+        Some(_) => c.clone().with_uploads(),
+        None => c.clone(),
+    });
     tower::ServiceBuilder::new()
         .option_layer(access_log_on().then(|| SetRequestIdLayer::x_request_id(Sequential)))
         .layer(observe::ObserveLayer {
             trusted_proxies: config.trusted_proxies.clone().into(),
         })
-        .option_layer(
-            config
-                .cors
-                .as_ref()
-                .map(|c| cors::CorsLayer(Arc::new(c.clone()))),
-        )
+        .option_layer(cors.map(|c| cors::CorsLayer(Arc::new(c))))
         .layer(panic::CatchPanicLayer { on_panic: panicked })
-        .service(router(config, files))
+        .service(router(config, files, uploads))
 }
 
 /// Whether access lines are written (with the log level fixed at start-up, this does not
@@ -207,6 +222,40 @@ pub async fn serve<S: Storage + Clone>(
         );
     }
     files.start().await?;
+    // Uploads: their store opened (and what a crash left cleaned up), expired ones swept.
+    let uploads = match &config.upload {
+        Some(up) => {
+            let (up_config, show_hidden, f) = (up.clone(), config.show_hidden, files.clone());
+            let uploads = tokio::task::spawn_blocking(move || {
+                upload::Uploads::open(&up_config, show_hidden, f)
+            })
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|e| std::io::Error::other(format!("upload.dir {}: {e}", up.dir.display())))?;
+            let put = match up.dir_name.as_str() {
+                "" => "any path".to_string(),
+                d => format!("paths under /{d}/"),
+            };
+            tracing::info!(
+                "uploads on: tus at {}/, PUT to {put}; published into {} (max_size {}, max_age {}s, overwrite {}, {} tokens{})",
+                up.prefix,
+                up.dir.display(),
+                up.max_size.map_or("none".to_string(), |m| m.to_string()),
+                up.max_age.as_secs(),
+                onoff(up.overwrite),
+                up.tokens.0.len(),
+                if up.allow_anonymous { ", anonymous uploads allowed" } else { "" },
+            );
+            if up.allow_anonymous {
+                tracing::warn!(
+                    "upload.allow_anonymous is on: anyone who reaches this server can upload; for a test set-up on loopback only"
+                );
+            }
+            Some(uploads)
+        }
+        None => None,
+    };
+    let _sweeper = uploads.as_ref().map(|u| u.sweeper());
     let Listeners {
         main: listener,
         metrics,
@@ -240,5 +289,11 @@ pub async fn serve<S: Storage + Clone>(
         },
         fast_path: config.fast_path,
     };
-    transport::run(listener, app(&config, files), opts, shutdown).await
+    transport::run(
+        listener,
+        app(&config, files, uploads.as_ref()),
+        opts,
+        shutdown,
+    )
+    .await
 }

@@ -91,8 +91,64 @@ pub struct Config {
     /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client (addresses or CIDRs);
     /// from anyone else those headers are ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[upload]`: uploads (tus 1.0.0 and plain PUT) when on; `None` when off.
+    pub upload: Option<UploadConfig>,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
+}
+
+/// `[upload]`, checked: where uploads are taken and published, their limits, and who may make
+/// them.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// Where the protocol endpoint and the upload resources live (`/_upload`): starts with `/`,
+    /// no trailing `/`.
+    pub prefix: String,
+    /// Where completed uploads are published: canonical, the root or a directory inside it
+    /// reached without symlinks.
+    pub dir: PathBuf,
+    /// `dir` relative to the root, `/`-separated (empty for the root itself): a plain `PUT`
+    /// must name a path under it.
+    pub dir_name: String,
+    /// The largest upload taken, in bytes; `None`: no limit beyond the disk.
+    pub max_size: Option<u64>,
+    /// An unfinished upload that has received nothing for this long is removed.
+    pub max_age: Duration,
+    /// Replace an existing file (atomically) rather than refuse the upload.
+    pub overwrite: bool,
+    /// The bearer tokens, as their SHA-256 (the tokens themselves are not kept).
+    pub tokens: TokenDigests,
+    /// Take uploads without a token (a test lab on loopback).
+    pub allow_anonymous: bool,
+}
+
+impl UploadConfig {
+    /// Uploads into `dir` (the root, when it is the root) with every default, taking `tokens`
+    /// (used by tests and embedders).
+    pub fn new(root: &Path, dir: &Path, tokens: &[&str]) -> Result<UploadConfig, ConfigError> {
+        let file = UploadFileConfig {
+            enabled: Some(true),
+            dir: dir
+                .strip_prefix(root)
+                .ok()
+                .map(|d| d.to_string_lossy().into_owned()),
+            tokens: Some(tokens.iter().map(|t| t.to_string()).collect()),
+            ..Default::default()
+        };
+        Ok(upload_config(file, root, false, DEFAULT_LAB_PREFIX)?.expect("enabled"))
+    }
+}
+
+/// The SHA-256 of each configured bearer token. What is compared with a request's token (in
+/// constant time, by the upload service) and what an upload records as its owner; never
+/// printed, not even in `Debug`.
+#[derive(Clone, Default)]
+pub struct TokenDigests(pub Vec<[u8; 32]>);
+
+impl fmt::Debug for TokenDigests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenDigests({} tokens)", self.0.len())
+    }
 }
 
 /// How log lines are written.
@@ -167,6 +223,22 @@ struct FileConfig {
     max_headers: Option<usize>,
     fast_path: Option<bool>,
     trusted_proxies: Option<Vec<String>>,
+    upload: Option<UploadFileConfig>,
+}
+
+/// The `[upload]` section of `config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadFileConfig {
+    enabled: Option<bool>,
+    prefix: Option<String>,
+    dir: Option<String>,
+    max_size: Option<u64>,
+    max_age: Option<u64>,
+    overwrite: Option<bool>,
+    tokens: Option<Vec<String>>,
+    tokens_file: Option<PathBuf>,
+    allow_anonymous: Option<bool>,
 }
 
 /// One `[[headers]]` entry of `config.toml`.
@@ -428,6 +500,54 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub trusted_proxies: Option<Vec<String>>,
+
+    /// Take uploads (tus 1.0.0 under --upload-prefix, and plain PUT) from holders of a token [default: false]
+    #[arg(long, env = "RANGESERVE_UPLOAD_ENABLED", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub upload_enabled: Option<bool>,
+
+    /// URL path of the tus endpoint and the upload resources [default: /_upload]
+    #[arg(long, env = "RANGESERVE_UPLOAD_PREFIX", value_name = "PATH")]
+    pub upload_prefix: Option<String>,
+
+    /// Directory where completed uploads are published, relative to the root [default: the root]
+    #[arg(long, env = "RANGESERVE_UPLOAD_DIR", value_name = "DIR")]
+    pub upload_dir: Option<String>,
+
+    /// Largest upload taken, in bytes; 0 for no limit beyond the disk [default: 0]
+    #[arg(long, env = "RANGESERVE_UPLOAD_MAX_SIZE", value_name = "BYTES")]
+    pub upload_max_size: Option<u64>,
+
+    /// Seconds an unfinished upload is kept after its last byte arrived [default: 86400]
+    #[arg(long, env = "RANGESERVE_UPLOAD_MAX_AGE", value_name = "SECS")]
+    pub upload_max_age: Option<u64>,
+
+    /// Replace an existing file with an upload of the same name (atomically) [default: false]
+    #[arg(long, env = "RANGESERVE_UPLOAD_OVERWRITE", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub upload_overwrite: Option<bool>,
+
+    /// Bearer tokens that may upload, comma-separated (prefer --upload-tokens-file) [default: none]
+    #[arg(
+        long,
+        env = "RANGESERVE_UPLOAD_TOKENS",
+        value_name = "TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub upload_tokens: Option<Vec<String>>,
+
+    /// File of bearer tokens that may upload, one per line [default: none]
+    #[arg(long, env = "RANGESERVE_UPLOAD_TOKENS_FILE", value_name = "PATH")]
+    pub upload_tokens_file: Option<PathBuf>,
+
+    /// Take uploads without a token (a test set-up on loopback only) [default: false]
+    #[arg(long, env = "RANGESERVE_UPLOAD_ALLOW_ANONYMOUS", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub upload_allow_anonymous: Option<bool>,
 }
 
 /// Every key with its default, in the order `config.toml` documents them.
@@ -438,6 +558,8 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 pub const DEFAULT_LAB_PREFIX: &str = "/_lab";
 pub const DEFAULT_CORS_MAX_AGE: u64 = 7200;
+pub const DEFAULT_UPLOAD_PREFIX: &str = "/_upload";
+pub const DEFAULT_UPLOAD_MAX_AGE_SECS: u64 = 86_400;
 pub use crate::transport::limits::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADERS, DEFAULT_SEND_TIMEOUT, MAX_MAX_HEADERS,
@@ -569,6 +691,23 @@ impl Cli {
             s3.request_timeout = flags.request_timeout.or(s3.request_timeout);
             s3.retries = flags.retries.or(s3.retries);
         }
+        {
+            let up = file.upload.get_or_insert_with(UploadFileConfig::default);
+            macro_rules! upload {
+                ($($flag:ident => $key:ident),*) => { $( if self.$flag.is_some() { up.$key = self.$flag; } )* };
+            }
+            upload!(
+                upload_enabled => enabled,
+                upload_prefix => prefix,
+                upload_dir => dir,
+                upload_max_size => max_size,
+                upload_max_age => max_age,
+                upload_overwrite => overwrite,
+                upload_tokens => tokens,
+                upload_tokens_file => tokens_file,
+                upload_allow_anonymous => allow_anonymous
+            );
+        }
         if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_redirect_listen.is_some() {
             let tls = file.tls.get_or_insert_with(TlsFileConfig::default);
             if self.tls_cert.is_some() {
@@ -693,6 +832,20 @@ impl FileConfig {
         let lab = self.lab.unwrap_or_default();
         let lab_prefix = lab.prefix.unwrap_or_else(|| DEFAULT_LAB_PREFIX.to_string());
         check_lab_prefix(&lab_prefix)?;
+        let show_hidden = self.show_hidden.unwrap_or(false);
+        let upload = match self.upload {
+            Some(UploadFileConfig {
+                enabled: Some(true),
+                ..
+            }) if is_bucket => {
+                return Err(ConfigError(format!(
+                    "upload.enabled: uploads need a disk root for now, and the root is a bucket ({})",
+                    root.display()
+                )));
+            }
+            Some(up) => upload_config(up, &root, show_hidden, &lab_prefix)?,
+            None => None,
+        };
         let specs: Vec<RuleSpec> = self
             .headers
             .unwrap_or_default()
@@ -762,7 +915,7 @@ impl FileConfig {
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             root,
             index_files,
-            show_hidden: self.show_hidden.unwrap_or(false),
+            show_hidden,
             follow_symlinks: self.follow_symlinks.unwrap_or(false),
             listing: self.listing.unwrap_or(false),
             max_ranges,
@@ -793,6 +946,7 @@ impl FileConfig {
             max_connections: limits.max_connections,
             max_headers: limits.max_headers,
             trusted_proxies,
+            upload,
             config_file: None,
         })
     }
@@ -839,6 +993,10 @@ fn s3_options(file: S3FileConfig) -> Result<crate::store::S3Options, ConfigError
 }
 
 fn check_lab_prefix(prefix: &str) -> Result<(), ConfigError> {
+    check_prefix("lab.prefix", "/_lab", prefix)
+}
+
+fn check_prefix(key: &str, example: &str, prefix: &str) -> Result<(), ConfigError> {
     let ok = prefix.len() > 1
         && prefix.starts_with('/')
         && prefix[1..].split('/').all(|seg| {
@@ -853,9 +1011,146 @@ fn check_lab_prefix(prefix: &str) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError(format!(
-            "lab.prefix: {prefix:?} is not a path like \"/_lab\" (starts with /, no trailing /, letters, digits, -._~)"
+            "{key}: {prefix:?} is not a path like \"{example}\" (starts with /, no trailing /, letters, digits, -._~)"
         )))
     }
+}
+
+/// `[upload]` checked against the root (canonical, on disk), `show_hidden` and the lab's
+/// prefix; `None` when uploads are off. Every error is one line naming the key, and never
+/// shows a token.
+fn upload_config(
+    file: UploadFileConfig,
+    root: &Path,
+    show_hidden: bool,
+    lab_prefix: &str,
+) -> Result<Option<UploadConfig>, ConfigError> {
+    if file.enabled != Some(true) {
+        return Ok(None);
+    }
+    let prefix = file
+        .prefix
+        .unwrap_or_else(|| DEFAULT_UPLOAD_PREFIX.to_string());
+    check_prefix("upload.prefix", DEFAULT_UPLOAD_PREFIX, &prefix)?;
+    let overlaps = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+    if overlaps(&prefix, lab_prefix) || overlaps(lab_prefix, &prefix) {
+        return Err(ConfigError(format!(
+            "upload.prefix: {prefix:?} overlaps the lab's prefix {lab_prefix:?}"
+        )));
+    }
+    let (dir, dir_name) = upload_dir(file.dir.as_deref().unwrap_or(""), root, show_hidden)?;
+    let max_size = match file.max_size {
+        None | Some(0) => None,
+        Some(n) => Some(n),
+    };
+    let max_age = match file.max_age.unwrap_or(DEFAULT_UPLOAD_MAX_AGE_SECS) {
+        0 => {
+            return Err(ConfigError(
+                "upload.max_age: must be at least 1 second".into(),
+            ))
+        }
+        secs => Duration::from_secs(secs),
+    };
+    let mut tokens = Vec::new();
+    for (i, t) in file.tokens.unwrap_or_default().iter().enumerate() {
+        let t = t.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if !is_bearer_token(t) {
+            return Err(ConfigError(format!(
+                "upload.tokens: entry {} is not a bearer token (RFC 6750: letters, digits, -._~+/, then = padding)",
+                i + 1
+            )));
+        }
+        tokens.push(t.to_owned());
+    }
+    if let Some(path) = file.tokens_file.filter(|p| !p.as_os_str().is_empty()) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError(format!("upload.tokens_file {}: {e}", path.display())))?;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            if !is_bearer_token(t) {
+                return Err(ConfigError(format!(
+                    "upload.tokens_file {} line {}: not a bearer token (RFC 6750: letters, digits, -._~+/, then = padding)",
+                    path.display(),
+                    i + 1
+                )));
+            }
+            tokens.push(t.to_owned());
+        }
+    }
+    let allow_anonymous = file.allow_anonymous.unwrap_or(false);
+    if tokens.is_empty() && !allow_anonymous {
+        return Err(ConfigError(
+            "upload.enabled: no token configured (upload.tokens or upload.tokens_file); \
+             set upload.allow_anonymous = true to take uploads from anyone (a test set-up on loopback)"
+                .into(),
+        ));
+    }
+    use sha2::Digest as _;
+    let mut digests: Vec<[u8; 32]> = tokens
+        .iter()
+        .map(|t| sha2::Sha256::digest(t).into())
+        .collect();
+    digests.sort_unstable();
+    digests.dedup();
+    Ok(Some(UploadConfig {
+        prefix,
+        dir,
+        dir_name,
+        max_size,
+        max_age,
+        overwrite: file.overwrite.unwrap_or(false),
+        tokens: TokenDigests(digests),
+        allow_anonymous,
+    }))
+}
+
+/// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_bearer_token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// `upload.dir` (relative to the root): its canonical path, created if missing, and its name
+/// under the root. It must be reached without symlinks (a PUT's URL path names the same place),
+/// and not through a hidden name (unless `show_hidden`): its files must be downloadable.
+fn upload_dir(dir: &str, root: &Path, show_hidden: bool) -> Result<(PathBuf, String), ConfigError> {
+    let bad = |why: &str| ConfigError(format!("upload.dir {dir:?}: {why}"));
+    let mut segments = Vec::new();
+    for seg in dir.split('/') {
+        match seg {
+            "" | "." => continue,
+            ".." => return Err(bad("must stay inside the root (no `..`)")),
+            s if s.contains('\\') || s.contains('\0') => return Err(bad("no backslash or NUL")),
+            s if s == crate::fs::upload::WORK_DIR => return Err(bad("a reserved name")),
+            s if s.starts_with('.') && !show_hidden => {
+                return Err(bad("a hidden name (its files could not be downloaded)"))
+            }
+            s => segments.push(s),
+        }
+    }
+    if dir.starts_with('/') {
+        return Err(bad("must be relative to the root"));
+    }
+    let name = segments.join("/");
+    let path = root.join(&name);
+    std::fs::create_dir_all(&path).map_err(|e| bad(&e.to_string()))?;
+    let canonical = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
+    if canonical != path {
+        return Err(bad("must not be reached through a symlink"));
+    }
+    if !canonical.is_dir() {
+        return Err(bad("not a directory"));
+    }
+    Ok((canonical, name))
 }
 
 /// Create `dir` if needed and check that it is a directory outside `root` (canonical): the
@@ -987,6 +1282,91 @@ mod tests {
         }
         let e = parse("[lab]\nenable = true\n").unwrap_err().0;
         assert!(e.contains("enable"), "{e}");
+    }
+
+    #[test]
+    fn upload_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let finish = |text: &str| parse(text).and_then(|f| f.finish(root.clone()));
+        assert!(finish("").unwrap().upload.is_none());
+        assert!(finish("[upload]\nenabled = false\ntokens = [\"abc\"]\n")
+            .unwrap()
+            .upload
+            .is_none());
+        // On without a token: refused unless anonymous uploads are asked for.
+        let e = finish("[upload]\nenabled = true\n").unwrap_err().0;
+        assert!(
+            e.starts_with("upload.enabled") && e.contains("allow_anonymous"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        let up = finish("[upload]\nenabled = true\nallow_anonymous = true\n")
+            .unwrap()
+            .upload
+            .unwrap();
+        assert_eq!(up.prefix, DEFAULT_UPLOAD_PREFIX);
+        assert_eq!(up.dir, root);
+        assert_eq!(up.dir_name, "");
+        assert_eq!(up.max_age, Duration::from_secs(DEFAULT_UPLOAD_MAX_AGE_SECS));
+        assert_eq!(up.max_size, None);
+        assert!(up.tokens.0.is_empty() && !up.overwrite);
+        // Tokens from the list and the file, kept as hashes only (and not in Debug).
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, "# a comment\n\nsecret-from-file\n").unwrap();
+        let text = format!(
+            "[upload]\nenabled = true\ntokens = [\"secret-in-list\"]\ntokens_file = {:?}\ndir = \"in/coming\"\nmax_size = 5\nmax_age = 7\n",
+            tokens
+        );
+        let config = finish(&text).unwrap();
+        let up = config.upload.as_ref().unwrap();
+        assert_eq!(up.tokens.0.len(), 2);
+        assert_eq!(up.dir, root.join("in/coming"));
+        assert!(up.dir.is_dir());
+        assert_eq!(up.dir_name, "in/coming");
+        assert_eq!((up.max_size, up.max_age), (Some(5), Duration::from_secs(7)));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        // A bad token is named by its place, never shown.
+        let e = finish("[upload]\nenabled = true\ntokens = [\"ok\", \"bad token\"]\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("entry 2") && !e.contains("bad token"), "{e}");
+        std::fs::write(&tokens, "good\nsecret with spaces\n").unwrap();
+        let e = finish(&format!(
+            "[upload]\nenabled = true\ntokens_file = {tokens:?}\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("line 2") && !e.contains("secret"), "{e}");
+        for (bad, key) in [
+            ("dir = \"../out\"", "upload.dir"),
+            ("dir = \"/abs\"", "upload.dir"),
+            ("dir = \".hidden\"", "upload.dir"),
+            ("dir = \".rangeserve-uploads\"", "upload.dir"),
+            ("prefix = \"/_lab\"", "upload.prefix"),
+            ("prefix = \"_upload\"", "upload.prefix"),
+            ("max_age = 0", "upload.max_age"),
+        ] {
+            let e = finish(&format!(
+                "[upload]\nenabled = true\nallow_anonymous = true\n{bad}\n"
+            ))
+            .unwrap_err()
+            .0;
+            assert!(e.starts_with(key), "{bad}: {e}");
+        }
+        // Not through a symlink: a PUT's URL path must name the same place.
+        std::os::unix::fs::symlink(root.join("in"), root.join("link")).unwrap();
+        let e = finish("[upload]\nenabled = true\nallow_anonymous = true\ndir = \"link/coming\"\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("symlink"), "{e}");
+        // A bucket root: not yet.
+        let e = parse("[upload]\nenabled = true\nallow_anonymous = true\n")
+            .and_then(|f| f.finish(PathBuf::from("s3://bucket/prefix")))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("disk root"), "{e}");
     }
 
     #[test]

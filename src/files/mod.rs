@@ -152,6 +152,16 @@ impl<S: Storage> ServeFiles<S> {
     pub fn hash_computations(&self) -> u64 {
         self.inner.storage.hash_computations()
     }
+
+    /// See [`Storage::remember_hash`]: an upload publishes a file whose hash it computed.
+    #[doc(hidden)]
+    pub fn remember_hash(
+        &self,
+        meta: &std::fs::Metadata,
+        sha256: crate::fs::digest::Sha256Sum,
+    ) -> bool {
+        self.inner.storage.remember_hash(meta, sha256)
+    }
 }
 
 impl<S: Storage + Clone> ServeFiles<S> {

@@ -41,6 +41,20 @@ pub trait Storage: Send + Sync + 'static {
         0
     }
 
+    /// A file was just written under the root (an upload), `meta` its metadata after the last
+    /// change, and its bytes hash to `sha256` (computed as they were written): remember it, so
+    /// that the first request for it does not hash it. Whether it was remembered; storages
+    /// other than the disk ignore it. Blocking (the state file is appended to).
+    #[doc(hidden)]
+    fn remember_hash(
+        &self,
+        meta: &std::fs::Metadata,
+        sha256: crate::fs::digest::Sha256Sum,
+    ) -> bool {
+        let _ = (meta, sha256);
+        false
+    }
+
     /// Resolve `path`, the request path as received (percent-encoded, starting with `/`). A
     /// directory asked for with a trailing slash gives its index file, or itself to list.
     fn find(

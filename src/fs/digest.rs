@@ -249,6 +249,21 @@ impl<D: Digest, K: Version> DigestCache<D, K> {
         result
     }
 
+    /// Record that the version `id` hashes to `sum`, computed elsewhere (an upload hashed its
+    /// bytes as they arrived): the first request for it finds it known, and it persists like a
+    /// computed one. Not a computation (`computations` does not count it). Blocking (the state
+    /// file is appended to): call it off the async runtime.
+    pub fn insert(&self, id: K, sum: Sha256Sum) {
+        let cell = self.cell(&id);
+        if cell.set(D::from_sha256(sum)).is_err() {
+            // Known already (the watcher got there first): the same bytes, the same hash.
+            return;
+        }
+        if let Some(state) = &self.state {
+            state.record(&id, &sum, &self.entries, self.capacity);
+        }
+    }
+
     /// The hash of the version `id`, if it is known now (no waiting, no computing).
     pub fn known(&self, id: &K) -> Option<D> {
         let d = self.cell(id).get().cloned();
@@ -791,6 +806,25 @@ mod tests {
             .map(|id| cache.entries.lock().unwrap().contains_key(id))
             .collect();
         assert_eq!(kept, [false, false, false, false, false, true, true, true]);
+    }
+
+    #[tokio::test]
+    async fn an_inserted_hash_is_known_and_persists_without_a_computation() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let (f, id) = open(&p);
+        let sum: Sha256Sum = Sha256::digest(b"abc").into();
+        let cache = DigestCache::<Sha256Sum>::with_state(4, Some(&state));
+        cache.insert(id, sum);
+        assert_eq!(cache.known(&id), Some(sum));
+        assert_eq!(cache.digest(f.clone(), id).await.unwrap(), sum);
+        assert_eq!(cache.computations(), 0);
+        drop(cache);
+        let cache = DigestCache::<Sha256Sum>::with_state(4, Some(&state));
+        assert_eq!(cache.known(&id), Some(sum));
     }
 
     #[test]

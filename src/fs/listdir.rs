@@ -175,9 +175,11 @@ pub fn page<D>(
 }
 
 /// Whether a name may be listed: a request for it would not be refused for the name itself (a
-/// backslash is a 400) nor hidden (a leading dot, unless shown).
+/// backslash is a 400) nor hidden (a leading dot, unless shown; the uploads' work directory
+/// always).
 pub fn listable(name: &str, show_hidden: bool) -> bool {
-    !name.contains('\\') && (show_hidden || !name.starts_with('.'))
+    !name.contains('\\')
+        && (!name.starts_with('.') || (show_hidden && !crate::fs::resolve::is_reserved(name)))
 }
 
 /// The page `offset..offset + limit` of entries whose metadata is known (an object store's
@@ -321,6 +323,15 @@ fn compare(a: &Raw, b: &Raw, sort: Sort, order: Order) -> Ordering {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn listable_names() {
+        assert!(listable("a", false));
+        assert!(!listable(".a", false));
+        assert!(listable(".a", true));
+        assert!(!listable("a\\b", true));
+        assert!(!listable(".rangeserve-uploads", true));
+    }
 
     proptest! {
         /// The page is exactly that slice of the fully sorted list.

@@ -27,6 +27,16 @@ use percent_encoding::percent_decode;
 
 use crate::fs::digest::FileId;
 
+/// The directory inside an upload directory that holds unfinished uploads (`fs::upload`): a
+/// name the resolver never serves, listings never show and the hashers never read, even with
+/// `show_hidden`.
+pub const RESERVED: &str = ".rangeserve-uploads";
+
+/// Whether a path segment is [`RESERVED`].
+pub fn is_reserved(segment: &str) -> bool {
+    segment == RESERVED
+}
+
 /// What the resolver may serve.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -342,7 +352,7 @@ fn relative_name_by_segments(rest: &str, show_hidden: bool) -> Result<String, Re
     let mut rel = String::with_capacity(rest.len());
     for segment in segments(rest) {
         let (_, name) = segment?;
-        if name.starts_with('.') && !show_hidden {
+        if name.starts_with('.') && (!show_hidden || is_reserved(&name)) {
             return Err(ResolveError::NotFound);
         }
         if !rel.is_empty() {
@@ -502,12 +512,16 @@ fn check(root: &Path, path: &Path, policy: &Policy) -> Result<PathBuf, ResolveEr
     let real = path.canonicalize()?;
     match real.strip_prefix(root) {
         Ok(inside) => {
-            // A symlink inside the root may still point at a dotfile.
-            let hidden = inside.components().any(|c| match c {
-                Component::Normal(n) => n.to_str().is_none_or(|s| s.starts_with('.')),
-                _ => false,
-            });
-            if hidden && !policy.show_hidden {
+            // A symlink inside the root may still point at a dotfile, or into uploads.
+            let (mut hidden, mut reserved) = (false, false);
+            for c in inside.components() {
+                if let Component::Normal(n) = c {
+                    let name = n.to_str();
+                    hidden |= name.is_none_or(|s| s.starts_with('.'));
+                    reserved |= name.is_some_and(is_reserved);
+                }
+            }
+            if reserved || (hidden && !policy.show_hidden) {
                 return Err(ResolveError::NotFound);
             }
         }
@@ -582,6 +596,15 @@ mod tests {
         symlink(base.join("secret.txt"), root.join("out")).unwrap();
         symlink(root.join("sub/b.txt"), root.join("in")).unwrap();
         symlink(root.join(".git/config"), root.join("to-hidden")).unwrap();
+        std::fs::create_dir_all(root.join(".rangeserve-uploads")).unwrap();
+        std::fs::create_dir_all(root.join("sub/.rangeserve-uploads")).unwrap();
+        std::fs::write(root.join(".rangeserve-uploads/x.part"), "part").unwrap();
+        std::fs::write(root.join("sub/.rangeserve-uploads/x.part"), "part").unwrap();
+        symlink(
+            root.join(".rangeserve-uploads/x.part"),
+            root.join("to-uploads"),
+        )
+        .unwrap();
         let root = Root::open(&root).unwrap();
         Fixture {
             _dir: dir,
@@ -664,6 +687,10 @@ mod tests {
             assert_eq!(g("/out", &OPEN), "outside (out)");
             assert_eq!(g("/.git/config", &OPEN), "secret (.git/config)");
             assert_eq!(g("/to-hidden", &OPEN), "secret (to-hidden)");
+            // Unfinished uploads are never served, even with hidden names shown.
+            assert_eq!(g("/.rangeserve-uploads/x.part", &OPEN), "404");
+            assert_eq!(g("/sub/%2erangeserve-uploads/x.part", &OPEN), "404");
+            assert_eq!(g("/to-uploads", &OPEN), "404");
         }
     }
 

@@ -7,7 +7,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Visit every regular file under `dir` (depth first) with its `lstat` metadata, never
-/// following symlinks and skipping names that start with a dot unless `show_hidden`. Unreadable
+/// following symlinks and skipping names that start with a dot unless `show_hidden` (and the
+/// uploads' work directory always: its files are unfinished). Unreadable
 /// directories are skipped. Stops early, returning false, when `visit` returns false.
 pub fn walk(
     dir: &Path,
@@ -24,7 +25,11 @@ pub fn walk(
             }
         };
         for entry in entries.flatten() {
-            if !show_hidden && entry.file_name().as_encoded_bytes().starts_with(b".") {
+            let name = entry.file_name();
+            let dotted = name.as_encoded_bytes().starts_with(b".");
+            if dotted
+                && (!show_hidden || name.to_str().is_some_and(crate::fs::resolve::is_reserved))
+            {
                 continue;
             }
             let Ok(kind) = entry.file_type() else {

@@ -72,16 +72,19 @@ impl Pending {
     }
 }
 
-/// Whether `path` lies under `root` with no hidden component (unless `show_hidden`).
+/// Whether `path` lies under `root` with no hidden component (unless `show_hidden`), and not
+/// in the uploads' work directory (its files are unfinished).
 fn visible(root: &Path, path: &Path, show_hidden: bool) -> bool {
     let Ok(rel) = path.strip_prefix(root) else {
         return false;
     };
-    show_hidden
-        || rel.components().all(|c| match c {
-            Component::Normal(name) => !name.as_encoded_bytes().starts_with(b"."),
-            _ => false,
-        })
+    rel.components().all(|c| match c {
+        Component::Normal(name) => {
+            !name.as_encoded_bytes().starts_with(b".")
+                || (show_hidden && !name.to_str().is_some_and(crate::fs::resolve::is_reserved))
+        }
+        _ => show_hidden,
+    })
 }
 
 /// What an event asks for: None to ignore it, Some(true) when its path, if a directory, must be
@@ -247,6 +250,8 @@ mod tests {
         assert!(!visible(root, Path::new("/srv/root/a/.b.swp"), false));
         assert!(visible(root, Path::new("/srv/root/a/.b.swp"), true));
         assert!(!visible(root, Path::new("/srv/other/a"), true));
+        let part = Path::new("/srv/root/in/.rangeserve-uploads/x.part");
+        assert!(!visible(root, part, true));
     }
 
     #[test]

@@ -40,12 +40,29 @@ const ALLOW_HEADERS: &str =
 pub const EXPOSE_HEADERS: &str =
     "Content-Range, Content-Length, Accept-Ranges, ETag, Last-Modified, Repr-Digest, Content-Disposition";
 
+/// [`ALLOW_HEADERS`], and what tus clients and PUT send (a unit test checks it extends it).
+const ALLOW_HEADERS_UPLOADS: &str = "Range, If-Range, If-Match, If-None-Match, If-Modified-Since, \
+     If-Unmodified-Since, Want-Repr-Digest, Authorization, Content-Type, Tus-Resumable, \
+     Upload-Length, Upload-Offset, Upload-Metadata, Upload-Defer-Length, Upload-Checksum, \
+     Upload-Concat, X-HTTP-Method-Override, X-Requested-With";
+/// [`EXPOSE_HEADERS`], and what a tus client reads.
+const EXPOSE_HEADERS_UPLOADS: &str = "Content-Range, Content-Length, Accept-Ranges, ETag, \
+     Last-Modified, Repr-Digest, Content-Disposition, Location, Upload-Offset, Upload-Length, \
+     Upload-Metadata, Upload-Defer-Length, Upload-Expires, Tus-Resumable, Tus-Version, \
+     Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm";
+
 /// The CORS policy from `[cors]`.
 #[derive(Debug, Clone)]
 pub struct Cors {
     origins: Origins,
     max_age: HeaderValue,
+    /// Uploads are on: pages may also upload (tus and PUT, with a token).
+    uploads: bool,
 }
+
+/// With uploads: the methods and request headers of tus and PUT, and the response headers a
+/// tus client reads (`Location`, `Upload-Offset`, ...).
+const ALLOW_METHODS_UPLOADS: &str = "GET, HEAD, POST, PATCH, PUT, DELETE, OPTIONS";
 
 #[derive(Debug, Clone)]
 enum Origins {
@@ -76,7 +93,16 @@ impl Cors {
         Ok(Some(Cors {
             origins,
             max_age: HeaderValue::from(max_age),
+            uploads: false,
         }))
+    }
+
+    /// The same policy, letting allowed pages upload too (`[upload]` is on).
+    pub fn with_uploads(self) -> Cors {
+        Cors {
+            uploads: true,
+            ..self
+        }
     }
 
     /// The `Access-Control-Allow-Origin` value for a request with this `Origin`, if allowed.
@@ -107,13 +133,17 @@ impl Cors {
         let allow = self.allow_origin(req.get(header::ORIGIN))?;
         let mut h = HeaderMap::with_capacity(6);
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+        let (methods, headers) = match self.uploads {
+            false => (ALLOW_METHODS, ALLOW_HEADERS),
+            true => (ALLOW_METHODS_UPLOADS, ALLOW_HEADERS_UPLOADS),
+        };
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOW_METHODS),
+            HeaderValue::from_static(methods),
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOW_HEADERS),
+            HeaderValue::from_static(headers),
         );
         h.insert(header::ACCESS_CONTROL_MAX_AGE, self.max_age.clone());
         if self.varies() {
@@ -129,9 +159,13 @@ impl Cors {
         }
         if let Some(allow) = self.allow_origin(origin) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+            let expose = match self.uploads {
+                false => EXPOSE_HEADERS,
+                true => EXPOSE_HEADERS_UPLOADS,
+            };
             h.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(EXPOSE_HEADERS),
+                HeaderValue::from_static(expose),
             );
         }
     }
@@ -256,6 +290,38 @@ mod tests {
         h.append(header::VARY, HeaderValue::from_static("accept, origin"));
         add_vary(&mut h, "Origin");
         assert_eq!(h.get_all(header::VARY).iter().count(), 1);
+    }
+
+    #[test]
+    fn uploads_extend_what_pages_may_send_and_read() {
+        let squash = |s: &str| s.replace(' ', "");
+        assert!(squash(ALLOW_HEADERS_UPLOADS).starts_with(&squash(ALLOW_HEADERS)));
+        assert!(squash(EXPOSE_HEADERS_UPLOADS).starts_with(&squash(EXPOSE_HEADERS)));
+        let cors = list(&["https://a.example"]).with_uploads();
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://a.example"),
+        );
+        req.insert(
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("PATCH"),
+        );
+        let (_, h) = cors.preflight(&Method::OPTIONS, &req).unwrap();
+        assert!(h[header::ACCESS_CONTROL_ALLOW_METHODS]
+            .to_str()
+            .unwrap()
+            .contains("PATCH"));
+        assert!(h[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .unwrap()
+            .contains("Upload-Offset"));
+        let mut resp = HeaderMap::new();
+        cors.decorate(req.get(header::ORIGIN), &mut resp);
+        assert!(resp[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+            .to_str()
+            .unwrap()
+            .contains("Location"));
     }
 
     #[test]

@@ -11,3 +11,5 @@ pub mod preconditions;
 pub mod range;
 pub mod repr_digest;
 pub mod response;
+#[cfg(feature = "server")]
+pub mod upload;

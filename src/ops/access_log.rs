@@ -19,9 +19,14 @@ use ipnet::IpNet;
 #[derive(Debug, Clone)]
 pub struct Faults(pub String);
 
+/// Request body bytes an upload stored (a response extension), logged as `received`.
+#[derive(Debug, Clone, Copy)]
+pub struct Received(pub u64);
+
 struct Line {
     p: Pending,
     faults: Option<String>,
+    received: Option<u64>,
     status: StatusCode,
     /// Body bytes the response promised (0 for HEAD, 204, 304), when it said.
     expected: Option<u64>,
@@ -150,6 +155,7 @@ pub fn finish(pending: Option<Pending>, resp: Response) -> Response {
     };
     let line = Line {
         faults: resp.extensions().get::<Faults>().map(|f| f.0.clone()),
+        received: resp.extensions().get::<Received>().map(|r| r.0),
         p,
         status,
         expected,
@@ -252,7 +258,7 @@ impl Drop for Logged {
             Some(ip) => tracing::field::display(Shown::Text(ip.to_string())),
             None => tracing::field::display(Shown::Absent),
         };
-        // `faults` (the lab's) only when there are some.
+        // `faults` (the lab's) only when there are some; `received` only for uploads.
         tracing::info!(
             target: "rangeserve::access",
             client,
@@ -268,6 +274,7 @@ impl Drop for Logged {
             referer = or_absent(&p.referer),
             request_id = or_absent(&p.request_id),
             faults = l.faults.as_deref().map(tracing::field::display),
+            received = l.received,
         );
     }
 }

@@ -31,6 +31,12 @@ pub struct Metrics {
     store_bytes: AtomicU64,
     store_micros: AtomicU64,
     tls_client_warnings: AtomicU64,
+    uploads_created: AtomicU64,
+    uploads_completed: AtomicU64,
+    uploads_resumed: AtomicU64,
+    uploads_expired: AtomicU64,
+    uploads_rejected: AtomicU64,
+    upload_bytes: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -50,6 +56,12 @@ pub static METRICS: Metrics = Metrics {
     store_bytes: AtomicU64::new(0),
     store_micros: AtomicU64::new(0),
     tls_client_warnings: AtomicU64::new(0),
+    uploads_created: AtomicU64::new(0),
+    uploads_completed: AtomicU64::new(0),
+    uploads_resumed: AtomicU64::new(0),
+    uploads_expired: AtomicU64::new(0),
+    uploads_rejected: AtomicU64::new(0),
+    upload_bytes: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -120,6 +132,30 @@ impl Metrics {
     pub fn tls_client_warning(&self) {
         self.tls_client_warnings.fetch_add(1, Relaxed);
     }
+    /// An upload was created (tus) or a plain PUT started writing.
+    pub fn upload_created(&self) {
+        self.uploads_created.fetch_add(1, Relaxed);
+    }
+    /// An upload completed and was published.
+    pub fn upload_completed(&self) {
+        self.uploads_completed.fetch_add(1, Relaxed);
+    }
+    /// An upload continued after an interruption (a cut connection, a restart).
+    pub fn upload_resumed(&self) {
+        self.uploads_resumed.fetch_add(1, Relaxed);
+    }
+    /// An unfinished upload was removed after `max_age` without bytes.
+    pub fn upload_expired(&self) {
+        self.uploads_expired.fetch_add(1, Relaxed);
+    }
+    /// An upload request was refused or failed (any 4xx or 5xx answer).
+    pub fn upload_rejected(&self) {
+        self.uploads_rejected.fetch_add(1, Relaxed);
+    }
+    /// Request body bytes written to disk by uploads.
+    pub fn upload_bytes(&self, n: u64) {
+        self.upload_bytes.fetch_add(n, Relaxed);
+    }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
@@ -146,7 +182,7 @@ impl Metrics {
             self.responses[STATUSES.len()].load(Relaxed)
         );
         let gauge_in_flight = self.handling.load(Relaxed) + self.streaming.load(Relaxed);
-        let rows: [(&str, &str, &str, u64); 12] = [
+        let rows: [(&str, &str, &str, u64); 18] = [
             (
                 "rangeserve_if_range_fallbacks_total",
                 "counter",
@@ -218,6 +254,42 @@ impl Metrics {
                 "counter",
                 "TLS client hellos rustls warned about (such as an IP address sent as the server name), counted instead of logged.",
                 self.tls_client_warnings.load(Relaxed),
+            ),
+            (
+                "rangeserve_uploads_created_total",
+                "counter",
+                "Uploads created (tus creations and plain PUTs that started writing).",
+                self.uploads_created.load(Relaxed),
+            ),
+            (
+                "rangeserve_uploads_completed_total",
+                "counter",
+                "Uploads completed and published under their name.",
+                self.uploads_completed.load(Relaxed),
+            ),
+            (
+                "rangeserve_uploads_resumed_total",
+                "counter",
+                "Appends that continued an upload after an interruption (a cut connection or a restart).",
+                self.uploads_resumed.load(Relaxed),
+            ),
+            (
+                "rangeserve_uploads_expired_total",
+                "counter",
+                "Unfinished uploads removed after upload.max_age without bytes.",
+                self.uploads_expired.load(Relaxed),
+            ),
+            (
+                "rangeserve_uploads_rejected_total",
+                "counter",
+                "Upload requests answered with an error (4xx or 5xx: no token, wrong offset, too large, checksum mismatch, ...).",
+                self.uploads_rejected.load(Relaxed),
+            ),
+            (
+                "rangeserve_upload_bytes_total",
+                "counter",
+                "Request body bytes written to disk by uploads.",
+                self.upload_bytes.load(Relaxed),
             ),
         ];
         for (name, kind, help, v) in rows {
@@ -302,6 +374,12 @@ mod tests {
             "rangeserve_store_bytes_total",
             "rangeserve_store_request_seconds_total",
             "rangeserve_tls_client_warnings_total",
+            "rangeserve_uploads_created_total",
+            "rangeserve_uploads_completed_total",
+            "rangeserve_uploads_resumed_total",
+            "rangeserve_uploads_expired_total",
+            "rangeserve_uploads_rejected_total",
+            "rangeserve_upload_bytes_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");

@@ -90,8 +90,9 @@ const HYPER_MAX_HEADERS: usize = 100;
 pub const H2_MAX_STREAMS: u32 = 100;
 
 /// What a client may send before the handler reads it, per HTTP/2 stream and per connection
-/// (the initial flow-control windows, RFC 9113 §6.9.2): files are only read, so request bodies
-/// are never wanted, and these bound what a client can make the server hold.
+/// (the initial flow-control windows, RFC 9113 §6.9.2): these bound what a client can make the
+/// server hold. Only uploads read request bodies, and they read them as fast as the disk takes
+/// them; over a long round trip these windows, not the disk, bound an HTTP/2 upload's speed.
 const H2_STREAM_WINDOW: u32 = 64 * 1024;
 const H2_CONN_WINDOW: u32 = 1024 * 1024;
 

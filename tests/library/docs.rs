@@ -59,7 +59,7 @@ fn every_key_variable_and_flag_is_in_the_reference() {
     let cli = cli_settings();
     let envs: BTreeSet<&str> = cli.iter().map(|(e, _)| e.as_str()).collect();
     let mut missing = Vec::new();
-    let sections = ["lab", "cors", "tls", "s3"];
+    let sections = ["lab", "cors", "tls", "s3", "upload"];
     let mut keys: Vec<(String, String)> = file_keys("")
         .into_iter()
         .filter(|k| !sections.contains(&k.as_str()) && k != "headers")

@@ -1,0 +1,284 @@
+//! Uploads (`[upload]`): the protocols around the store (`fs::upload`).
+//!
+//! - tus 1.0.0 under the prefix: `{prefix}/` is the creation endpoint, `{prefix}/{id}` an
+//!   upload (`tus`).
+//! - A plain `PUT` of a whole file to its path (`put`).
+//!
+//! Both are reached through [`Dispatch`], the Router's fallback when uploads are on: a GET goes
+//! to the file engine after one method comparison (tus has no GET), a HEAD after a comparison
+//! of its path's first bytes with the prefix (tus HEADs an upload), as before; `PUT` goes to
+//! `put`, the other methods under the prefix to `tus`, the rest to the engine (its OPTIONS and
+//! 405).
+//!
+//! Every upload request needs a bearer token from the configuration (`auth`); downloads never
+//! do. A published file's SHA-256, computed as its bytes arrived, is handed to the engine's
+//! digest cache, so its first download has its ETag without hashing.
+
+mod auth;
+mod put;
+mod tus;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use futures_util::StreamExt as _;
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::config::UploadConfig;
+use crate::files::{ServeFiles, Storage};
+use crate::fs::upload::{Published, Settings, Store, StoreError};
+use crate::http::response::plain_text;
+use crate::ops::access_log::Received;
+use crate::ops::metrics::METRICS;
+use crate::ops::AbortOnDrop;
+
+/// Uploads: the store, who may upload, and the engine that serves what they publish. Cheap to
+/// clone.
+pub struct Uploads<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Uploads<S> {
+    fn clone(&self) -> Self {
+        Uploads {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S> {
+    store: Store,
+    config: UploadConfig,
+    show_hidden: bool,
+    files: ServeFiles<S>,
+}
+
+impl<S: Storage> Uploads<S> {
+    /// Uploads into `config.dir`, published files served by `files` (started: its digest
+    /// cache is where their hashes go). Opens the store (blocking, briefly: call at start-up).
+    pub fn open(
+        config: &UploadConfig,
+        show_hidden: bool,
+        files: ServeFiles<S>,
+    ) -> io::Result<Self> {
+        let store = Store::open(
+            &config.dir,
+            Settings {
+                max_size: config.max_size,
+                max_age: config.max_age,
+                overwrite: config.overwrite,
+                show_hidden,
+            },
+        )?;
+        Ok(Uploads {
+            inner: Arc::new(Inner {
+                store,
+                config: config.clone(),
+                show_hidden,
+                files,
+            }),
+        })
+    }
+
+    /// The Router's fallback: uploads, and everything else to `files` as before.
+    pub fn dispatch(&self) -> Dispatch<S> {
+        Dispatch {
+            files: self.inner.files.clone(),
+            uploads: self.clone(),
+        }
+    }
+
+    /// Remove expired uploads every so often (at most a minute, at least a second, apart;
+    /// half of `max_age` when shorter), until the returned guard is dropped.
+    pub fn sweeper(&self) -> AbortOnDrop {
+        let store = self.inner.store.clone();
+        let every =
+            (self.inner.config.max_age / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.sweep()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("uploads: {n} expired unfinished uploads removed"),
+                    Err(e) => tracing::warn!("uploads: the sweep failed: {e}"),
+                }
+            }
+        }))
+    }
+}
+
+impl<S> Uploads<S> {
+    /// Tell the engine the hash of a file just published (so no request hashes it).
+    async fn remember(&self, published: &Published)
+    where
+        S: Storage,
+    {
+        let (files, meta, sum) = (
+            self.inner.files.clone(),
+            published.meta.clone(),
+            published.sha256,
+        );
+        let _ = tokio::task::spawn_blocking(move || files.remember_hash(&meta, sum)).await;
+    }
+}
+
+/// A request body as the store reads it: its data frames, errors as I/O errors.
+fn body_stream(
+    body: Body,
+) -> impl futures_util::Stream<Item = io::Result<bytes::Bytes>> + Unpin + Send + 'static {
+    body.into_data_stream().map(|r| r.map_err(io::Error::other))
+}
+
+/// A request's `Content-Length`, when it has a valid one.
+fn content_length(req: &http::request::Parts) -> Option<u64> {
+    req.headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Count a refused or failed upload request, and log the bytes received with the response.
+fn finish(mut resp: Response, received: u64) -> Response {
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        METRICS.upload_rejected();
+    }
+    resp.extensions_mut().insert(Received(received));
+    resp
+}
+
+/// The answer to a store error; `offset` headers are added by the protocol.
+fn store_error(e: &StoreError) -> Response {
+    let (status, text): (StatusCode, String) = match e {
+        StoreError::NotFound => (StatusCode::NOT_FOUND, "404 Not Found: no such upload\n".into()),
+        StoreError::Gone => (StatusCode::GONE, "410 Gone: the upload expired and was removed\n".into()),
+        StoreError::Busy { offset } => (
+            StatusCode::CONFLICT,
+            format!("409 Conflict: another request is appending to this upload; {offset} bytes are stored\n"),
+        ),
+        StoreError::Offset { offset } => (
+            StatusCode::CONFLICT,
+            format!("409 Conflict: the upload is at offset {offset}\n"),
+        ),
+        StoreError::Length(why) => (StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n")),
+        StoreError::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 Content Too Large: larger than upload.max_size or than the upload's length\n".into(),
+        ),
+        StoreError::NoSpace { .. } => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "507 Insufficient Storage: not enough disk space\n".into(),
+        ),
+        StoreError::Exists => (
+            StatusCode::CONFLICT,
+            "409 Conflict: a file or directory of that name exists (upload.overwrite is off, or it is a directory)\n".into(),
+        ),
+        StoreError::InTheWay => (
+            StatusCode::CONFLICT,
+            "409 Conflict: a file or a symlink stands where a directory of the name would be\n".into(),
+        ),
+        StoreError::BadName(why) => (StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n")),
+        StoreError::Checksum { .. } => (
+            StatusCode::from_u16(460).expect("a valid status"),
+            "460 Checksum Mismatch: the bytes were not kept\n".into(),
+        ),
+        StoreError::Incomplete { .. } => (
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the body ended early\n".into(),
+        ),
+        StoreError::Precondition => (
+            StatusCode::PRECONDITION_FAILED,
+            "412 Precondition Failed\n".into(),
+        ),
+        StoreError::Io(e) => {
+            tracing::error!("upload failed: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n".into())
+        }
+    };
+    plain_text(status, text)
+}
+
+/// The offset a store error leaves the upload at, when it says.
+fn error_offset(e: &StoreError) -> Option<u64> {
+    match e {
+        StoreError::Busy { offset }
+        | StoreError::Offset { offset }
+        | StoreError::NoSpace { offset }
+        | StoreError::Checksum { offset }
+        | StoreError::Incomplete { offset } => Some(*offset),
+        _ => None,
+    }
+}
+
+/// `405 Method Not Allowed` with `Allow`.
+fn not_allowed(allow: &'static str) -> Response {
+    let mut r = plain_text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// The Router's fallback with uploads on: tus under the prefix, `PUT` anywhere else, and the
+/// file engine for the rest.
+pub struct Dispatch<S> {
+    files: ServeFiles<S>,
+    uploads: Uploads<S>,
+}
+
+impl<S> Clone for Dispatch<S> {
+    fn clone(&self) -> Self {
+        Dispatch {
+            files: self.files.clone(),
+            uploads: self.uploads.clone(),
+        }
+    }
+}
+
+impl<S> Dispatch<S> {
+    /// The path under the tus prefix (`""`, `/`, `/{id}`), if the request is for it.
+    fn under_prefix<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let rest = path.strip_prefix(self.uploads.inner.config.prefix.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+}
+
+impl<S: Storage> tower::Service<Request> for Dispatch<S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> BoxFuture {
+        // Downloads first, as they were: tus has no GET, and a HEAD is tus's only under the prefix.
+        if req.method() == Method::GET {
+            return self.files.call(req);
+        }
+        let tus = self.under_prefix(req.uri().path()).map(str::to_owned);
+        let uploads = self.uploads.clone();
+        match tus {
+            Some(rest) => Box::pin(async move { Ok(tus::handle(&uploads, req, &rest).await) }),
+            None if req.method() == Method::PUT => {
+                Box::pin(async move { Ok(put::handle(&uploads, req).await) })
+            }
+            None => self.files.call(req),
+        }
+    }
+}
