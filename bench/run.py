@@ -517,17 +517,36 @@ class Rangeserve(Server):
         self.wait_ready()
 
 
-class Nginx(Server):
-    name = "nginx"
+class Reference(Server):
+    """A reference server with a configuration file the script writes (`write_conf`), in a
+    directory of its own named after it, serving the same docroot."""
 
     def __init__(self, workdir, docroot):
         super().__init__(workdir)
-        self.prefix = os.path.join(workdir, "nginx")
+        self.prefix = os.path.join(workdir, self.name)
         os.makedirs(self.prefix, exist_ok=True)
         os.chmod(self.prefix, 0o755)
         self.docroot = docroot
-        self.conf = os.path.join(self.prefix, "nginx.conf")
+        self.conf = os.path.join(self.prefix, f"{self.name}.conf")
         self.log_path = os.path.join(self.prefix, "error.log")
+
+    def start(self):
+        self.port = free_port()
+        self.write_conf()
+        out = open(os.path.join(self.prefix, "stdout.log"), "a")
+        try:
+            self.proc = PROCS.start(self.cmd(), cwd=self.prefix, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        finally:
+            out.close()
+        self.wait_ready()
+
+
+class Nginx(Reference):
+    name = "nginx"
+
+    def __init__(self, workdir, docroot):
+        super().__init__(workdir, docroot)
         self.worker = None
 
     def write_conf(self):
@@ -564,15 +583,7 @@ http {{
                 "-c", self.conf, "-g", "daemon off;"]
 
     def start(self):
-        self.port = free_port()
-        self.write_conf()
-        out = open(os.path.join(self.prefix, "stdout.log"), "a")
-        try:
-            self.proc = PROCS.start(self.cmd(), cwd=self.prefix, stdout=out,
-                                    stderr=subprocess.STDOUT)
-        finally:
-            out.close()
-        self.wait_ready()
+        super().start()
         self.worker = None
         for _ in range(100):  # up to 5 s for the worker to appear
             kids = proc_children(self.proc.pid)
@@ -590,19 +601,10 @@ http {{
         return [self.proc.pid, self.worker]
 
 
-class Lighttpd(Server):
+class Lighttpd(Reference):
     """lighttpd 1.4 (Debian's package) with a minimal configuration of its own: one process,
     Debian's defaults otherwise (network backend, ETags), keep-alive as long as nginx's."""
     name = "lighttpd"
-
-    def __init__(self, workdir, docroot):
-        super().__init__(workdir)
-        self.prefix = os.path.join(workdir, "lighttpd")
-        os.makedirs(self.prefix, exist_ok=True)
-        os.chmod(self.prefix, 0o755)
-        self.docroot = docroot
-        self.conf = os.path.join(self.prefix, "lighttpd.conf")
-        self.log_path = os.path.join(self.prefix, "error.log")
 
     def write_conf(self):
         # Started by root it drops to nobody (as nginx's worker does), and opens its error log
@@ -629,17 +631,6 @@ mimetype.assign = ("" => "application/octet-stream")
 
     def cmd(self):
         return ["taskset", "-c", SERVER_CPU, "lighttpd", "-D", "-f", self.conf]
-
-    def start(self):
-        self.port = free_port()
-        self.write_conf()
-        out = open(os.path.join(self.prefix, "stdout.log"), "a")
-        try:
-            self.proc = PROCS.start(self.cmd(), cwd=self.prefix, stdout=out,
-                                    stderr=subprocess.STDOUT)
-        finally:
-            out.close()
-        self.wait_ready()
 
 
 class RangeserveS3(Rangeserve):
