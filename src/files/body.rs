@@ -91,6 +91,31 @@ impl Piece {
     }
 }
 
+/// Where the run of ranges that starts with the first range of `pieces` ends (see
+/// `Streamed::run_end`).
+fn run_end<'a>(pieces: impl IntoIterator<Item = &'a Piece>) -> u64 {
+    let mut end = 0;
+    for piece in pieces {
+        if let Piece::Range(r) = piece {
+            if end != 0 && (r.start < end || r.start - end > COALESCE_GAP) {
+                break;
+            }
+            end = r.end;
+        }
+    }
+    end
+}
+
+/// The first run of the source a body of these pieces reads: the start of its first range and
+/// where the run of ranges read through with it ends (what its first read passes as `until`).
+pub fn first_run(pieces: &[Piece]) -> Option<(u64, u64)> {
+    let from = pieces.iter().position(|p| matches!(p, Piece::Range(_)))?;
+    let Piece::Range(first) = &pieces[from] else {
+        unreachable!()
+    };
+    Some((first.start, run_end(&pieces[from..])))
+}
+
 /// The body made of these pieces. A read error or a source that ends early fails the body,
 /// which makes hyper abort the connection: a client never takes a short body for a whole one.
 /// With a `sink` (plain HTTP/1.x), long runs of a file are sent with `sendfile`.
@@ -214,16 +239,7 @@ impl Streamed {
     /// it while each starts at most [`COALESCE_GAP`] bytes after the previous one ends (a
     /// multipart response's nearby parts), so a source that streams reads them in one request.
     fn run_end(&self) -> u64 {
-        let mut end = 0;
-        for piece in &self.pieces {
-            if let Piece::Range(r) = piece {
-                if end != 0 && (r.start < end || r.start - end > COALESCE_GAP) {
-                    break;
-                }
-                end = r.end;
-            }
-        }
-        end
+        run_end(&self.pieces)
     }
 
     /// A `sendfile` placeholder for the front range (`len` bytes left at `start`), when the

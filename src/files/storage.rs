@@ -73,6 +73,17 @@ pub trait Storage: Send + Sync + 'static {
         None
     }
 
+    /// The representation of the file at `path` as the storage last saw it, from memory alone
+    /// (a bucket: the object's latest known version, whose hash is known), and the file's name
+    /// under the root; `None`: ask `find` and `open`. It may be out of date: the caller uses it
+    /// only for a response whose first read of the source ([`Source::open_run`], tied to that
+    /// version) succeeds before the response head is sent, and asks `find` and `open` for any
+    /// other (one without a body, or whose first read finds the file [`changed`]).
+    fn open_remembered(&self, path: &str) -> Option<(Representation, PathBuf)> {
+        let _ = path;
+        None
+    }
+
     /// Entries `offset..offset + limit` of `dir`, sorted (directories first), listing only what
     /// a request would serve.
     fn list(
@@ -177,7 +188,8 @@ pub enum OpenError {
     NotFound,
     /// 403: the storage refused us.
     Forbidden,
-    /// 503: the file changed while its hash was computed; asking again will do.
+    /// 503: the file changed while its hash was computed (or, twice over, between its lookup
+    /// and its body's first read); asking again will do.
     Changing,
     /// 502, or 504 when it timed out: the store behind us failed (unreachable, answering
     /// 5xx) after its retries, with the error for the log.
@@ -218,6 +230,18 @@ pub struct Representation {
 /// A read in progress.
 pub type ReadFuture = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
 
+/// A [`Source::open_run`] in progress.
+pub type OpenFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// Whether a read failed because the bytes are no longer the version it was tied to: replaced
+/// (a store's failed precondition, `Interrupted`) or gone (`NotFound`).
+pub fn changed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::NotFound
+    )
+}
+
 /// The bytes of one representation, as they were when its response was decided.
 pub trait Source: Send + Sync + 'static {
     /// Exactly `len` bytes at `offset` (a source that ends first fails with `UnexpectedEof`).
@@ -237,6 +261,17 @@ pub trait Source: Send + Sync + 'static {
         offset: u64,
     ) -> Option<io::Result<usize>> {
         let _ = (buf, offset);
+        None
+    }
+
+    /// Start the read of `offset..until` (the first run of a response's body) now, before the
+    /// response head is sent, for a source whose reads can find that the bytes are no longer
+    /// the version the response describes: the future fails as the first read would (an error
+    /// for which [`changed`] holds when they are not), and otherwise leaves the read open for
+    /// [`read`](Source::read) to go on with. `None`: nothing to check before the head (reads
+    /// that fail later abort the response), the default.
+    fn open_run(self: Arc<Self>, offset: u64, until: u64) -> Option<OpenFuture> {
+        let _ = (offset, until);
         None
     }
 
