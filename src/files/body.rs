@@ -132,7 +132,8 @@ pub fn body(
                 .iter()
                 .any(|p| matches!(p, Piece::Range(r) if r.len() >= SENDFILE_MIN))
     });
-    if total <= INLINE_MAX && sink.is_none() {
+    let nowait = source.reads_nowait();
+    if total <= INLINE_MAX && sink.is_none() && nowait {
         if let Some(whole) = read_all_nowait(&*source, &pieces, total) {
             // Changed since the response was decided: the streaming path meets the same check
             // at its end and aborts the connection (and logs it).
@@ -147,6 +148,7 @@ pub fn body(
     Body::new(Streamed {
         source,
         pieces: VecDeque::from(pieces),
+        nowait,
         inflight: None,
         remaining: total,
         sink,
@@ -200,7 +202,10 @@ fn read_nowait_into(
 struct Streamed {
     source: Arc<dyn Source>,
     pieces: VecDeque<Piece>,
-    inflight: Option<ReadFuture>,
+    /// Whether the source may serve reads from memory (`Source::reads_nowait`).
+    nowait: bool,
+    /// The read under way, and how many bytes it asked for.
+    inflight: Option<(ReadFuture, usize)>,
     remaining: u64,
     sink: Option<Sink>,
     /// The final frame, held until the file is known to be unchanged (see `release_last`).
@@ -333,11 +338,22 @@ impl http_body::Body for Streamed {
         if self.last.is_some() {
             return self.release_last(cx);
         }
-        if let Some(read) = &mut self.inflight {
+        if let Some((read, asked)) = &mut self.inflight {
+            let asked = *asked;
             let result = std::task::ready!(read.as_mut().poll(cx));
             self.inflight = None;
+            // A source may hand on fewer bytes than asked for (never none): the next read goes
+            // on from where they end.
             return match result {
-                Ok(bytes) => self.data(cx, bytes),
+                Ok(bytes) if bytes.is_empty() => self.fail(ended_early()),
+                Ok(bytes) if bytes.len() > asked => self.fail(io::Error::other(format!(
+                    "the source read {} bytes where {asked} were asked for",
+                    bytes.len()
+                ))),
+                Ok(bytes) => {
+                    self.advance(bytes.len() as u64);
+                    self.data(cx, bytes)
+                }
                 Err(e) => self.fail(e),
             };
         }
@@ -357,22 +373,21 @@ impl http_body::Body for Streamed {
                 (start, left.min(chunk_size()) as usize, until)
             }
         };
-        let mut buf = BytesMut::with_capacity(len);
-        match read_nowait_into(&*self.source, &mut buf, len, start) {
-            Some(Ok(0)) => self.fail(ended_early()),
-            Some(Ok(n)) => {
-                self.advance(n as u64);
-                self.data(cx, buf.freeze())
-            }
-            Some(Err(e)) => self.fail(e),
-            None => {
-                drop(buf);
-                self.advance(len as u64);
-                self.inflight = Some(self.source.clone().read(start, len, until));
-                // Poll the read once so that its completion wakes us.
-                self.poll_frame(cx)
+        if self.nowait {
+            let mut buf = BytesMut::with_capacity(len);
+            match read_nowait_into(&*self.source, &mut buf, len, start) {
+                Some(Ok(0)) => return self.fail(ended_early()),
+                Some(Ok(n)) => {
+                    self.advance(n as u64);
+                    return self.data(cx, buf.freeze());
+                }
+                Some(Err(e)) => return self.fail(e),
+                None => {}
             }
         }
+        self.inflight = Some((self.source.clone().read(start, len, until), len));
+        // Poll the read once so that its completion wakes us.
+        self.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

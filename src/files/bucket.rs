@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use http::HeaderValue;
 
@@ -544,20 +544,10 @@ impl Source for ObjectSource {
             if r.held.is_empty() {
                 r.more(stall).await?;
             }
-            if r.held.len() >= len {
-                r.pos += len as u64;
-                return Ok(r.held.split_to(len));
-            }
-            let mut out = BytesMut::with_capacity(len);
-            while out.len() < len {
-                if r.held.is_empty() {
-                    r.more(stall).await?;
-                }
-                let n = r.held.len().min(len - out.len());
-                out.extend_from_slice(&r.held.split_to(n));
-                r.pos += n as u64;
-            }
-            Ok(out.freeze())
+            // What the store sent, as it is (no copy): up to `len` bytes.
+            let n = r.held.len().min(len);
+            r.pos += n as u64;
+            Ok(r.held.split_to(n))
         })
     }
 }

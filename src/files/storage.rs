@@ -244,13 +244,21 @@ pub fn changed(e: &io::Error) -> bool {
 
 /// The bytes of one representation, as they were when its response was decided.
 pub trait Source: Send + Sync + 'static {
-    /// Exactly `len` bytes at `offset` (a source that ends first fails with `UnexpectedEof`).
-    /// The response goes on reading forward up to `until` (skipping at most
-    /// 256 KiB between two ranges), so a source that
-    /// streams (an object store) may ask for all of `offset..until` at once and serve the next
-    /// reads from it. Called when [`read_at_nowait`](Source::read_at_nowait) could not serve
-    /// the bytes.
+    /// The bytes at `offset`: `len` of them, or fewer (at least one) when that is what is at
+    /// hand (a source that streams hands on each piece the store sent as it is, uncopied); the
+    /// response reads on from where they end. A source that ends first fails with
+    /// `UnexpectedEof`. The response goes on reading forward up to `until` (skipping at most
+    /// 256 KiB between two ranges), so a source that streams (an object store) may ask for all
+    /// of `offset..until` at once and serve the next reads from it. Called when
+    /// [`read_at_nowait`](Source::read_at_nowait) could not serve the bytes.
     fn read(self: Arc<Self>, offset: u64, len: usize, until: u64) -> ReadFuture;
+
+    /// Whether [`read_at_nowait`](Source::read_at_nowait) may serve bytes at all (a file, whose
+    /// bytes may be in the page cache; bytes in memory). `false`, the default, skips it and
+    /// the buffer it would fill: every read goes through [`read`](Source::read).
+    fn reads_nowait(&self) -> bool {
+        false
+    }
 
     /// Up to `buf.len()` bytes at `offset`, only if that will not block (the bytes are in
     /// memory): `None` means "use [`read`](Source::read)". The buffer may be uninitialized: the
