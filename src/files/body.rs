@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 
@@ -155,6 +156,67 @@ pub fn body(
         last: None,
         origin: Box::new((origin.path.to_owned(), origin.forwarded_client())),
     })
+}
+
+/// `resp` with its body read now when it is at most [`INLINE_MAX`] bytes: its pieces are then
+/// all at hand when the response goes out, so its head and body leave in one write. For a
+/// source whose reads wait (an object store), once its first read is open. A read that fails
+/// here fails before anything is sent: the error, for another answer.
+pub async fn read_ahead(resp: Response<Body>) -> io::Result<Response<Body>> {
+    match http_body::Body::size_hint(resp.body()).exact() {
+        Some(n) if n > 0 && n <= INLINE_MAX => {}
+        _ => return Ok(resp),
+    }
+    let (parts, mut body) = resp.into_parts();
+    let mut frames = VecDeque::new();
+    let mut len = 0;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut body), cx)).await
+    {
+        let frame = frame.map_err(|e| match e.into_inner().downcast::<io::Error>() {
+            Ok(e) => *e,
+            Err(e) => io::Error::other(e),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            len += data.len() as u64;
+            frames.push_back(data);
+        }
+    }
+    Ok(Response::from_parts(
+        parts,
+        Body::new(Frames { frames, len }),
+    ))
+}
+
+/// A body whose frames are all read already.
+struct Frames {
+    frames: VecDeque<Bytes>,
+    /// The bytes left.
+    len: u64,
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let next = self.frames.pop_front();
+        if let Some(b) = &next {
+            self.len -= b.len() as u64;
+        }
+        Poll::Ready(next.map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.len == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
 }
 
 /// All the pieces, if every byte is in memory now.

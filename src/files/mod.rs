@@ -401,8 +401,13 @@ async fn checked<S>(
     let Some(open) = rep.source.clone().open_run(offset, until) else {
         return Checked::Ready(resp);
     };
-    match open.await {
-        Ok(()) => Checked::Ready(resp),
+    let read = match open.await {
+        // A short body is read whole now: it leaves with the head in one write.
+        Ok(()) => body::read_ahead(resp).await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok(resp) => Checked::Ready(resp),
         Err(e) if storage::changed(&e) => {
             tracing::debug!(
                 path = parts.uri.path(),
