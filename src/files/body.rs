@@ -170,9 +170,13 @@ pub async fn read_ahead(resp: Response<Body>) -> io::Result<Response<Body>> {
     let (parts, mut body) = resp.into_parts();
     let mut frames = VecDeque::new();
     let mut len = 0;
-    while let Some(frame) =
-        std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut body), cx)).await
-    {
+    let mut next = |cx: &mut Context<'_>| {
+        READING_AHEAD.set(true);
+        let frame = http_body::Body::poll_frame(Pin::new(&mut body), cx);
+        READING_AHEAD.set(false);
+        frame
+    };
+    while let Some(frame) = std::future::poll_fn(&mut next).await {
         let frame = frame.map_err(|e| match e.into_inner().downcast::<io::Error>() {
             Ok(e) => *e,
             Err(e) => io::Error::other(e),
@@ -186,6 +190,11 @@ pub async fn read_ahead(resp: Response<Body>) -> io::Result<Response<Body>> {
         parts,
         Body::new(Frames { frames, len }),
     ))
+}
+
+thread_local! {
+    /// Set while `read_ahead` polls a body: a read that fails then aborts nothing.
+    static READING_AHEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A body whose frames are all read already.
@@ -279,12 +288,21 @@ struct Streamed {
 impl Streamed {
     fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let (path, client) = &*self.origin;
+        if READING_AHEAD.get() {
+            // Nothing was sent: `read_ahead`'s caller answers otherwise.
+            tracing::debug!(path = %path, "reading a short body ahead failed: {e}");
+            return self.failed(e);
+        }
         // The connection's peer is known here on HTTP/1 (this body runs in its task).
         let client = client.or_else(|| crate::ops::peer().map(|p| p.ip()));
         match client {
             Some(client) => tracing::warn!(path = %path, %client, "aborting response body: {e}"),
             None => tracing::warn!(path = %path, "aborting response body: {e}"),
         }
+        self.failed(e)
+    }
+
+    fn failed(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.pieces.clear();
         self.inflight = None;
         self.last = None;
@@ -458,5 +476,110 @@ impl http_body::Body for Streamed {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that streams: every read hands on at most `piece` bytes, never from memory.
+    struct Chunky {
+        bytes: Vec<u8>,
+        piece: usize,
+        /// Reads return this many bytes more than asked for (a broken source).
+        extra: usize,
+    }
+
+    impl Source for Chunky {
+        fn read(self: Arc<Self>, offset: u64, len: usize, _until: u64) -> ReadFuture {
+            let start = offset as usize;
+            let end = (start + len.min(self.piece) + self.extra).min(self.bytes.len());
+            let got = Bytes::copy_from_slice(&self.bytes[start..end]);
+            Box::pin(std::future::ready(Ok(got)))
+        }
+    }
+
+    fn source(n: usize, piece: usize, extra: usize) -> Arc<dyn Source> {
+        Arc::new(Chunky {
+            bytes: (0..n).map(|i| (i * 7 % 251) as u8).collect(),
+            piece,
+            extra,
+        })
+    }
+
+    fn range(start: u64, end: u64) -> Piece {
+        Piece::Range(ByteRange { start, end })
+    }
+
+    /// Every frame of `body`, or its error.
+    async fn collect(mut body: Body) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        while let Some(frame) =
+            std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut body), cx)).await
+        {
+            match frame {
+                Ok(f) => out.extend_from_slice(f.data_ref().unwrap()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn short_reads_of_a_streaming_source_make_the_exact_body() {
+        let src = source(1000, 7, 0);
+        let pieces = vec![
+            Piece::Literal(Bytes::from_static(b"<head>")),
+            range(3, 50),
+            Piece::Literal(Bytes::from_static(b"<mid>")),
+            range(600, 1000),
+        ];
+        let bytes: Vec<u8> = (0..1000).map(|i| (i * 7 % 251) as u8).collect();
+        let mut want = b"<head>".to_vec();
+        want.extend_from_slice(&bytes[3..50]);
+        want.extend_from_slice(b"<mid>");
+        want.extend_from_slice(&bytes[600..1000]);
+        // 550 bytes apart: one run, read through.
+        assert_eq!(first_run(&pieces), Some((3, 1000)));
+        let body = body(src, pieces, None, &Origin::default());
+        assert_eq!(collect(body).await.unwrap(), want);
+    }
+
+    #[tokio::test]
+    async fn a_source_that_reads_more_than_asked_fails_the_body() {
+        let body = body(
+            source(1000, 100, 3),
+            vec![range(0, 20)],
+            None,
+            &Origin::default(),
+        );
+        let e = collect(body).await.unwrap_err();
+        assert!(e.contains("were asked for"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_short_body_read_ahead_is_all_ready_and_exact() {
+        let bytes: Vec<u8> = (0..1000).map(|i| (i * 7 % 251) as u8).collect();
+        let body = body(
+            source(1000, 64, 0),
+            vec![range(100, 900)],
+            None,
+            &Origin::default(),
+        );
+        let resp = read_ahead(Response::new(body)).await.unwrap();
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        // Every frame is at hand at once: no read is left to wait for.
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        loop {
+            match http_body::Body::poll_frame(Pin::new(&mut body), &mut cx) {
+                Poll::Ready(Some(Ok(f))) => got.extend_from_slice(f.data_ref().unwrap()),
+                Poll::Ready(None) => break,
+                other => panic!("not ready at once: {:?}", other.is_pending()),
+            }
+        }
+        assert_eq!(got, bytes[100..900]);
     }
 }
