@@ -171,10 +171,8 @@ pub async fn read_ahead(resp: Response<Body>) -> io::Result<Response<Body>> {
     let mut frames = VecDeque::new();
     let mut len = 0;
     let mut next = |cx: &mut Context<'_>| {
-        READING_AHEAD.set(true);
-        let frame = http_body::Body::poll_frame(Pin::new(&mut body), cx);
-        READING_AHEAD.set(false);
-        frame
+        let _ahead = ReadingAhead::set();
+        http_body::Body::poll_frame(Pin::new(&mut body), cx)
     };
     while let Some(frame) = std::future::poll_fn(&mut next).await {
         let frame = frame.map_err(|e| match e.into_inner().downcast::<io::Error>() {
@@ -195,6 +193,22 @@ pub async fn read_ahead(resp: Response<Body>) -> io::Result<Response<Body>> {
 thread_local! {
     /// Set while `read_ahead` polls a body: a read that fails then aborts nothing.
     static READING_AHEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`READING_AHEAD`] set until it is dropped (a panicking poll included).
+struct ReadingAhead;
+
+impl ReadingAhead {
+    fn set() -> ReadingAhead {
+        READING_AHEAD.set(true);
+        ReadingAhead
+    }
+}
+
+impl Drop for ReadingAhead {
+    fn drop(&mut self) {
+        READING_AHEAD.set(false);
+    }
 }
 
 /// A body whose frames are all read already.
