@@ -125,6 +125,10 @@ S9_ROWS = [
      "(rs only)", lambda r, n, s: None),
     ("S9d", "S9", "rangeserve's peak RSS during S9b", "MiB", "rs", "rs < 100 MiB",
      lambda r, n, s: s < 100),
+    # Extra, not the issue's setup: S9a again with rangeserve moved to the clients' core, as in
+    # a deployment where it does not share a core with the store. No target.
+    ("S9e", "S9", "S9a, rangeserve on CPU 1 beside wrk (extra)", "req/s", "rs/gateway",
+     "(extra: none)", lambda r, n, s: None),
 ]
 
 
@@ -422,6 +426,13 @@ def cpu_seconds(pids):
         except (OSError, ValueError, IndexError):
             return None
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def repin(pid, cpu):
+    """Move every thread of process `pid` to `cpu`."""
+    rc, out, err = PROCS.run(["taskset", "-a", "-p", "-c", cpu, str(pid)], timeout=10)
+    if rc != 0:
+        raise BenchError(f"taskset -a -p -c {cpu} {pid}: exit code {rc}: {err.strip()}")
 
 
 def children_cpu_seconds():
@@ -1600,10 +1611,17 @@ class Bench:
         self.wrk_row("S9c", srv, "/100m.bin", 64, self.args.duration, 100200,
                      also_pids=self.cluster.pids(), headers=[f"Range: {S9_MULTI_RANGE}"])
 
+    def s9e(self, srv, rnd):
+        # S9a's load; rangeserve (when it is `srv`) runs on the clients' core for it.
+        self.wrk_row("S9e", srv, "/100m.bin", 64, self.args.duration, 65536,
+                     also_pids=self.cluster.pids(), script="random_range.lua",
+                     script_args=(FILES["100m.bin"], 65536, rnd + 1))
+
     def run_s9_round(self, rnd):
         """S9: a fresh rangeserve over the bucket (empty hash cache), warmed up and checked
         together with the gateway, then S9a, S9b, S9c for both back to back, the gateway first
-        in odd rounds (as nginx in S1-S8)."""
+        in odd rounds (as nginx in S1-S8); then the extra S9e, S9a with rangeserve moved (every
+        thread, `taskset -a -p`) to the clients' core and back."""
         gw, rs = self.s9_servers
         order = [gw, rs] if rnd % 2 == 0 else [rs, gw]
         log(f"  S9: order {' then '.join(s.name for s in order)}")
@@ -1618,10 +1636,17 @@ class Bench:
                 warm = s9_gate(srv, self.files_dir, self.sums)
                 log(f"  S9 correctness gate ok: {srv.name} on port {srv.port} "
                     f"({time.monotonic() - t0:.1f} s{warm})")
-            for sc in ("S9a", "S9b", "S9c"):
+            for sc in ("S9a", "S9b", "S9c", "S9e"):
                 fn = getattr(self, sc.lower())
                 for srv in order:
-                    fn(srv, rnd)
+                    if sc == "S9e" and srv is rs:
+                        repin(rs.proc.pid, CLIENT_CPU)
+                        try:
+                            fn(srv, rnd)
+                        finally:
+                            repin(rs.proc.pid, SERVER_CPU)
+                    else:
+                        fn(srv, rnd)
                     srv.check_alive()
                     self.cluster.check_alive()
                     time.sleep(0.3)
@@ -1814,11 +1839,15 @@ def build_s9_cpu_table(bench, scenarios):
     def f(v):
         return "-" if v is None else (f"{v:.1f}" if v < 10000 else f"{v:,.0f}")
 
-    for rid in ("S9a", "S9b", "S9c"):
+    for rid in ("S9a", "S9b", "S9c", "S9e"):
         gw = bench.results[rid]["gateway"]
         rs = bench.results[rid]["rangeserve"]
+        if not gw and not rs:
+            continue
         rs_cpu, sw_direct, sw_via = med(rs, "cpu_us"), med(gw, "also_cpu_us"), med(rs, "also_cpu_us")
         total_via = rs_cpu + sw_via if rs_cpu is not None and sw_via is not None else None
+        if rid == "S9e":  # rangeserve is not on core 0 there
+            total_via = sw_via
         rows.append([rid, f(rs_cpu), f(sw_direct), f(sw_via), f"{f(sw_direct)}, {f(total_via)}",
                      ", ".join("-" if b is None else f"{100 * b:.0f}%"
                                for b in (med(gw, "client_busy"), med(rs, "client_busy")))
@@ -1831,13 +1860,15 @@ S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket (signed requests) agains
            "rangeserve, the four weed processes (master, volume, filer, s3) on CPU 0, the clients "
            "on CPU 1. rangeserve starts afresh every round and each object is warmed up (a HEAD, "
            "which hashes it for the SHA-256 ETag) before anything is timed. Ratio and pairs as "
-           "for S1-S8, with the gateway in nginx's place.")
+           "for S1-S8, with the gateway in nginx's place. S9e (extra, no target) is S9a again "
+           "with rangeserve moved to CPU 1, beside the clients: the store keeps CPU 0 to "
+           "itself in both paths, as when rangeserve does not share the store's core.")
 
 S9_CPU_NOTE = ("S9 CPU per request (user + system, /proc/PID/stat around each wrk run and each "
                "S9b download, where the request is the whole 2 GiB download): rangeserve's "
                "process; the SeaweedFS cluster's four weed processes, in the direct run and in "
                "rangeserve's run; and everything on CPU 0 (the servers' core) per request in "
-               "each path.")
+               "each path (S9e: SeaweedFS alone, rangeserve being on CPU 1).")
 
 TABLE_NOTE = ("Medians over rounds. ratio = the median, over pairs of runs made next to each other "
               "(same round, the servers back to back), of rangeserve's figure relative to "

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 
@@ -91,6 +92,31 @@ impl Piece {
     }
 }
 
+/// Where the run of ranges that starts with the first range of `pieces` ends (see
+/// `Streamed::run_end`).
+fn run_end<'a>(pieces: impl IntoIterator<Item = &'a Piece>) -> u64 {
+    let mut end = 0;
+    for piece in pieces {
+        if let Piece::Range(r) = piece {
+            if end != 0 && (r.start < end || r.start - end > COALESCE_GAP) {
+                break;
+            }
+            end = r.end;
+        }
+    }
+    end
+}
+
+/// The first run of the source a body of these pieces reads: the start of its first range and
+/// where the run of ranges read through with it ends (what its first read passes as `until`).
+pub fn first_run(pieces: &[Piece]) -> Option<(u64, u64)> {
+    let from = pieces.iter().position(|p| matches!(p, Piece::Range(_)))?;
+    let Piece::Range(first) = &pieces[from] else {
+        unreachable!()
+    };
+    Some((first.start, run_end(&pieces[from..])))
+}
+
 /// The body made of these pieces. A read error or a source that ends early fails the body,
 /// which makes hyper abort the connection: a client never takes a short body for a whole one.
 /// With a `sink` (plain HTTP/1.x), long runs of a file are sent with `sendfile`.
@@ -107,7 +133,8 @@ pub fn body(
                 .iter()
                 .any(|p| matches!(p, Piece::Range(r) if r.len() >= SENDFILE_MIN))
     });
-    if total <= INLINE_MAX && sink.is_none() {
+    let nowait = source.reads_nowait();
+    if total <= INLINE_MAX && sink.is_none() && nowait {
         if let Some(whole) = read_all_nowait(&*source, &pieces, total) {
             // Changed since the response was decided: the streaming path meets the same check
             // at its end and aborts the connection (and logs it).
@@ -122,12 +149,97 @@ pub fn body(
     Body::new(Streamed {
         source,
         pieces: VecDeque::from(pieces),
+        nowait,
         inflight: None,
         remaining: total,
         sink,
         last: None,
         origin: Box::new((origin.path.to_owned(), origin.forwarded_client())),
     })
+}
+
+/// `resp` with its body read now when it is at most [`INLINE_MAX`] bytes: its pieces are then
+/// all at hand when the response goes out, so its head and body leave in one write. For a
+/// source whose reads wait (an object store), once its first read is open. A read that fails
+/// here fails before anything is sent: the error, for another answer.
+pub async fn read_ahead(resp: Response<Body>) -> io::Result<Response<Body>> {
+    match http_body::Body::size_hint(resp.body()).exact() {
+        Some(n) if n > 0 && n <= INLINE_MAX => {}
+        _ => return Ok(resp),
+    }
+    let (parts, mut body) = resp.into_parts();
+    let mut frames = VecDeque::new();
+    let mut len = 0;
+    let mut next = |cx: &mut Context<'_>| {
+        let _ahead = ReadingAhead::set();
+        http_body::Body::poll_frame(Pin::new(&mut body), cx)
+    };
+    while let Some(frame) = std::future::poll_fn(&mut next).await {
+        let frame = frame.map_err(|e| match e.into_inner().downcast::<io::Error>() {
+            Ok(e) => *e,
+            Err(e) => io::Error::other(e),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            len += data.len() as u64;
+            frames.push_back(data);
+        }
+    }
+    Ok(Response::from_parts(
+        parts,
+        Body::new(Frames { frames, len }),
+    ))
+}
+
+thread_local! {
+    /// Set while `read_ahead` polls a body: a read that fails then aborts nothing.
+    static READING_AHEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`READING_AHEAD`] set until it is dropped (a panicking poll included).
+struct ReadingAhead;
+
+impl ReadingAhead {
+    fn set() -> ReadingAhead {
+        READING_AHEAD.set(true);
+        ReadingAhead
+    }
+}
+
+impl Drop for ReadingAhead {
+    fn drop(&mut self) {
+        READING_AHEAD.set(false);
+    }
+}
+
+/// A body whose frames are all read already.
+struct Frames {
+    frames: VecDeque<Bytes>,
+    /// The bytes left.
+    len: u64,
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let next = self.frames.pop_front();
+        if let Some(b) = &next {
+            self.len -= b.len() as u64;
+        }
+        Poll::Ready(next.map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.len == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
 }
 
 /// All the pieces, if every byte is in memory now.
@@ -175,7 +287,10 @@ fn read_nowait_into(
 struct Streamed {
     source: Arc<dyn Source>,
     pieces: VecDeque<Piece>,
-    inflight: Option<ReadFuture>,
+    /// Whether the source may serve reads from memory (`Source::reads_nowait`).
+    nowait: bool,
+    /// The read under way, and how many bytes it asked for.
+    inflight: Option<(ReadFuture, usize)>,
     remaining: u64,
     sink: Option<Sink>,
     /// The final frame, held until the file is known to be unchanged (see `release_last`).
@@ -187,12 +302,21 @@ struct Streamed {
 impl Streamed {
     fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let (path, client) = &*self.origin;
+        if READING_AHEAD.get() {
+            // Nothing was sent: `read_ahead`'s caller answers otherwise.
+            tracing::debug!(path = %path, "reading a short body ahead failed: {e}");
+            return self.failed(e);
+        }
         // The connection's peer is known here on HTTP/1 (this body runs in its task).
         let client = client.or_else(|| crate::ops::peer().map(|p| p.ip()));
         match client {
             Some(client) => tracing::warn!(path = %path, %client, "aborting response body: {e}"),
             None => tracing::warn!(path = %path, "aborting response body: {e}"),
         }
+        self.failed(e)
+    }
+
+    fn failed(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.pieces.clear();
         self.inflight = None;
         self.last = None;
@@ -214,16 +338,7 @@ impl Streamed {
     /// it while each starts at most [`COALESCE_GAP`] bytes after the previous one ends (a
     /// multipart response's nearby parts), so a source that streams reads them in one request.
     fn run_end(&self) -> u64 {
-        let mut end = 0;
-        for piece in &self.pieces {
-            if let Piece::Range(r) = piece {
-                if end != 0 && (r.start < end || r.start - end > COALESCE_GAP) {
-                    break;
-                }
-                end = r.end;
-            }
-        }
-        end
+        run_end(&self.pieces)
     }
 
     /// A `sendfile` placeholder for the front range (`len` bytes left at `start`), when the
@@ -317,11 +432,22 @@ impl http_body::Body for Streamed {
         if self.last.is_some() {
             return self.release_last(cx);
         }
-        if let Some(read) = &mut self.inflight {
+        if let Some((read, asked)) = &mut self.inflight {
+            let asked = *asked;
             let result = std::task::ready!(read.as_mut().poll(cx));
             self.inflight = None;
+            // A source may hand on fewer bytes than asked for (never none): the next read goes
+            // on from where they end.
             return match result {
-                Ok(bytes) => self.data(cx, bytes),
+                Ok(bytes) if bytes.is_empty() => self.fail(ended_early()),
+                Ok(bytes) if bytes.len() > asked => self.fail(io::Error::other(format!(
+                    "the source read {} bytes where {asked} were asked for",
+                    bytes.len()
+                ))),
+                Ok(bytes) => {
+                    self.advance(bytes.len() as u64);
+                    self.data(cx, bytes)
+                }
                 Err(e) => self.fail(e),
             };
         }
@@ -341,22 +467,21 @@ impl http_body::Body for Streamed {
                 (start, left.min(chunk_size()) as usize, until)
             }
         };
-        let mut buf = BytesMut::with_capacity(len);
-        match read_nowait_into(&*self.source, &mut buf, len, start) {
-            Some(Ok(0)) => self.fail(ended_early()),
-            Some(Ok(n)) => {
-                self.advance(n as u64);
-                self.data(cx, buf.freeze())
-            }
-            Some(Err(e)) => self.fail(e),
-            None => {
-                drop(buf);
-                self.advance(len as u64);
-                self.inflight = Some(self.source.clone().read(start, len, until));
-                // Poll the read once so that its completion wakes us.
-                self.poll_frame(cx)
+        if self.nowait {
+            let mut buf = BytesMut::with_capacity(len);
+            match read_nowait_into(&*self.source, &mut buf, len, start) {
+                Some(Ok(0)) => return self.fail(ended_early()),
+                Some(Ok(n)) => {
+                    self.advance(n as u64);
+                    return self.data(cx, buf.freeze());
+                }
+                Some(Err(e)) => return self.fail(e),
+                None => {}
             }
         }
+        self.inflight = Some((self.source.clone().read(start, len, until), len));
+        // Poll the read once so that its completion wakes us.
+        self.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -365,5 +490,110 @@ impl http_body::Body for Streamed {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that streams: every read hands on at most `piece` bytes, never from memory.
+    struct Chunky {
+        bytes: Vec<u8>,
+        piece: usize,
+        /// Reads return this many bytes more than asked for (a broken source).
+        extra: usize,
+    }
+
+    impl Source for Chunky {
+        fn read(self: Arc<Self>, offset: u64, len: usize, _until: u64) -> ReadFuture {
+            let start = offset as usize;
+            let end = (start + len.min(self.piece) + self.extra).min(self.bytes.len());
+            let got = Bytes::copy_from_slice(&self.bytes[start..end]);
+            Box::pin(std::future::ready(Ok(got)))
+        }
+    }
+
+    fn source(n: usize, piece: usize, extra: usize) -> Arc<dyn Source> {
+        Arc::new(Chunky {
+            bytes: (0..n).map(|i| (i * 7 % 251) as u8).collect(),
+            piece,
+            extra,
+        })
+    }
+
+    fn range(start: u64, end: u64) -> Piece {
+        Piece::Range(ByteRange { start, end })
+    }
+
+    /// Every frame of `body`, or its error.
+    async fn collect(mut body: Body) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        while let Some(frame) =
+            std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut body), cx)).await
+        {
+            match frame {
+                Ok(f) => out.extend_from_slice(f.data_ref().unwrap()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn short_reads_of_a_streaming_source_make_the_exact_body() {
+        let src = source(1000, 7, 0);
+        let pieces = vec![
+            Piece::Literal(Bytes::from_static(b"<head>")),
+            range(3, 50),
+            Piece::Literal(Bytes::from_static(b"<mid>")),
+            range(600, 1000),
+        ];
+        let bytes: Vec<u8> = (0..1000).map(|i| (i * 7 % 251) as u8).collect();
+        let mut want = b"<head>".to_vec();
+        want.extend_from_slice(&bytes[3..50]);
+        want.extend_from_slice(b"<mid>");
+        want.extend_from_slice(&bytes[600..1000]);
+        // 550 bytes apart: one run, read through.
+        assert_eq!(first_run(&pieces), Some((3, 1000)));
+        let body = body(src, pieces, None, &Origin::default());
+        assert_eq!(collect(body).await.unwrap(), want);
+    }
+
+    #[tokio::test]
+    async fn a_source_that_reads_more_than_asked_fails_the_body() {
+        let body = body(
+            source(1000, 100, 3),
+            vec![range(0, 20)],
+            None,
+            &Origin::default(),
+        );
+        let e = collect(body).await.unwrap_err();
+        assert!(e.contains("were asked for"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_short_body_read_ahead_is_all_ready_and_exact() {
+        let bytes: Vec<u8> = (0..1000).map(|i| (i * 7 % 251) as u8).collect();
+        let body = body(
+            source(1000, 64, 0),
+            vec![range(100, 900)],
+            None,
+            &Origin::default(),
+        );
+        let resp = read_ahead(Response::new(body)).await.unwrap();
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        // Every frame is at hand at once: no read is left to wait for.
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        loop {
+            match http_body::Body::poll_frame(Pin::new(&mut body), &mut cx) {
+                Poll::Ready(Some(Ok(f))) => got.extend_from_slice(f.data_ref().unwrap()),
+                Poll::Ready(None) => break,
+                other => panic!("not ready at once: {:?}", other.is_pending()),
+            }
+        }
+        assert_eq!(got, bytes[100..900]);
     }
 }

@@ -5,19 +5,26 @@
 //! of the bytes, as on disk: hashed once per object version (`store::ObjectVersion`), shared
 //! by concurrent first requests, and persisted in `state_dir`. Every read of a response is
 //! conditional on the version its headers describe.
+//!
+//! The latest version seen of each object is remembered ([`Latest`]): a GET of an object whose
+//! version and hash are known is answered without asking the store first
+//! ([`open_remembered`](Storage::open_remembered)), its first ranged read, conditional on that
+//! version, being the one request to the store; a read that finds the object changed forgets
+//! the version, and the engine looks the object up again.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use http::HeaderValue;
 
 use crate::files::storage::{
-    FileDigest, Found, NameSettings, Names, OpenError, Order, Page, ReadFuture, Representation,
-    Sort, Source, Storage, DIGEST_CACHE_ENTRIES,
+    self, FileDigest, Found, NameSettings, Names, OpenError, OpenFuture, Order, Page, ReadFuture,
+    Representation, Sort, Source, Storage, DIGEST_CACHE_ENTRIES,
 };
 use crate::fs::digest::DigestCache;
 use crate::fs::listdir::{self, Entry};
@@ -46,7 +53,69 @@ pub struct Bucket {
 struct Ready {
     bucket: Arc<store::Bucket>,
     digests: Arc<DigestCache<FileDigest, ObjectVersion>>,
+    latest: Arc<Latest>,
     _background: Option<AbortOnDrop>,
+}
+
+/// How many objects' latest versions are remembered (a few hundred bytes each).
+const LATEST_ENTRIES: usize = DIGEST_CACHE_ENTRIES;
+
+/// The latest version `find` saw of each object, by name under the root, with its name's
+/// `Content-Type`: what [`open_remembered`](Storage::open_remembered) answers from. Only
+/// versions with a store ETag are kept (a read conditional on a time alone would not catch a
+/// rewrite within the same second). At most [`LATEST_ENTRIES`]: when full, the least recently
+/// used eighth goes.
+struct Latest {
+    entries: Mutex<foldhash::HashMap<String, (BucketFile, u64)>>,
+    clock: AtomicU64,
+}
+
+impl Latest {
+    fn new() -> Latest {
+        Latest {
+            entries: Mutex::new(foldhash::HashMap::default()),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<BucketFile> {
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (file, used) = map.get_mut(name)?;
+        *used = now;
+        Some(file.clone())
+    }
+
+    fn remember(&self, name: &str, file: &BucketFile) {
+        if file.object.version.store_etag.is_none() {
+            return;
+        }
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, used)) = map.get_mut(name) {
+            *known = file.clone();
+            *used = now;
+            return;
+        }
+        if map.len() >= LATEST_ENTRIES {
+            let mut ages: Vec<u64> = map.values().map(|(_, used)| *used).collect();
+            let (_, cut, _) = ages.select_nth_unstable(LATEST_ENTRIES / 8);
+            let cut = *cut;
+            map.retain(|_, (_, used)| *used > cut);
+        }
+        map.insert(name.to_string(), (file.clone(), now));
+    }
+
+    /// Forget `version` of `name`, if it is still the one remembered.
+    fn forget(&self, name: &str, version: &ObjectVersion) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(name)
+            .is_some_and(|(f, _)| f.object.version == *version)
+        {
+            map.remove(name);
+        }
+    }
 }
 
 /// Settings only: a copy is a new storage that connects again.
@@ -111,6 +180,7 @@ impl Bucket {
                 Ok(Ready {
                     bucket,
                     digests,
+                    latest: Arc::new(Latest::new()),
                     _background: background,
                 })
             })
@@ -122,17 +192,46 @@ impl Bucket {
         })
     }
 
-    fn object_file(&self, object: Object, name: &str) -> BucketFile {
-        BucketFile {
-            object,
-            content_type: mime::content_type_for(Path::new(name)),
+    /// The object `find` found as `name`, remembered as its latest version.
+    fn found(&self, ready: &Ready, object: Object, name: String) -> Found<BucketFile, BucketDir> {
+        let file = BucketFile {
+            object: Arc::new(object),
+            content_type: mime::content_type_for(Path::new(&name)),
+        };
+        ready.latest.remember(&name, &file);
+        Found::File {
+            file,
+            name: PathBuf::from(name),
         }
     }
 }
 
+/// The representation of `file`, whose hash is `digest`.
+fn representation(ready: &Ready, file: BucketFile, digest: FileDigest) -> Representation {
+    let BucketFile {
+        object,
+        content_type,
+    } = file;
+    Representation {
+        len: object.version.size,
+        etag: Some(digest.etag),
+        modified: Some(object.modified()),
+        content_type,
+        source: Arc::new(ObjectSource {
+            bucket: ready.bucket.clone(),
+            latest: ready.latest.clone(),
+            object,
+            reading: tokio::sync::Mutex::new(None),
+        }),
+        repr_digest: Some(digest.repr_digest),
+        path_headers: Default::default(),
+    }
+}
+
 /// An object found in the bucket, with its name's `Content-Type`.
+#[derive(Clone)]
 pub struct BucketFile {
-    object: Object,
+    object: Arc<Object>,
     content_type: HeaderValue,
 }
 
@@ -175,10 +274,7 @@ impl Storage for Bucket {
         let bucket = &ready.bucket;
         if !name.is_empty() && !path.ends_with('/') {
             return match bucket.head(&name).await.map_err(store_error)? {
-                Some(object) => Ok(Found::File {
-                    file: self.object_file(object, &name),
-                    name: PathBuf::from(name),
-                }),
+                Some(object) => Ok(self.found(ready, object, name)),
                 None if bucket.is_prefix(&name).await.map_err(store_error)? => {
                     Ok(Found::AddSlash(resolve::slashed(&path[1..])))
                 }
@@ -191,10 +287,7 @@ impl Storage for Bucket {
                 dir => format!("{dir}/{index}"),
             };
             if let Some(object) = bucket.head(&index_name).await.map_err(store_error)? {
-                return Ok(Found::File {
-                    file: self.object_file(object, &index_name),
-                    name: PathBuf::from(index_name),
-                });
+                return Ok(self.found(ready, object, index_name));
             }
         }
         match bucket.list(&name).await.map_err(store_error)? {
@@ -216,7 +309,7 @@ impl Storage for Bucket {
         let sidecar = format!("{}{suffix}", name.to_str()?);
         match ready.bucket.head(&sidecar).await {
             Ok(Some(object)) => Some(BucketFile {
-                object,
+                object: Arc::new(object),
                 content_type: file.content_type.clone(),
             }),
             Ok(None) => None,
@@ -229,37 +322,34 @@ impl Storage for Bucket {
 
     async fn open(&self, file: BucketFile) -> Result<Representation, OpenError> {
         let ready = self.ready().await?;
-        let BucketFile {
-            object,
-            content_type,
-        } = file;
         // Known (the common case): no copies for a computation that will not happen.
-        let digest = match ready.digests.known(&object.version) {
+        let digest = match ready.digests.known(&file.object.version) {
             Some(d) => d,
             None => {
-                let (bucket, hashed) = (ready.bucket.clone(), object.clone());
+                let (bucket, hashed) = (ready.bucket.clone(), file.object.clone());
                 ready
                     .digests
-                    .digest_with(object.version.clone(), move || async move {
+                    .digest_with(file.object.version.clone(), move || async move {
                         bucket.hash(&hashed).await
                     })
                     .await
                     .map_err(store_error)?
             }
         };
-        Ok(Representation {
-            len: object.version.size,
-            etag: Some(digest.etag),
-            modified: Some(object.modified()),
-            content_type,
-            source: Arc::new(ObjectSource {
-                bucket: ready.bucket.clone(),
-                object,
-                reading: tokio::sync::Mutex::new(None),
-            }),
-            repr_digest: Some(digest.repr_digest),
-            path_headers: Default::default(),
-        })
+        Ok(representation(ready, file, digest))
+    }
+
+    fn open_remembered(&self, path: &str) -> Option<(Representation, PathBuf)> {
+        let Some(Ok(ready)) = self.ready.get() else {
+            return None;
+        };
+        if path.ends_with('/') {
+            return None;
+        }
+        let name = resolve::request_name(path, self.names.show_hidden).ok()?;
+        let file = ready.latest.get(&name)?;
+        let digest = ready.digests.known(&file.object.version)?;
+        Some((representation(ready, file, digest), PathBuf::from(name)))
     }
 
     async fn list(
@@ -358,8 +448,34 @@ async fn hash_ahead(
 /// within the same request's range) is served from the same response of the store.
 struct ObjectSource {
     bucket: Arc<store::Bucket>,
-    object: Object,
+    latest: Arc<Latest>,
+    object: Arc<Object>,
     reading: tokio::sync::Mutex<Option<Reading>>,
+}
+
+impl ObjectSource {
+    /// Ask the store for `offset..stop` of the version; one that is no longer there is
+    /// forgotten as the object's latest.
+    async fn start(&self, reading: &mut Option<Reading>, offset: u64, stop: u64) -> io::Result<()> {
+        *reading = None;
+        let stream = match self.bucket.read(&self.object, offset..stop).await {
+            Ok(s) => s,
+            Err(e) => {
+                if storage::changed(&e) {
+                    let name = self.bucket.name_of(&self.object);
+                    self.latest.forget(name, &self.object.version);
+                }
+                return Err(e);
+            }
+        };
+        *reading = Some(Reading {
+            pos: offset,
+            end: stop,
+            held: Bytes::new(),
+            stream,
+        });
+        Ok(())
+    }
 }
 
 /// A ranged read of the store in progress.
@@ -394,6 +510,15 @@ impl Reading {
 }
 
 impl Source for ObjectSource {
+    fn open_run(self: Arc<Self>, offset: u64, until: u64) -> Option<OpenFuture> {
+        Some(Box::pin(async move {
+            let mut reading = self.reading.lock().await;
+            // As `read` asks for it, so that its first read goes on with this one.
+            let stop = until.min(offset.saturating_add(READ_WINDOW));
+            self.start(&mut reading, offset, stop).await
+        }))
+    }
+
     fn read(self: Arc<Self>, offset: u64, len: usize, until: u64) -> ReadFuture {
         Box::pin(async move {
             let end = offset + len as u64;
@@ -403,13 +528,7 @@ impl Source for ObjectSource {
                 let stop = until
                     .max(end)
                     .min(offset.saturating_add(READ_WINDOW).max(end));
-                let stream = self.bucket.read(&self.object, offset..stop).await?;
-                *reading = Some(Reading {
-                    pos: offset,
-                    end: stop,
-                    held: Bytes::new(),
-                    stream,
-                });
+                self.start(&mut reading, offset, stop).await?;
             }
             let r = reading.as_mut().expect("set above");
             let stall = self.bucket.stall_timeout();
@@ -425,20 +544,10 @@ impl Source for ObjectSource {
             if r.held.is_empty() {
                 r.more(stall).await?;
             }
-            if r.held.len() >= len {
-                r.pos += len as u64;
-                return Ok(r.held.split_to(len));
-            }
-            let mut out = BytesMut::with_capacity(len);
-            while out.len() < len {
-                if r.held.is_empty() {
-                    r.more(stall).await?;
-                }
-                let n = r.held.len().min(len - out.len());
-                out.extend_from_slice(&r.held.split_to(n));
-                r.pos += n as u64;
-            }
-            Ok(out.freeze())
+            // What the store sent, as it is (no copy): up to `len` bytes.
+            let n = r.held.len().min(len);
+            r.pos += n as u64;
+            Ok(r.held.split_to(n))
         })
     }
 }

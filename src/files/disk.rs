@@ -332,6 +332,10 @@ impl Source for DiskSource {
         file::read_at_nowait(&self.0.file, buf, offset)
     }
 
+    fn reads_nowait(&self) -> bool {
+        true
+    }
+
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.0.file.as_raw_fd())
     }

@@ -341,6 +341,17 @@ fn file_response<S>(
     negotiated: Negotiated,
     headers: &http::HeaderMap,
 ) -> Response {
+    file_response_planned(inner, parts, rep, negotiated, headers).0
+}
+
+/// [`file_response`], and the first run of the source its body reads (`respond_planned`).
+fn file_response_planned<S>(
+    inner: &Inner<S>,
+    parts: &http::request::Parts,
+    rep: &Representation,
+    negotiated: Negotiated,
+    headers: &http::HeaderMap,
+) -> (Response, Option<(u64, u64)>) {
     // Zero-copy bodies only where the connection passes body buffers through as they are.
     let sink = match parts.version {
         http::Version::HTTP_10 | http::Version::HTTP_11 if inner.opts.sendfile => {
@@ -348,7 +359,7 @@ fn file_response<S>(
         }
         _ => None,
     };
-    let mut resp = respond(
+    let (mut resp, first) = respond::respond_planned(
         &parts.method,
         headers,
         rep,
@@ -361,7 +372,64 @@ fn file_response<S>(
         },
     );
     negotiated.apply(resp.status(), resp.headers_mut());
-    resp
+    (resp, first)
+}
+
+/// What became of a response built for a representation that the store may have replaced since.
+// The response is the common case: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Checked {
+    /// The response to send: its body's first read is under way, tied to the version its head
+    /// describes (or the source has nothing to check), or the error that read met.
+    Ready(Response),
+    /// Not to be sent: the file changed before its first read (or, for a remembered
+    /// representation, no read would confirm it): ask the storage afresh.
+    Again,
+}
+
+/// The response for `rep` as [`file_response`] builds it, once its source's first read is open
+/// (`Source::open_run`), before anything of it is sent: so that a version that changed since
+/// it was looked up is never described by a head whose body then fails. For a `remembered`
+/// representation (`Storage::open_remembered`, from memory, possibly out of date), that read
+/// is the only confirmation: a response without a body (304, 412, 416, an empty file) is
+/// [`Checked::Again`].
+async fn checked<S>(
+    inner: &Inner<S>,
+    parts: &http::request::Parts,
+    rep: &Representation,
+    negotiated: Negotiated,
+    headers: &http::HeaderMap,
+    remembered: bool,
+) -> Checked {
+    let (resp, first) = file_response_planned(inner, parts, rep, negotiated, headers);
+    let Some((offset, until)) = first else {
+        return match remembered {
+            true => Checked::Again,
+            false => Checked::Ready(resp),
+        };
+    };
+    let Some(open) = rep.source.clone().open_run(offset, until) else {
+        return Checked::Ready(resp);
+    };
+    let read = match open.await {
+        // A short body is read whole now: it leaves with the head in one write.
+        Ok(()) => body::read_ahead(resp).await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok(resp) => Checked::Ready(resp),
+        Err(e) if storage::changed(&e) => {
+            tracing::debug!(
+                path = parts.uri.path(),
+                "changed since it was looked up: {e}"
+            );
+            Checked::Again
+        }
+        Err(e) => Checked::Ready(respond::open_error(
+            OpenError::Upstream(e),
+            parts.uri.path(),
+        )),
+    }
 }
 
 /// The answer to a GET or HEAD that [`answer_now`] could not give.
@@ -370,21 +438,48 @@ async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Re
     let (uri, headers) = (&parts.uri, &parts.headers);
     // With `precompressed`, every file is checked for sidecars (its responses vary on them).
     let accept = inner.opts.precompressed.then(|| Accept::parse(headers));
-    let target = open_target(inner, uri.path(), base, uri.query(), accept.as_ref()).await;
-    let (rep, negotiated) = match target {
-        Ok(Target::File(rep, negotiated)) => (rep, negotiated),
-        Ok(Target::Dir { dir, name }) if inner.opts.listing => {
-            let at = listing::Location { base, name: &name };
-            // Boxed: a listing's future would be most of this one's size.
-            let listed =
-                listing::answer(&inner.storage, &parts.method, headers, uri.query(), dir, at);
-            return Box::pin(listed).await;
+    // At most two looks at the file: if it changes after the first and before its body's first
+    // read, it is looked up again; after a second change, 503.
+    let mut looks = 2;
+    // A GET of a file the storage remembers (with its hash): built from memory, sent only if
+    // its first read confirms the version; otherwise looked up as any other.
+    if accept.is_none() && parts.method == Method::GET {
+        if let Some((rep, name)) = inner.storage.open_remembered(uri.path()) {
+            let query = inner.opts.download.then(|| uri.query()).flatten();
+            let rep = Representation {
+                path_headers: PathHeaders::new(&inner.opts.header_rules, &name, query),
+                ..rep
+            };
+            let fresh = Negotiated::default();
+            match checked(inner, &parts, &rep, fresh, headers, true).await {
+                Checked::Ready(resp) => return resp,
+                Checked::Again => looks -= 1,
+            }
         }
-        Ok(Target::Dir { .. }) => return respond::open_error(OpenError::NotFound, uri.path()),
-        Err(resp) => return resp,
-    };
-    let req_headers = negotiated.request_headers(headers);
-    file_response(inner, &parts, &rep, negotiated, &req_headers)
+    }
+    while looks > 0 {
+        looks -= 1;
+        let target = open_target(inner, uri.path(), base, uri.query(), accept.as_ref()).await;
+        let (rep, negotiated) = match target {
+            Ok(Target::File(rep, negotiated)) => (rep, negotiated),
+            Ok(Target::Dir { dir, name }) if inner.opts.listing => {
+                let at = listing::Location { base, name: &name };
+                // Boxed: a listing's future would be most of this one's size.
+                let listed =
+                    listing::answer(&inner.storage, &parts.method, headers, uri.query(), dir, at);
+                return Box::pin(listed).await;
+            }
+            Ok(Target::Dir { .. }) => return respond::open_error(OpenError::NotFound, uri.path()),
+            Err(resp) => return resp,
+        };
+        let req_headers = negotiated.request_headers(headers);
+        if let Checked::Ready(resp) =
+            checked(inner, &parts, &rep, negotiated, &req_headers, false).await
+        {
+            return resp;
+        }
+    }
+    respond::open_error(OpenError::Changing, uri.path())
 }
 
 fn redirect_with_query(to: &str, query: Option<&str>) -> Response {

@@ -32,6 +32,20 @@ pub fn respond(
     sink: Option<Sink>,
     origin: &Origin<'_>,
 ) -> Response {
+    respond_planned(method, req_headers, rep, opts, now, sink, origin).0
+}
+
+/// [`respond`], and the first run of `rep`'s source its body reads (`offset..until`, see
+/// `body::first_run`), if the body reads any.
+pub fn respond_planned(
+    method: &Method,
+    req_headers: &HeaderMap,
+    rep: &Representation,
+    opts: &Options,
+    now: SystemTime,
+    sink: Option<Sink>,
+    origin: &Origin<'_>,
+) -> (Response, Option<(u64, u64)>) {
     // Each time converted to seconds once (the conversion showed in the profile of 304s).
     let now_secs = preconditions::unix_secs(now);
     let (lm_secs, last_modified_is_strong) = match rep.modified {
@@ -61,11 +75,16 @@ pub fn respond(
     rep.path_headers.apply(&mut h, opts.cache_control.as_ref());
 
     let use_range = match preconditions::decide(method, req_headers, &validators) {
-        Decision::NotModified => return with_headers(StatusCode::NOT_MODIFIED, h, Body::empty()),
+        Decision::NotModified => {
+            return (
+                with_headers(StatusCode::NOT_MODIFIED, h, Body::empty()),
+                None,
+            )
+        }
         Decision::PreconditionFailed => {
             let mut r = text(StatusCode::PRECONDITION_FAILED, "412 Precondition Failed\n");
             r.headers_mut().extend(h);
-            return r;
+            return (r, None);
         }
         Decision::Proceed { use_range } => use_range,
     };
@@ -126,7 +145,10 @@ pub fn respond(
             // resumer has nothing to append.
             h.insert(header::CONTENT_RANGE, content_range(None, rep.len));
             h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-            return with_headers(StatusCode::RANGE_NOT_SATISFIABLE, h, Body::empty());
+            return (
+                with_headers(StatusCode::RANGE_NOT_SATISFIABLE, h, Body::empty()),
+                None,
+            );
         }
     };
     // RFC 9530 §3: the digest of the whole selected representation, on a 206 too. Not on a
@@ -139,12 +161,13 @@ pub fn respond(
     }
     h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    let body = if method == Method::HEAD || length == 0 {
-        Body::empty()
+    let (body, first) = if method == Method::HEAD || length == 0 {
+        (Body::empty(), None)
     } else {
-        body::body(rep.source.clone(), pieces, sink, origin)
+        let first = body::first_run(&pieces);
+        (body::body(rep.source.clone(), pieces, sink, origin), first)
     };
-    with_headers(status, h, body)
+    (with_headers(status, h, body), first)
 }
 
 /// The response that says why there is no representation for `path`.
@@ -157,8 +180,9 @@ pub fn open_error(e: OpenError, path: &str) -> Response {
         OpenError::NotFound => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
         OpenError::Forbidden => text(StatusCode::FORBIDDEN, "403 Forbidden\n"),
         OpenError::Changing => {
-            // The file changed while it was hashed: the client may simply ask again.
-            tracing::warn!(path, "file changed while its hash was computed");
+            // The file changed while it was hashed, or twice before a body's first read: the
+            // client may simply ask again.
+            tracing::warn!(path, "file changed while it was hashed or opened");
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "503 File Is Changing\n");
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

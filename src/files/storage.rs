@@ -87,6 +87,17 @@ pub trait Storage: Send + Sync + 'static {
         None
     }
 
+    /// The representation of the file at `path` as the storage last saw it, from memory alone
+    /// (a bucket: the object's latest known version, whose hash is known), and the file's name
+    /// under the root; `None`: ask `find` and `open`. It may be out of date: the caller uses it
+    /// only for a response whose first read of the source ([`Source::open_run`], tied to that
+    /// version) succeeds before the response head is sent, and asks `find` and `open` for any
+    /// other (one without a body, or whose first read finds the file [`changed`]).
+    fn open_remembered(&self, path: &str) -> Option<(Representation, PathBuf)> {
+        let _ = path;
+        None
+    }
+
     /// Entries `offset..offset + limit` of `dir`, sorted (directories first), listing only what
     /// a request would serve.
     fn list(
@@ -191,7 +202,8 @@ pub enum OpenError {
     NotFound,
     /// 403: the storage refused us.
     Forbidden,
-    /// 503: the file changed while its hash was computed; asking again will do.
+    /// 503: the file changed while its hash was computed (or, twice over, between its lookup
+    /// and its body's first read); asking again will do.
     Changing,
     /// 502, or 504 when it timed out: the store behind us failed (unreachable, answering
     /// 5xx) after its retries, with the error for the log.
@@ -232,15 +244,35 @@ pub struct Representation {
 /// A read in progress.
 pub type ReadFuture = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
 
+/// A [`Source::open_run`] in progress.
+pub type OpenFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// Whether a read failed because the bytes are no longer the version it was tied to: replaced
+/// (a store's failed precondition, `Interrupted`) or gone (`NotFound`).
+pub fn changed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::NotFound
+    )
+}
+
 /// The bytes of one representation, as they were when its response was decided.
 pub trait Source: Send + Sync + 'static {
-    /// Exactly `len` bytes at `offset` (a source that ends first fails with `UnexpectedEof`).
-    /// The response goes on reading forward up to `until` (skipping at most
-    /// 256 KiB between two ranges), so a source that
-    /// streams (an object store) may ask for all of `offset..until` at once and serve the next
-    /// reads from it. Called when [`read_at_nowait`](Source::read_at_nowait) could not serve
-    /// the bytes.
+    /// The bytes at `offset`: `len` of them, or fewer (at least one) when that is what is at
+    /// hand (a source that streams hands on each piece the store sent as it is, uncopied); the
+    /// response reads on from where they end. A source that ends first fails with
+    /// `UnexpectedEof`. The response goes on reading forward up to `until` (skipping at most
+    /// 256 KiB between two ranges), so a source that streams (an object store) may ask for all
+    /// of `offset..until` at once and serve the next reads from it. Called when
+    /// [`read_at_nowait`](Source::read_at_nowait) could not serve the bytes.
     fn read(self: Arc<Self>, offset: u64, len: usize, until: u64) -> ReadFuture;
+
+    /// Whether [`read_at_nowait`](Source::read_at_nowait) may serve bytes at all (a file, whose
+    /// bytes may be in the page cache; bytes in memory). `false`, the default, skips it and
+    /// the buffer it would fill: every read goes through [`read`](Source::read).
+    fn reads_nowait(&self) -> bool {
+        false
+    }
 
     /// Up to `buf.len()` bytes at `offset`, only if that will not block (the bytes are in
     /// memory): `None` means "use [`read`](Source::read)". The buffer may be uninitialized: the
@@ -251,6 +283,17 @@ pub trait Source: Send + Sync + 'static {
         offset: u64,
     ) -> Option<io::Result<usize>> {
         let _ = (buf, offset);
+        None
+    }
+
+    /// Start the read of `offset..until` (the first run of a response's body) now, before the
+    /// response head is sent, for a source whose reads can find that the bytes are no longer
+    /// the version the response describes: the future fails as the first read would (an error
+    /// for which [`changed`] holds when they are not), and otherwise leaves the read open for
+    /// [`read`](Source::read) to go on with. `None`: nothing to check before the head (reads
+    /// that fail later abort the response), the default.
+    fn open_run(self: Arc<Self>, offset: u64, until: u64) -> Option<OpenFuture> {
+        let _ = (offset, until);
         None
     }
 

@@ -240,7 +240,7 @@ impl Metrics {
             (
                 "rangeserve_store_errors_total",
                 "counter",
-                "Object store requests that failed (not found excepted), after retries.",
+                "Object store requests that failed (not found and changed objects excepted), after retries.",
                 self.store_errors.load(Relaxed),
             ),
             (

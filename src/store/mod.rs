@@ -265,6 +265,15 @@ impl Bucket {
             .map_err(|_| io::Error::new(io::ErrorKind::NotFound, "not a key"))
     }
 
+    /// The name under the prefix of `object` (its key without the prefix).
+    pub fn name_of<'a>(&self, object: &'a Object) -> &'a str {
+        object
+            .key
+            .as_ref()
+            .strip_prefix(self.prefix.as_str())
+            .unwrap_or(object.key.as_ref())
+    }
+
     /// The object named `name`, if there is one.
     pub async fn head(&self, name: &str) -> io::Result<Option<Object>> {
         let Some(key) = self.key(name)? else {
@@ -341,7 +350,11 @@ impl Bucket {
     }
 
     /// The bytes `range` of `object`, as a stream, only if the object is still that version
-    /// (otherwise an error: a response never mixes two versions).
+    /// (otherwise an error of kind `Interrupted`: a response never mixes two versions). The
+    /// store is asked for the range on the condition that the object is that version, and its
+    /// answer must name that version too (its ETag, Last-Modified and length): a store that
+    /// ignored the condition, or a rewrite with the same bytes (same store ETag, a new time),
+    /// is caught as well.
     pub async fn read(
         &self,
         object: &Object,
@@ -360,6 +373,12 @@ impl Bucket {
         let got = self
             .timed(self.store.get_opts(&object.key, options))
             .await?;
+        if !names_version(&got.meta, &object.version) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the object changed (the store's answer names another version)",
+            ));
+        }
         Ok(got
             .into_stream()
             .map(|chunk| match chunk {
@@ -438,13 +457,24 @@ impl Bucket {
                 format!("no answer from the store within {:?}", self.deadline),
             )),
         };
+        // A missing object and a failed precondition (the object changed) are answers.
         let ok = match &result {
             Ok(_) => true,
-            Err(e) => e.kind() == io::ErrorKind::NotFound,
+            Err(e) => matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::Interrupted
+            ),
         };
         METRICS.store_request(ok, started.elapsed());
         result
     }
+}
+
+/// Whether the metadata of a store's answer (a read's headers) describe `version`.
+fn names_version(meta: &object_store::ObjectMeta, version: &ObjectVersion) -> bool {
+    meta.size == version.size
+        && meta.last_modified.timestamp() * 1000 == version.modified_ms
+        && (version.store_etag.is_none() || meta.e_tag == version.store_etag)
 }
 
 /// The store's error as an I/O error whose kind says what the client is told: not found (404),

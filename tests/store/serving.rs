@@ -654,3 +654,164 @@ fn prehash_and_watch_hash_objects_before_requests() {
     );
     let _ = s3;
 }
+
+/// `rangeserve_store_requests_total` from the metrics listener on `port`.
+fn store_requests(port: u16) -> u64 {
+    let m = process::get_at(port, "/metrics", &[]);
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("rangeserve_store_requests_total "))
+        .unwrap_or_else(|| panic!("no store request counter in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A multipart answer's parts, checked against `ranges` (first, last) of `data` of length `n`.
+fn assert_parts(r: &Response, data: &[u8], ranges: &[(usize, usize)]) {
+    assert_eq!(r.status, 206, "{:?}", r.headers);
+    let boundary = multipart::boundary_of(r.header("content-type").unwrap());
+    let parts = multipart::parse(&r.body, &boundary);
+    assert_eq!(parts.len(), ranges.len());
+    let n = data.len();
+    for (p, &(a, b)) in parts.iter().zip(ranges) {
+        assert_eq!(
+            p.content_range.as_deref(),
+            Some(format!("bytes {a}-{b}/{n}").as_str())
+        );
+        assert!(p.body == data[a..=b], "part {a}-{b} has other bytes");
+    }
+}
+
+/// A range of an object whose version and hash are known costs one request to the store (the
+/// ranged read, conditional on that version), not a HEAD and a read. An overwrite (same size,
+/// other bytes) between two requests is seen by the next one: the new bytes with the new
+/// ETag (the SHA-256 of the new bytes, computed here), never one version's ETag with the
+/// other's bytes; for single ranges, multi-ranges, If-Range, If-None-Match, HEAD and a delete.
+#[test]
+fn a_known_object_costs_one_store_request_per_range_and_overwrites_are_seen() {
+    let Some(c) = Cluster::start() else { return };
+    let size = (1 << 20) + 3;
+    let v1 = pattern(size);
+    c.put("ow.bin", &v1);
+    let site = Site::empty();
+    let metrics = crate::common::free_port();
+    let s3 = serve_bucket(&c, &site, "", |cmd| {
+        cmd.arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics}"));
+    });
+    let range = |a: usize, b: usize| format!("bytes={a}-{b}");
+
+    // The first request looks the object up and hashes it.
+    let r = get(&s3, "/ow.bin", &[("range", "bytes=0-99")]);
+    assert_206(&r, &v1, 0, 99);
+    assert_eq!(r.header("etag"), Some(etag_of(&v1).as_str()));
+
+    // Then: one store request per single range.
+    let before = store_requests(metrics);
+    for i in 0..20 {
+        let a = (i * 50_021 + 7) % (size - 65_536);
+        let r = get(&s3, "/ow.bin", &[("range", &range(a, a + 65_535))]);
+        assert_206(&r, &v1, a, a + 65_535);
+        assert_eq!(r.header("etag"), Some(etag_of(&v1).as_str()));
+    }
+    assert_eq!(
+        store_requests(metrics) - before,
+        20,
+        "store requests for 20 ranges"
+    );
+    // And for a whole GET.
+    let before = store_requests(metrics);
+    assert_full(&get(&s3, "/ow.bin", &[]), &v1);
+    assert_eq!(
+        store_requests(metrics) - before,
+        1,
+        "store requests for a GET"
+    );
+
+    // Overwritten with other bytes of the same length: the next request has the new bytes
+    // and the new ETag.
+    let v2: Vec<u8> = v1.iter().map(|b| b ^ 0x5a).collect();
+    assert_ne!(etag_of(&v1), etag_of(&v2));
+    c.put("ow.bin", &v2);
+    let before = store_requests(metrics);
+    let r = get(&s3, "/ow.bin", &[("range", "bytes=1000-1999")]);
+    assert_206(&r, &v2, 1000, 1999);
+    assert_eq!(r.header("etag"), Some(etag_of(&v2).as_str()));
+    assert_eq!(r.header("repr-digest"), Some(repr_digest(&v2).as_str()));
+    // The read of the remembered version (refused: 412), a HEAD, the new version's hash, and
+    // the range.
+    assert_eq!(store_requests(metrics) - before, 4);
+    // The new version is known now: one store request again.
+    let before = store_requests(metrics);
+    let r = get(&s3, "/ow.bin", &[("range", "bytes=5000-70535")]);
+    assert_206(&r, &v2, 5000, 70_535);
+    assert_eq!(r.header("etag"), Some(etag_of(&v2).as_str()));
+    assert_eq!(store_requests(metrics) - before, 1);
+
+    // A multi-range request after an overwrite: every part from the new version.
+    let v3: Vec<u8> = v1.iter().map(|b| b.wrapping_add(101)).collect();
+    c.put("ow.bin", &v3);
+    let ranges = "bytes=0-9,500000-500099,-5";
+    let r = get(&s3, "/ow.bin", &[("range", ranges)]);
+    assert_parts(&r, &v3, &[(0, 9), (500_000, 500_099), (size - 5, size - 1)]);
+    assert_eq!(r.header("etag"), Some(etag_of(&v3).as_str()));
+
+    // If-Range with the ETag of the version replaced since: a 200 of the new content.
+    let v4: Vec<u8> = v1.iter().map(|b| b ^ 0xa5).collect();
+    c.put("ow.bin", &v4);
+    let r = get(
+        &s3,
+        "/ow.bin",
+        &[("range", "bytes=10-19"), ("if-range", &etag_of(&v3))],
+    );
+    assert_full(&r, &v4);
+    assert_eq!(r.header("etag"), Some(etag_of(&v4).as_str()));
+    // With the current ETag, the range.
+    let r = get(
+        &s3,
+        "/ow.bin",
+        &[("range", "bytes=10-19"), ("if-range", &etag_of(&v4))],
+    );
+    assert_206(&r, &v4, 10, 19);
+
+    // If-None-Match with the new version's ETag (a content hash: a client may know it), while
+    // the replaced version is the one remembered: 304. With the old ETag: the new content.
+    let v5: Vec<u8> = v1.iter().map(|b| b ^ 0x33).collect();
+    c.put("ow.bin", &v5);
+    let r = get(&s3, "/ow.bin", &[("if-none-match", &etag_of(&v5))]);
+    assert_eq!(r.status, 304, "{:?}", r.headers);
+    assert_eq!(r.header("etag"), Some(etag_of(&v5).as_str()));
+    let r = get(&s3, "/ow.bin", &[("if-none-match", &etag_of(&v4))]);
+    assert_full(&r, &v5);
+    assert_eq!(r.header("etag"), Some(etag_of(&v5).as_str()));
+
+    // A HEAD after an overwrite describes the new version.
+    let store_etag_v2 = c.put("ow.bin", &v2);
+    let h = crate::common::request_at(process::addr(s3.port), "HEAD", "/ow.bin", &[]);
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("etag"), Some(etag_of(&v2).as_str()));
+
+    // Rewritten with the same bytes (the same store ETag) a second later: the store's answer
+    // to the read names another Last-Modified, so the object is looked up again, and the
+    // response has the new time.
+    let before_lm = get(&s3, "/ow.bin", &[("range", "bytes=0-0")]);
+    let old_lm = before_lm.header("last-modified").unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        c.put("ow.bin", &v2),
+        store_etag_v2,
+        "same bytes, same store ETag"
+    );
+    let r = get(&s3, "/ow.bin", &[("range", "bytes=0-9")]);
+    assert_206(&r, &v2, 0, 9);
+    assert_eq!(r.header("etag"), Some(etag_of(&v2).as_str()));
+    let new_lm = r.header("last-modified").unwrap().to_string();
+    let secs = |d: &str| httpdate::parse_http_date(d).unwrap();
+    assert!(secs(&new_lm) > secs(&old_lm), "{old_lm} then {new_lm}");
+
+    // Deleted: 404, not the remembered version.
+    c.delete("ow.bin");
+    assert_eq!(get(&s3, "/ow.bin", &[("range", "bytes=0-9")]).status, 404);
+    assert_eq!(get(&s3, "/ow.bin", &[]).status, 404);
+}

@@ -101,6 +101,10 @@ impl Source for Generated {
         fill(self.seed, offset, &mut buf[..n]);
         Some(Ok(n))
     }
+
+    fn reads_nowait(&self) -> bool {
+        true
+    }
 }
 
 /// The fixed Last-Modified of every generated file: 2020-01-01T00:00:00Z.
