@@ -757,11 +757,17 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn persists_across_instances() {
+    /// A scratch directory with an empty state directory `state` in it.
+    fn with_state_dir() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir(&state).unwrap();
+        (dir, state)
+    }
+
+    #[tokio::test]
+    async fn persists_across_instances() {
+        let (dir, state) = with_state_dir();
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
         let (f, id) = open(&p);
@@ -782,9 +788,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_state_file_is_compacted_as_it_grows() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).unwrap();
+        let (dir, state) = with_state_dir();
         let cache = DigestCache::<Sha256Sum>::with_state(3, Some(&state));
         let mut ids = Vec::new();
         for i in 0..8 {
@@ -810,9 +814,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_inserted_hash_is_known_and_persists_without_a_computation() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).unwrap();
+        let (dir, state) = with_state_dir();
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
         let (f, id) = open(&p);

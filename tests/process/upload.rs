@@ -55,6 +55,14 @@ fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
     Response::parse(&raw, method == "HEAD")
 }
 
+/// A `PUT` of `body` to `path` with `TOKEN`'s credentials and `headers`.
+fn put(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let a = auth(TOKEN);
+    let mut all = vec![("Authorization", a.as_str())];
+    all.extend_from_slice(headers);
+    send(port, "PUT", path, &all, body)
+}
+
 /// A tus client speaking to one server with one token.
 struct Tus<'a> {
     port: u16,
@@ -364,7 +372,6 @@ fn names_follow_the_download_rules_and_the_work_directory_is_never_served() {
         port: run.port,
         token: TOKEN,
     };
-    let a = auth(TOKEN);
     for bad in [
         "../x",
         "a/../../x",
@@ -378,20 +385,10 @@ fn names_follow_the_download_rules_and_the_work_directory_is_never_served() {
     // A symlink on the way is refused, whatever it points at.
     assert_eq!(tus.post(Some(1), "out/x.txt").status, 409);
     for bad in ["/%2e%2e/x", "/a/..%2fx", "/a%5cb", "/.rangeserve-uploads/x"] {
-        let r = send(run.port, "PUT", bad, &[("Authorization", &a)], b"x");
+        let r = put(run.port, bad, &[], b"x");
         assert_eq!(r.status, 400, "{bad}");
     }
-    assert_eq!(
-        send(
-            run.port,
-            "PUT",
-            "/out/x.txt",
-            &[("Authorization", &a)],
-            b"x"
-        )
-        .status,
-        409
-    );
+    assert_eq!(put(run.port, "/out/x.txt", &[], b"x").status, 409);
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     // Hidden names are allowed here (show_hidden); the work directory never is.
     let url = tus.create(Some(3), ".hidden/ok.txt");
@@ -423,24 +420,17 @@ fn existing_files_are_kept_unless_overwrite_and_put_preconditions_hold() {
     let old = pattern(8 << 20);
     std::fs::write(site.root().join("big.bin"), &old).unwrap();
     let (run, _) = serve(&site, |_| {});
-    let a = auth(TOKEN);
     let port = run.port;
     let tus = Tus { port, token: TOKEN };
     assert_eq!(tus.post(Some(1), "f.txt").status, 409);
-    let r = send(port, "PUT", "/f.txt", &[("Authorization", &a)], b"new");
+    let r = put(port, "/f.txt", &[], b"new");
     assert_eq!(r.status, 409);
     assert_eq!(
         std::fs::read(site.root().join("f.txt")).unwrap(),
         b"hello from root\n"
     );
     // A new file: 201 with its location and its ETag.
-    let r = send(
-        port,
-        "PUT",
-        "/d/new.txt",
-        &[("Authorization", &a)],
-        b"new file",
-    );
+    let r = put(port, "/d/new.txt", &[], b"new file");
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(r.header("location"), Some("/d/new.txt"));
     assert_eq!(r.header("etag"), Some(etag_of(b"new file").as_str()));
@@ -450,53 +440,20 @@ fn existing_files_are_kept_unless_overwrite_and_put_preconditions_hold() {
         c.arg("--upload-overwrite");
     });
     let port = run.port;
-    let r = send(
-        port,
-        "PUT",
-        "/f.txt",
-        &[("Authorization", &a), ("If-None-Match", "*")],
-        b"x",
-    );
+    let r = put(port, "/f.txt", &[("If-None-Match", "*")], b"x");
     assert_eq!(r.status, 412);
-    let r = send(
-        port,
-        "PUT",
-        "/f.txt",
-        &[("Authorization", &a), ("If-Match", "\"nope\"")],
-        b"x",
-    );
+    let r = put(port, "/f.txt", &[("If-Match", "\"nope\"")], b"x");
     assert_eq!(r.status, 412);
-    let r = send(
-        port,
-        "PUT",
-        "/none.txt",
-        &[("Authorization", &a), ("If-Match", "*")],
-        b"x",
-    );
+    let r = put(port, "/none.txt", &[("If-Match", "*")], b"x");
     assert_eq!(r.status, 412);
     let current = etag_of(b"hello from root\n");
-    let r = send(
-        port,
-        "PUT",
-        "/f.txt",
-        &[("Authorization", &a), ("If-Match", &current)],
-        b"v2",
-    );
+    let r = put(port, "/f.txt", &[("If-Match", &current)], b"v2");
     assert_eq!(r.status, 204, "{r:?}");
     assert_eq!(run.get("/f.txt", &[]).body, b"v2");
-    let r = send(
-        port,
-        "PUT",
-        "/new.txt",
-        &[("Authorization", &a), ("If-None-Match", "*")],
-        b"n",
-    );
+    let r = put(port, "/new.txt", &[("If-None-Match", "*")], b"n");
     assert_eq!(r.status, 201);
     // A directory is never replaced.
-    assert_eq!(
-        send(port, "PUT", "/d", &[("Authorization", &a)], b"x").status,
-        409
-    );
+    assert_eq!(put(port, "/d", &[], b"x").status, 409);
     // A download in flight of a replaced file ends with the old bytes (or is cut), never mixed.
     let mut dl = connect(addr(port), Duration::from_secs(60));
     dl.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -504,7 +461,7 @@ fn existing_files_are_kept_unless_overwrite_and_put_preconditions_hold() {
     let mut first = vec![0u8; 64 * 1024];
     dl.read_exact(&mut first).unwrap();
     let new = pattern(1 << 20).into_iter().rev().collect::<Vec<u8>>();
-    let r = send(port, "PUT", "/big.bin", &[("Authorization", &a)], &new);
+    let r = put(port, "/big.bin", &[], &new);
     assert_eq!(r.status, 204);
     let mut rest = Vec::new();
     let _ = dl.read_to_end(&mut rest);
@@ -663,10 +620,7 @@ fn sizes_over_max_size_are_413_and_checksum_mismatches_keep_nothing() {
         assert!(ext.split(',').any(|x| x == e), "{e} in {ext}");
     }
     assert_eq!(tus.post(Some(11), "big").status, 413);
-    assert_eq!(
-        send(port, "PUT", "/big", &[("Authorization", &a)], &[0; 11]).status,
-        413
-    );
+    assert_eq!(put(port, "/big", &[], &[0; 11]).status, 413);
     // A deferred length: an append past max_size is undone.
     let url = tus.create(None, "deferred");
     assert_eq!(tus.head(&url).header("upload-defer-length"), Some("1"));
