@@ -1002,10 +1002,15 @@ def pread(path, offset, length):
 
 def gate(srv, docroot, sums):
     """Check the server's bytes before anything is timed. Returns the ETag of /1m.bin."""
+    return as_gate_failure("correctness gate", srv, _gate, docroot, sums)
+
+
+def as_gate_failure(what, srv, check, *args):
+    """`check(srv, *args)`, with a connection or HTTP error reported as `what` failing."""
     try:
-        return _gate(srv, docroot, sums)
+        return check(srv, *args)
     except (OSError, http.client.HTTPException) as e:
-        raise BenchError(f"correctness gate failed for {srv.name}: {type(e).__name__}: {e}")
+        raise BenchError(f"{what} failed for {srv.name}: {type(e).__name__}: {e}")
 
 
 def _gate(srv, docroot, sums):
@@ -1087,10 +1092,7 @@ def s9_gate(srv, files_dir, sums):
     """S9's gate, for rangeserve over the bucket and for the gateway read directly; for
     rangeserve it first warms the hash cache (a HEAD of each object: the first request for an
     object makes rangeserve read it whole for its SHA-256 ETag). Returns a note on the warm-up."""
-    try:
-        return _s9_gate(srv, files_dir, sums)
-    except (OSError, http.client.HTTPException) as e:
-        raise BenchError(f"S9 correctness gate failed for {srv.name}: {type(e).__name__}: {e}")
+    return as_gate_failure("S9 correctness gate", srv, _s9_gate, files_dir, sums)
 
 
 def _s9_gate(srv, files_dir, sums):
