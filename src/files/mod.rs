@@ -42,7 +42,6 @@ use crate::http::encoding::{Accept, Coding, Negotiated};
 use crate::http::header_rules::{HeaderRules, PathHeaders};
 use crate::http::response::{moved_permanently, text};
 pub(crate) use body::Origin;
-pub(crate) use respond::respond;
 
 /// Serves the files of a [`Storage`] (by default a directory on disk) with every range and
 /// conditional behaviour of RFC 9110. Cheap to clone: clones share one state.
@@ -586,7 +585,7 @@ impl<S: Storage> ServeFiles<S> {
 
 #[cfg(feature = "server")]
 impl<S> ServeFiles<S> {
-    /// [`respond`] with this service's settings.
+    /// The response to a GET or HEAD for `rep`, with this service's settings (the lab's entry).
     pub(crate) fn respond(
         &self,
         method: &Method,
@@ -595,6 +594,6 @@ impl<S> ServeFiles<S> {
         now: SystemTime,
         origin: &Origin<'_>,
     ) -> Response {
-        respond(method, headers, rep, &self.inner.opts, now, None, origin)
+        respond::respond_planned(method, headers, rep, &self.inner.opts, now, None, origin).0
     }
 }

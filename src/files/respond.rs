@@ -21,22 +21,10 @@ use crate::http::repr_digest;
 use crate::http::response::{content_range, spare_header_map, text, value, with_headers, NOSNIFF};
 use crate::ops::metrics::METRICS;
 
-/// The response to a GET or HEAD (`method`) with `req_headers` for `rep`, at `now`. Pure but
-/// for the body's reads; with a `sink`, long runs of a file may go out by `sendfile`.
-pub fn respond(
-    method: &Method,
-    req_headers: &HeaderMap,
-    rep: &Representation,
-    opts: &Options,
-    now: SystemTime,
-    sink: Option<Sink>,
-    origin: &Origin<'_>,
-) -> Response {
-    respond_planned(method, req_headers, rep, opts, now, sink, origin).0
-}
-
-/// [`respond`], and the first run of `rep`'s source its body reads (`offset..until`, see
-/// `body::first_run`), if the body reads any.
+/// The response to a GET or HEAD (`method`) with `req_headers` for `rep`, at `now`, and the
+/// first run of `rep`'s source its body reads (`offset..until`, see `body::first_run`), if the
+/// body reads any. Pure but for the body's reads; with a `sink`, long runs of a file may go out
+/// by `sendfile`.
 pub fn respond_planned(
     method: &Method,
     req_headers: &HeaderMap,

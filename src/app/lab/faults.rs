@@ -1,4 +1,4 @@
-//! Faults: query parameters of a lab URL, parsed here, applied around `files::respond` (request
+//! Faults: query parameters of a lab URL, parsed here, applied around `ServeFiles::respond` (request
 //! header edits before it, response header edits and a body wrapper after it).
 
 use std::future::Future;

@@ -1,6 +1,6 @@
 //! The download-client lab (`[lab] enabled`): generated files of any size and injected faults,
 //! under `lab.prefix`, to test how download clients cope. Everything goes through the same
-//! engine as files (`files::respond`); faults are edits around it (`faults`). Mounted in the
+//! engine as files (`ServeFiles::respond`); faults are edits around it (`faults`). Mounted in the
 //! application's Router under its prefix ([`Lab::service`]).
 //!
 //! - `{prefix}/gen/{size}[?seed=N]`: a generated file (`gen`).
@@ -304,7 +304,7 @@ async fn answer_with<S: Storage>(
     after(resp, &method, params, truncate, applied)
 }
 
-/// `files::respond` with the representation and request headers the faults ask for.
+/// `ServeFiles::respond` with the representation and request headers the faults ask for.
 fn respond<S>(state: &State<S>, req: &Request, mut rep: Representation, p: &Params) -> Response {
     let now = SystemTime::now();
     if p.etag_rotate {
