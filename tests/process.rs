@@ -33,3 +33,5 @@ mod shutdown;
 mod tls;
 #[path = "process/upload.rs"]
 mod upload;
+#[path = "process/upload_ietf.rs"]
+mod upload_ietf;

@@ -11,6 +11,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 pub static REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");
 /// `Want-Repr-Digest` (RFC 9530 §4).
 pub static WANT_REPR_DIGEST: HeaderName = HeaderName::from_static("want-repr-digest");
+/// `Content-Digest` (RFC 9530 §2): the digest of one message's content.
+pub static CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
 
 /// The only algorithm we send (RFC 9530 §5: `sha-256`, "standard").
 pub const ALGORITHM: &str = "sha-256";
@@ -39,6 +41,41 @@ pub fn wanted(req: &HeaderMap, configured: bool) -> bool {
         Some(Want::Others { any_acceptable }) if any_acceptable => true,
         Some(Want::Others { .. }) | None => configured,
     }
+}
+
+/// The `sha-256` member of a digest field a client sent (`Repr-Digest` or `Content-Digest`,
+/// RFC 9530 §2-3: a Dictionary of algorithm = Byte Sequence), when it has one. Other
+/// algorithms are ignored (§2: "the recipient MAY ignore" an algorithm it does not support),
+/// and so is a field that is not a Dictionary (RFC 9651 §4.2); a `sha-256` member that is not
+/// 32 bytes is an error, as the client then asked for a check that cannot pass.
+pub fn sha256_sent(req: &HeaderMap, name: &HeaderName) -> Result<Option<[u8; 32]>, &'static str> {
+    let mut lines = req.get_all(name).iter();
+    let Some(first) = lines.next() else {
+        return Ok(None);
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for more in lines {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(more.as_bytes());
+    }
+    let Ok(dict) = sfv::Parser::new(&joined).parse::<sfv::Dictionary>() else {
+        return Ok(None);
+    };
+    for (key, entry) in &dict {
+        if key.as_str() != ALGORITHM {
+            continue;
+        }
+        return match entry {
+            sfv::ListEntry::Item(sfv::Item {
+                bare_item: sfv::BareItem::ByteSequence(b),
+                ..
+            }) => <[u8; 32]>::try_from(b.as_slice())
+                .map(Some)
+                .map_err(|_| "the sha-256 digest is not 32 bytes"),
+            _ => Err("the sha-256 digest is not a Byte Sequence"),
+        };
+    }
+    Ok(None)
 }
 
 #[derive(Debug, PartialEq)]
@@ -95,6 +132,32 @@ mod tests {
             h.append(&WANT_REPR_DIGEST, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn sha256_sent_takes_the_sha256_member_only() {
+        let sum = [7u8; 32];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(sum);
+        let mut h = HeaderMap::new();
+        assert_eq!(sha256_sent(&h, &REPR_DIGEST), Ok(None));
+        h.insert(
+            &REPR_DIGEST,
+            HeaderValue::from_str(&format!("md5=:AAAA:, sha-256=:{b64}:")).unwrap(),
+        );
+        assert_eq!(sha256_sent(&h, &REPR_DIGEST), Ok(Some(sum)));
+        // Only other algorithms, or not a Dictionary: ignored.
+        h.insert(&REPR_DIGEST, HeaderValue::from_static("md5=:AAAA:"));
+        assert_eq!(sha256_sent(&h, &REPR_DIGEST), Ok(None));
+        h.insert(
+            &REPR_DIGEST,
+            HeaderValue::from_static("sha-256=:not base64"),
+        );
+        assert_eq!(sha256_sent(&h, &REPR_DIGEST), Ok(None));
+        // A sha-256 that cannot be one: an error.
+        h.insert(&REPR_DIGEST, HeaderValue::from_static("sha-256=:AAAA:"));
+        assert!(sha256_sent(&h, &REPR_DIGEST).is_err());
+        h.insert(&REPR_DIGEST, HeaderValue::from_static("sha-256=5"));
+        assert!(sha256_sent(&h, &REPR_DIGEST).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The headers of the upload protocols, pure: tus 1.0.0 (<https://tus.io/protocols/resumable-upload>)
 //! header names and values, and the parsing of its numbers, `Upload-Metadata` and
-//! `Upload-Checksum`; and the bearer credentials of RFC 6750.
+//! `Upload-Checksum`; the fields of the IETF draft (draft-ietf-httpbis-resumable-upload,
+//! interop version 8), which are Structured Fields (RFC 9651); and the bearer credentials of
+//! RFC 6750.
 
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -40,6 +42,127 @@ pub static UPLOAD_CONCAT: HeaderName = HeaderName::from_static("upload-concat");
 /// `X-HTTP-Method-Override`: the method a client could not send.
 pub static X_HTTP_METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
 
+/// The draft's interop version implemented (draft-ietf-httpbis-resumable-upload, "Draft
+/// Version Identification").
+pub const INTEROP_VERSION: i64 = 8;
+/// The media type of the draft's appends (`PATCH`).
+pub const PARTIAL_UPLOAD: &str = "application/partial-upload";
+/// `Upload-Complete` (draft): whether a request carries the end of the upload, or whether a
+/// response comes from processing the whole upload.
+pub static UPLOAD_COMPLETE: HeaderName = HeaderName::from_static("upload-complete");
+/// `Upload-Limit` (draft): the server's limits, a Dictionary.
+pub static UPLOAD_LIMIT: HeaderName = HeaderName::from_static("upload-limit");
+/// `Upload-Draft-Interop-Version` (draft): the iteration of the draft a message speaks.
+pub static UPLOAD_DRAFT_INTEROP_VERSION: HeaderName =
+    HeaderName::from_static("upload-draft-interop-version");
+
+/// The one field line of `name`, parsed as a Structured Field Item; `None` when absent,
+/// repeated, or not an Item.
+fn sf_item(headers: &HeaderMap, name: &HeaderName) -> Option<sfv::BareItem> {
+    let mut all = headers.get_all(name).iter();
+    let v = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    let item: sfv::Item = sfv::Parser::new(v.as_bytes()).parse().ok()?;
+    Some(item.bare_item)
+}
+
+/// A draft Boolean field (`Upload-Complete`): `?1` or `?0`. Any other value "MUST cause the
+/// entire header field to be ignored" (draft, "Completeness"): `None`, as when absent.
+pub fn sf_boolean(headers: &HeaderMap, name: &HeaderName) -> Option<bool> {
+    match sf_item(headers, name)? {
+        sfv::BareItem::Boolean(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// A draft non-negative Integer field (`Upload-Offset`, `Upload-Length`,
+/// `Upload-Draft-Interop-Version`); other values are ignored, as when absent (draft, "Offset").
+pub fn sf_integer(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
+    match sf_item(headers, name)? {
+        sfv::BareItem::Integer(i) => u64::try_from(i64::from(i)).ok(),
+        _ => None,
+    }
+}
+
+/// `Upload-Limit` (draft, "Limits"): `max-size` when there is one, and `max-age`, the seconds
+/// an upload has left, when known; with neither, `min-size=0` ("If the server does not apply
+/// any limits, it MUST use `min-size=0` instead of an empty header value").
+pub fn upload_limit(max_size: Option<u64>, max_age: Option<u64>) -> HeaderValue {
+    let mut parts = Vec::new();
+    if let Some(n) = max_size {
+        parts.push(format!("max-size={n}"));
+    }
+    if let Some(s) = max_age {
+        parts.push(format!("max-age={s}"));
+    }
+    if parts.is_empty() {
+        return HeaderValue::from_static("min-size=0");
+    }
+    HeaderValue::from_str(&parts.join(", ")).expect("digits and names are a valid header value")
+}
+
+/// Whether the request's `Content-Type` is `application/partial-upload` (parameters allowed,
+/// case-insensitive).
+pub fn is_partial_upload(headers: &HeaderMap) -> bool {
+    media_type_is(headers, PARTIAL_UPLOAD)
+}
+
+/// The file name of a `Content-Disposition` field value (RFC 6266 §4.1; the draft's way to
+/// name an upload created at the endpoint): `filename*` (RFC 8187, UTF-8 only) when present
+/// and valid, else `filename` (a token or a quoted-string). `None` without either.
+pub fn disposition_filename(value: &str) -> Option<String> {
+    let mut plain = None;
+    let mut extended = None;
+    let mut rest = value.split_once(';')?.1;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
+        }
+        let (name, after) = rest.split_once('=')?;
+        let name = name.trim();
+        let after = after.trim_start();
+        // The value: a quoted-string (with `\` escapes), or a token up to the next `;`.
+        let (val, next) = if let Some(q) = after.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = q.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => out.push(chars.next()?.1),
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => out.push(c),
+                }
+            }
+            let after_quote = &q[end?..];
+            let next = after_quote.split_once(';').map_or("", |(_, n)| n);
+            (out, next)
+        } else {
+            let (v, n) = after.split_once(';').unwrap_or((after, ""));
+            (v.trim().to_owned(), n)
+        };
+        if name.eq_ignore_ascii_case("filename*") {
+            // RFC 8187 §3.2: charset'language'value-chars.
+            let mut parts = val.splitn(3, '\'');
+            let (charset, _lang, enc) = (parts.next()?, parts.next(), parts.next());
+            if let (true, Some(enc)) = (charset.eq_ignore_ascii_case("utf-8"), enc) {
+                if let Ok(s) = percent_encoding::percent_decode_str(enc).decode_utf8() {
+                    extended = Some(s.into_owned());
+                }
+            }
+        } else if name.eq_ignore_ascii_case("filename") {
+            plain = Some(val);
+        }
+        rest = next;
+    }
+    extended.or(plain).filter(|n| !n.is_empty())
+}
+
 /// A tus number (`Upload-Offset`, `Upload-Length`): a non-negative integer, digits only.
 pub fn number(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, &'static str> {
     let mut all = headers.get_all(name).iter();
@@ -63,6 +186,11 @@ pub fn number(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, &'s
 /// Whether the request's `Content-Type` is `application/offset+octet-stream` (parameters
 /// allowed, case-insensitive as media types are, RFC 9110 §8.3.1).
 pub fn is_offset_octet_stream(headers: &HeaderMap) -> bool {
+    media_type_is(headers, OFFSET_OCTET_STREAM)
+}
+
+/// Whether the request's `Content-Type` is `media_type`, parameters aside.
+fn media_type_is(headers: &HeaderMap, media_type: &str) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -71,7 +199,7 @@ pub fn is_offset_octet_stream(headers: &HeaderMap) -> bool {
                 .next()
                 .unwrap_or("")
                 .trim()
-                .eq_ignore_ascii_case(OFFSET_OCTET_STREAM)
+                .eq_ignore_ascii_case(media_type)
         })
 }
 
@@ -175,6 +303,56 @@ mod tests {
         assert_eq!(number(&HeaderMap::new(), &UPLOAD_OFFSET), Ok(None));
         let twice = headers(&[("upload-offset", "1"), ("upload-offset", "1")]);
         assert!(number(&twice, &UPLOAD_OFFSET).is_err());
+    }
+
+    #[test]
+    fn draft_structured_fields() {
+        let b = |v: &str| sf_boolean(&headers(&[("upload-complete", v)]), &UPLOAD_COMPLETE);
+        assert_eq!(b("?1"), Some(true));
+        assert_eq!(b("?0"), Some(false));
+        // Anything else is ignored, as if absent.
+        for other in ["1", "true", "?2", "", "?1, ?0"] {
+            assert_eq!(b(other), None, "{other:?}");
+        }
+        let twice = headers(&[("upload-complete", "?1"), ("upload-complete", "?1")]);
+        assert_eq!(sf_boolean(&twice, &UPLOAD_COMPLETE), None);
+        let i = |v: &str| sf_integer(&headers(&[("upload-offset", v)]), &UPLOAD_OFFSET);
+        assert_eq!(i("0"), Some(0));
+        assert_eq!(i("999999999999999"), Some(999_999_999_999_999));
+        for other in ["-1", "1.5", "?1", "abc", "1000000000000000"] {
+            assert_eq!(i(other), None, "{other:?}");
+        }
+        assert_eq!(upload_limit(None, None), "min-size=0");
+        assert_eq!(upload_limit(Some(10), None), "max-size=10");
+        assert_eq!(upload_limit(Some(10), Some(60)), "max-size=10, max-age=60");
+        assert_eq!(upload_limit(None, Some(60)), "max-age=60");
+        let ct = |v: &str| is_partial_upload(&headers(&[("content-type", v)]));
+        assert!(ct("application/partial-upload"));
+        assert!(ct("Application/Partial-Upload; x=1"));
+        assert!(!ct("application/offset+octet-stream"));
+    }
+
+    #[test]
+    fn disposition_filenames() {
+        let f = disposition_filename;
+        assert_eq!(f("inline; filename=a.txt"), Some("a.txt".into()));
+        assert_eq!(
+            f(r#"inline; filename="file name.jpg"; filename*=UTF-8''f%C3%A9%20x.jpg"#),
+            Some("fé x.jpg".into())
+        );
+        assert_eq!(
+            f(r#"attachment; filename="q\"uote;d.txt""#),
+            Some("q\"uote;d.txt".into())
+        );
+        // An extended name in another charset, or badly encoded: the plain one.
+        assert_eq!(
+            f("inline; filename*=ISO-8859-1''a%E9.txt; filename=plain.txt"),
+            Some("plain.txt".into())
+        );
+        assert_eq!(f("inline"), None);
+        assert_eq!(f("inline; filename="), None);
+        assert_eq!(f(r#"inline; filename="unterminated"#), None);
+        assert_eq!(f("inline; size=3"), None);
     }
 
     #[test]

@@ -83,6 +83,9 @@ struct State {
     fresh: bool,
     /// When the first byte arrived after going idle.
     first_byte: Option<Instant>,
+    /// The latest request's response has been returned by the service (its head may be on
+    /// the wire: `interim`).
+    answered: bool,
     /// A read that waited while a request was in flight (hyper reads ahead while it writes
     /// a response), to be woken when the connection goes idle so that it arms its deadline.
     reader: Option<std::task::Waker>,
@@ -98,6 +101,7 @@ impl Activity {
                 idle_since: Instant::now(),
                 fresh: true,
                 first_byte: None,
+                answered: false,
                 reader: None,
             }),
         })
@@ -110,7 +114,18 @@ impl Activity {
         s.in_flight += 1;
         s.fresh = false;
         s.first_byte = None;
+        s.answered = false;
         InFlight(self.clone())
+    }
+
+    /// Requests started on this connection whose response body has not ended.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().unwrap().in_flight
+    }
+
+    /// Whether the latest request's response has been returned by the service.
+    pub fn answered(&self) -> bool {
+        self.state.lock().unwrap().answered
     }
 
     /// When reading must have made the connection busy again, if it is idle now; if it is
@@ -142,6 +157,13 @@ impl Activity {
 
 /// One request in flight (see [`Activity::begin`]).
 pub struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    /// The service returned this request's response.
+    pub(crate) fn answered(&self) {
+        self.0.state.lock().unwrap().answered = true;
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -228,6 +250,7 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = fut.await?;
+            guard.answered();
             Ok(resp.map(|b| TrackedBody::new(b, guard)))
         })
     }

@@ -13,6 +13,7 @@
 //! [`tls::HANDSHAKE_TIMEOUT`].
 
 pub mod h1;
+pub mod interim;
 pub mod limits;
 pub mod sendfile;
 pub mod tls;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
+use http::Method;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -328,9 +330,19 @@ async fn hyper_conn<IO, A: App>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // hyper's request body, boxed into the one body type the application takes.
-    let service =
-        tower::util::MapRequest::new(service, |req: http::Request<Incoming>| req.map(Body::new));
+    let io = interim::InterimIo::new(io, activity.clone());
+    let interim = io.handle();
+    // hyper's request body, boxed into the one body type the application takes; requests
+    // that carry content over HTTP/1.1 (uploads) get the way to send interim responses.
+    let service = tower::util::MapRequest::new(service, move |req: http::Request<Incoming>| {
+        let mut req = req.map(Body::new);
+        if req.version() == http::Version::HTTP_11
+            && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+        {
+            req.extensions_mut().insert(interim.clone());
+        }
+        req
+    });
     let service = limits::track(TowerToHyperService::new(service), activity);
     // Without upgrades: the application never answers 101, and only this way does the
     // builder keep to `http1_only` (hyper-util ignores it under `..._with_upgrades`).

@@ -13,16 +13,16 @@ use base64::Engine as _;
 use crate::common::process::*;
 use crate::common::*;
 
-const TOKEN: &str = "alice-0123456789abcdef";
-const OTHER: &str = "bob-0123456789abcdef";
+pub(crate) const TOKEN: &str = "alice-0123456789abcdef";
+pub(crate) const OTHER: &str = "bob-0123456789abcdef";
 
-fn auth(token: &str) -> String {
+pub(crate) fn auth(token: &str) -> String {
     format!("Bearer {token}")
 }
 
 /// The binary serving `site` with uploads on for TOKEN and OTHER, JSON logs, metrics on their
 /// own port (returned), and whatever `more` adds.
-fn serve(site: &Site, more: impl Fn(&mut Command)) -> (Running, u16) {
+pub(crate) fn serve(site: &Site, more: impl Fn(&mut Command)) -> (Running, u16) {
     let metrics = free_port();
     let run = site.serve(|c| {
         c.arg("--upload-enabled")
@@ -36,7 +36,12 @@ fn serve(site: &Site, more: impl Fn(&mut Command)) -> (Running, u16) {
 }
 
 /// The request head `METHOD path` with these headers and a Content-Length of `len`.
-fn head_bytes(method: &str, path: &str, headers: &[(&str, &str)], len: usize) -> Vec<u8> {
+pub(crate) fn head_bytes(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    len: usize,
+) -> Vec<u8> {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {len}\r\n"
     );
@@ -48,7 +53,13 @@ fn head_bytes(method: &str, path: &str, headers: &[(&str, &str)], len: usize) ->
 }
 
 /// `METHOD path` with `body` on a fresh connection; the response.
-fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub(crate) fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut req = head_bytes(method, path, headers, body.len());
     req.extend_from_slice(body);
     let raw = exchange(addr(port), &req, Duration::from_secs(60));
@@ -151,17 +162,17 @@ fn id_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap()
 }
 
-fn part(dir: &Path, url: &str) -> PathBuf {
+pub(crate) fn part(dir: &Path, url: &str) -> PathBuf {
     dir.join(".rangeserve-uploads")
         .join(format!("{}.part", id_of(url)))
 }
 
-fn file_len(p: &Path) -> u64 {
+pub(crate) fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
 /// The value of `series` on the metrics page.
-fn metric(port: u16, series: &str) -> f64 {
+pub(crate) fn metric(port: u16, series: &str) -> f64 {
     let page = String::from_utf8(get_at(port, "/metrics", &[]).body).unwrap();
     page.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
@@ -172,14 +183,14 @@ fn metric(port: u16, series: &str) -> f64 {
 
 /// A connection with an upload request under way: its head and the first `first` body bytes
 /// sent, the rest to come.
-fn begin(port: u16, head: Vec<u8>, body: &[u8]) -> TcpStream {
+pub(crate) fn begin(port: u16, head: Vec<u8>, body: &[u8]) -> TcpStream {
     let mut s = connect(addr(port), Duration::from_secs(60));
     s.write_all(&head).unwrap();
     s.write_all(body).unwrap();
     s
 }
 
-fn finish_response(mut s: TcpStream, rest: &[u8]) -> Response {
+pub(crate) fn finish_response(mut s: TcpStream, rest: &[u8]) -> Response {
     s.write_all(rest).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);

@@ -2,6 +2,11 @@
 //!
 //! - tus 1.0.0 under the prefix: `{prefix}/` is the creation endpoint, `{prefix}/{id}` an
 //!   upload (`tus`).
+//! - The IETF resumable-upload draft (`ietf`): a `POST {prefix}/` or a `PUT` to a file's path
+//!   with `Upload-Complete` creates an upload at `{prefix}/{id}`. Under the prefix a request
+//!   with `Tus-Resumable` is tus's, one without it the draft's, but for a `POST` or `PATCH`
+//!   without `Upload-Complete` (which the draft requires): tus's, refused with 412.
+//!   `OPTIONS` answers for both.
 //! - A plain `PUT` of a whole file to its path (`put`).
 //!
 //! Both are reached through [`Dispatch`], the Router's fallback when uploads are on: a GET goes
@@ -15,6 +20,7 @@
 //! digest cache, so its first download has its ETag without hashing.
 
 mod auth;
+mod ietf;
 mod put;
 mod tus;
 
@@ -37,6 +43,7 @@ use crate::config::UploadConfig;
 use crate::files::{ServeFiles, Storage};
 use crate::fs::upload::{Published, Settings, Store, StoreError};
 use crate::http::response::plain_text;
+use crate::http::upload::{TUS_RESUMABLE, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION};
 use crate::ops::access_log::Received;
 use crate::ops::metrics::METRICS;
 use crate::ops::AbortOnDrop;
@@ -203,6 +210,10 @@ fn store_error(e: &StoreError) -> Response {
             StatusCode::PRECONDITION_FAILED,
             "412 Precondition Failed\n".into(),
         ),
+        StoreError::Digest => (
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the bytes do not have the SHA-256 of the Repr-Digest sent; nothing was published\n".into(),
+        ),
         StoreError::Io(e) => {
             tracing::error!("upload failed: {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n".into())
@@ -220,6 +231,17 @@ fn error_offset(e: &StoreError) -> Option<u64> {
         | StoreError::Checksum { offset }
         | StoreError::Incomplete { offset } => Some(*offset),
         _ => None,
+    }
+}
+
+/// The bytes an append that failed with `e` still stored, when it began at `start` (a cut body
+/// or a full disk keep what arrived), for the access log.
+fn stored_before(e: &StoreError, start: u64) -> u64 {
+    match e {
+        StoreError::Incomplete { offset } | StoreError::NoSpace { offset } => {
+            offset.saturating_sub(start)
+        }
+        _ => 0,
     }
 }
 
@@ -267,14 +289,30 @@ impl<S: Storage> tower::Service<Request> for Dispatch<S> {
     }
 
     fn call(&mut self, req: Request) -> BoxFuture {
-        // Downloads first, as they were: tus has no GET, and a HEAD is tus's only under the prefix.
-        if req.method() == Method::GET {
+        // Downloads first, as they were: only the draft's offset retrieval is a GET (under the
+        // prefix, with the draft's header), and a HEAD is an upload's only under the prefix.
+        if req.method() == Method::GET
+            && !(req.headers().contains_key(&UPLOAD_DRAFT_INTEROP_VERSION)
+                && self.under_prefix(req.uri().path()).is_some())
+        {
             return self.files.call(req);
         }
-        let tus = self.under_prefix(req.uri().path()).map(str::to_owned);
+        let under = self.under_prefix(req.uri().path()).map(str::to_owned);
         let uploads = self.uploads.clone();
-        match tus {
-            Some(rest) => Box::pin(async move { Ok(tus::handle(&uploads, req, &rest).await) }),
+        let hs = req.headers();
+        match under {
+            Some(rest)
+                if req.method() == Method::OPTIONS
+                    || hs.contains_key(&TUS_RESUMABLE)
+                    || (matches!(*req.method(), Method::POST | Method::PATCH)
+                        && !hs.contains_key(&UPLOAD_COMPLETE)) =>
+            {
+                Box::pin(async move { Ok(tus::handle(&uploads, req, &rest).await) })
+            }
+            Some(rest) => Box::pin(async move { Ok(ietf::handle(&uploads, req, &rest).await) }),
+            None if req.method() == Method::PUT && hs.contains_key(&UPLOAD_COMPLETE) => {
+                Box::pin(async move { Ok(ietf::create_at(&uploads, req).await) })
+            }
             None if req.method() == Method::PUT => {
                 Box::pin(async move { Ok(put::handle(&uploads, req).await) })
             }

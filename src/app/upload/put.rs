@@ -9,7 +9,8 @@
 //! when something is there (§13.1.2, checked atomically by the rename), `If-Match` when the
 //! current file's ETag (its SHA-256) does not match, or there is none (§13.1.1),
 //! `If-Unmodified-Since` (§13.1.4), all decided as for downloads (`http::preconditions`, §13.2.2).
-//! The file's path must lie under `upload.dir`.
+//! The file's path must lie under `upload.dir`. With `Repr-Digest: sha-256=...` (RFC 9530),
+//! the file is published only if its bytes have that SHA-256 (400 otherwise).
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -22,6 +23,7 @@ use crate::files::Storage;
 use crate::fs::resolve::{request_name, ResolveError};
 use crate::fs::upload::Exists;
 use crate::http::preconditions::{decide, unix_secs, Decision, Validators};
+use crate::http::repr_digest::{sha256_sent, REPR_DIGEST};
 use crate::http::response::{plain_text, value};
 
 /// Answer a `PUT`.
@@ -45,41 +47,24 @@ async fn answer<S: Storage>(uploads: &Uploads<S>, req: Request) -> (Response, u6
         return (refused.response(), 0);
     }
     let raw = parts.uri.path();
-    if raw.ends_with('/') {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "a PUT names a file, and this path ends with a slash",
-        );
-    }
-    // The same rules as a download of this path.
-    let name = match request_name(raw, inner.show_hidden) {
-        Ok(n) => n,
-        Err(ResolveError::BadPath(why)) => return refuse(StatusCode::BAD_REQUEST, why),
-        Err(_) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "a hidden or reserved name would not be served",
-            )
-        }
+    let target = match target_of(uploads, raw) {
+        Ok(t) => t,
+        Err(r) => return (*r, 0),
     };
-    let dir = &inner.config.dir_name;
-    let target = if dir.is_empty() {
-        name
-    } else {
-        match name
-            .strip_prefix(dir.as_str())
-            .and_then(|r| r.strip_prefix('/'))
-        {
-            Some(rest) => rest.to_owned(),
-            None => return refuse(StatusCode::FORBIDDEN, &format!("uploads go under /{dir}/")),
-        }
+    let repr_sha256 = match sha256_sent(&parts.headers, &REPR_DIGEST) {
+        Ok(d) => d,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, &format!("Repr-Digest: {why}")),
     };
     let cond = match condition(uploads, &parts).await {
         Ok(c) => c,
         Err(r) => return (r, 0),
     };
     let len = content_length(&parts);
-    match inner.store.put(target, len, cond, body_stream(body)).await {
+    match inner
+        .store
+        .put(target, len, repr_sha256, cond, body_stream(body))
+        .await
+    {
         Ok(p) => {
             uploads.remember(&p).await;
             let mut r = Response::new(Body::empty());
@@ -100,6 +85,43 @@ async fn answer<S: Storage>(uploads: &Uploads<S>, req: Request) -> (Response, u6
             (r, p.meta.len())
         }
         Err(e) => (store_error(&e), 0),
+    }
+}
+
+/// The name under the upload directory that a `PUT` to the request path `raw` writes,
+/// checked by the same rules as a download of that path.
+pub fn target_of<S>(uploads: &Uploads<S>, raw: &str) -> Result<String, Box<Response>> {
+    let refuse = |status, why: &str| Box::new(refuse(status, why).0);
+    if raw.ends_with('/') {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "a PUT names a file, and this path ends with a slash",
+        ));
+    }
+    let inner = &uploads.inner;
+    let name = match request_name(raw, inner.show_hidden) {
+        Ok(n) => n,
+        Err(ResolveError::BadPath(why)) => return Err(refuse(StatusCode::BAD_REQUEST, why)),
+        Err(_) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "a hidden or reserved name would not be served",
+            ))
+        }
+    };
+    let dir = &inner.config.dir_name;
+    if dir.is_empty() {
+        return Ok(name);
+    }
+    match name
+        .strip_prefix(dir.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        Some(rest) => Ok(rest.to_owned()),
+        None => Err(refuse(
+            StatusCode::FORBIDDEN,
+            &format!("uploads go under /{dir}/"),
+        )),
     }
 }
 

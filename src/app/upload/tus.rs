@@ -26,7 +26,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::{
-    auth, body_stream, content_length, error_offset, finish, not_allowed, store_error, Uploads,
+    auth, body_stream, content_length, error_offset, finish, not_allowed, store_error,
+    stored_before, Uploads,
 };
 use crate::files::Storage;
 use crate::fs::upload::{Algorithm, Append, Checksum, Id, New, Owner, StoreError, Upload};
@@ -136,6 +137,8 @@ fn options<S>(uploads: &Uploads<S>) -> Response {
     if let Some(max) = uploads.inner.config.max_size {
         hs.insert(TUS_MAX_SIZE.clone(), HeaderValue::from(max));
     }
+    // The draft's discovery shares the endpoint (draft, "Limits").
+    hs.insert(h::UPLOAD_LIMIT.clone(), super::ietf::options_limit(uploads));
     r
 }
 
@@ -247,6 +250,7 @@ async fn create<S: Storage>(
         metadata: raw_metadata,
         target: filename,
         owner,
+        repr_sha256: None,
     };
     let up = match store.create(new).await {
         Ok(up) => up,
@@ -264,6 +268,7 @@ async fn create<S: Storage>(
             length: None,
             body_len: content_length(parts),
             checksum: sum,
+            complete: false,
         };
         match store.append(up.id, owner, append, body_stream(body)).await {
             Ok(a) => {
@@ -276,6 +281,7 @@ async fn create<S: Storage>(
             }
             Err(e) => {
                 // The upload exists: say where it is, whatever went wrong with its bytes.
+                received = stored_before(&e, 0);
                 let offset = error_offset(&e).or(Some(0));
                 resp = store_error(&e);
                 (up, offset)
@@ -345,6 +351,7 @@ async fn patch<S: Storage>(
         length,
         body_len: content_length(parts),
         checksum: sum,
+        complete: false,
     };
     match uploads
         .inner
@@ -360,6 +367,9 @@ async fn patch<S: Storage>(
             expires(r.headers_mut(), &a.upload);
             (with_offset(r, Some(a.upload.offset)), a.received)
         }
-        Err(e) => (with_offset(store_error(&e), error_offset(&e)), 0),
+        Err(e) => {
+            let received = stored_before(&e, offset);
+            (with_offset(store_error(&e), error_offset(&e)), received)
+        }
     }
 }

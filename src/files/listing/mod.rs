@@ -15,6 +15,8 @@
 
 mod query;
 mod render;
+#[cfg(feature = "server")]
+pub(crate) use render::segment;
 
 use std::path::{Component, Path};
 use std::time::SystemTime;

@@ -128,6 +128,9 @@ pub struct New {
     /// The name to publish it as (checked here by [`target_name`]).
     pub target: String,
     pub owner: Owner,
+    /// The SHA-256 the client says the whole upload has (`Repr-Digest`): checked before it is
+    /// published.
+    pub repr_sha256: Option<Sha256Sum>,
 }
 
 /// A checksum algorithm of tus's checksum extension.
@@ -174,6 +177,9 @@ pub struct Append {
     /// How many bytes the body says it holds (its Content-Length), when it says.
     pub body_len: Option<u64>,
     pub checksum: Option<Checksum>,
+    /// The body is the rest of the upload (the draft's `Upload-Complete: ?1`): when it ends
+    /// properly, the upload's length is the offset reached, and it is published.
+    pub complete: bool,
 }
 
 /// What an append did.
@@ -242,6 +248,9 @@ pub enum StoreError {
     Incomplete { offset: u64 },
     /// A `PUT`'s condition on the existing file failed.
     Precondition,
+    /// The bytes are not the ones the client's `Repr-Digest` names: nothing was published,
+    /// and the upload was removed.
+    Digest,
     /// Anything else, for the log.
     Io(io::Error),
 }
@@ -282,6 +291,9 @@ struct Info {
     /// Unix seconds when it was published.
     #[serde(default)]
     completed: Option<u64>,
+    /// Hex SHA-256 the bytes must have to be published (the client's `Repr-Digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repr_sha256: Option<String>,
 }
 
 /// The uploads in one directory. Cheap to clone.
@@ -449,11 +461,13 @@ impl Store {
 
     /// Write `body` as the file `target` (a plain `PUT`): into a temporary file beside it, then
     /// renamed over it at once; nothing is published unless every byte arrived (`body_len`,
-    /// when given, is how many). `exists` is the request's condition on what is there now.
+    /// when given, is how many), and, with `repr_sha256`, only if the bytes have that
+    /// SHA-256. `exists` is the request's condition on what is there now.
     pub async fn put<S>(
         &self,
         target: String,
         body_len: Option<u64>,
+        repr_sha256: Option<Sha256Sum>,
         exists: Exists,
         body: S,
     ) -> Result<Published, StoreError>
@@ -461,7 +475,8 @@ impl Store {
         S: Stream<Item = io::Result<Bytes>> + Unpin + Send + 'static,
     {
         let inner = self.0.clone();
-        tokio::spawn(async move { Inner::put(inner, target, body_len, exists, body).await })
+        let put = Inner::put(inner, target, body_len, repr_sha256, exists, body);
+        tokio::spawn(put)
             .await
             .map_err(|e| StoreError::Io(io::Error::other(e)))?
     }
@@ -664,6 +679,7 @@ impl Inner {
             created: now_secs(),
             target,
             completed: None,
+            repr_sha256: new.repr_sha256.map(hex::encode),
         };
         if let Err(e) = self.write_info(id, &info) {
             self.remove(id);
@@ -970,6 +986,21 @@ impl Inner {
         }
         let received = end_offset - offset;
         let expires = self.expires(&info, now_secs());
+        let (mut info, mut declared) = (info, declared);
+        if req.complete {
+            match info.length {
+                None => {
+                    info.length = Some(end_offset);
+                    declared = true;
+                }
+                Some(len) if len != end_offset => {
+                    return Err(StoreError::Length(
+                        "the upload was said to be complete, short of its length",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         if declared && info.length != Some(end_offset) {
             let (me, i) = (self.clone(), info.clone());
             blocking(move || me.write_info(id, &i)).await?;
@@ -988,6 +1019,21 @@ impl Inner {
             .as_ref()
             .map(|(h, _)| h.clone().finalize().into())
             .expect("the hash of the stored bytes is known");
+        if info
+            .repr_sha256
+            .as_ref()
+            .is_some_and(|want| *want != hex::encode(sum))
+        {
+            // Draft, "Representation Digests": the upload failed; nothing is published.
+            let me = self.clone();
+            blocking(move || {
+                me.remove(id);
+                Ok(())
+            })
+            .await?;
+            self.forget(id, &slot);
+            return Err(StoreError::Digest);
+        }
         let (me, p) = (self.clone(), part.clone());
         let published = blocking(move || me.publish(id, info, &p, sum, offset)).await;
         match published {
@@ -1147,6 +1193,7 @@ impl Inner {
         self: Arc<Self>,
         target: String,
         body_len: Option<u64>,
+        repr_sha256: Option<Sha256Sum>,
         cond: Exists,
         mut body: S,
     ) -> Result<Published, StoreError>
@@ -1202,6 +1249,9 @@ impl Inner {
                 return discard(no_space_or(e.into(), 0));
             }
             let sha256: Sha256Sum = pumped.hashes.whole.finalize().into();
+            if repr_sha256.is_some_and(|want| want != sha256) {
+                return discard(StoreError::Digest);
+            }
             let replace = me.settings.overwrite && cond != Exists::Not;
             let replaced = match place::publish(&me.work, &tmp, &me.dir, &target, replace) {
                 Ok(r) => r,
@@ -1397,6 +1447,7 @@ mod tests {
             length,
             metadata: None,
             target: target.into(),
+            repr_sha256: None,
             owner: OWNER,
         }
     }
@@ -1461,6 +1512,77 @@ mod tests {
         assert!(got.completed);
         assert_eq!(got.offset, 10);
         assert!(!tmp.path().join(WORK_DIR).join(part_name(up.id)).exists());
+    }
+
+    #[tokio::test]
+    async fn complete_appends_fix_the_length_and_digests_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), settings());
+        // Length unknown: an append that says it completes the upload publishes what it stored.
+        let up = s.create(new("open-ended.bin", None)).await.unwrap();
+        let first = Append::default();
+        let a = s
+            .append(up.id, OWNER, first, body(&[b"abc"]))
+            .await
+            .unwrap();
+        assert!(a.published.is_none());
+        assert_eq!(a.upload.length, None);
+        let last = Append {
+            offset: 3,
+            complete: true,
+            ..Default::default()
+        };
+        let a = s.append(up.id, OWNER, last, body(&[b"de"])).await.unwrap();
+        let p = a.published.unwrap();
+        assert_eq!(std::fs::read(&p.path).unwrap(), b"abcde");
+        assert_eq!(a.upload.length, Some(5));
+        // Length known, and the "complete" body ends short of it: refused, the bytes kept.
+        let up = s.create(new("short.bin", Some(10))).await.unwrap();
+        let last = Append {
+            complete: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.append(up.id, OWNER, last, body(&[b"abc"])).await,
+            Err(StoreError::Length(_))
+        ));
+        assert_eq!(s.get(up.id).await.unwrap().offset, 3);
+        assert!(!tmp.path().join("short.bin").exists());
+        // A Repr-Digest that the bytes do not have: nothing published, the upload gone.
+        let mut n = new("digest.bin", Some(3));
+        n.repr_sha256 = Some(Sha256::digest(b"xyz").into());
+        let up = s.create(n).await.unwrap();
+        assert!(matches!(
+            s.append(up.id, OWNER, Append::default(), body(&[b"abc"]))
+                .await,
+            Err(StoreError::Digest)
+        ));
+        assert!(!tmp.path().join("digest.bin").exists());
+        assert!(matches!(s.get(up.id).await, Err(StoreError::NotFound)));
+        // ... and one they have: published.
+        let mut n = new("digest.bin", Some(3));
+        n.repr_sha256 = Some(Sha256::digest(b"abc").into());
+        let up = s.create(n).await.unwrap();
+        let a = s
+            .append(up.id, OWNER, Append::default(), body(&[b"abc"]))
+            .await;
+        assert_eq!(
+            std::fs::read(a.unwrap().published.unwrap().path).unwrap(),
+            b"abc"
+        );
+        // A PUT's digest likewise.
+        let wrong = Some(Sha256::digest(b"nope").into());
+        assert!(matches!(
+            s.put("p.bin".into(), None, wrong, Exists::Any, body(&[b"abc"]))
+                .await,
+            Err(StoreError::Digest)
+        ));
+        assert!(!tmp.path().join("p.bin").exists());
+        let right = Some(Sha256::digest(b"abc").into());
+        let p = s
+            .put("p.bin".into(), None, right, Exists::Any, body(&[b"abc"]))
+            .await;
+        assert_eq!(std::fs::read(p.unwrap().path).unwrap(), b"abc");
     }
 
     #[tokio::test]
@@ -1568,6 +1690,7 @@ mod tests {
             .put(
                 "x/y.txt".into(),
                 Some(5),
+                None,
                 Exists::Any,
                 body(&[b"hel", b"lo"]),
             )
@@ -1576,16 +1699,17 @@ mod tests {
         assert!(!p.replaced);
         assert_eq!(std::fs::read(tmp.path().join("x/y.txt")).unwrap(), b"hello");
         assert!(matches!(
-            s.put("x/y.txt".into(), Some(1), Exists::Any, body(&[b"a"]))
+            s.put("x/y.txt".into(), Some(1), None, Exists::Any, body(&[b"a"]))
                 .await,
             Err(StoreError::Exists)
         ));
         assert!(matches!(
-            s.put("z".into(), Some(5), Exists::Any, cut(&[b"he"])).await,
+            s.put("z".into(), Some(5), None, Exists::Any, cut(&[b"he"]))
+                .await,
             Err(StoreError::Incomplete { .. })
         ));
         assert!(matches!(
-            s.put("z".into(), Some(5), Exists::Any, body(&[b"he"]))
+            s.put("z".into(), Some(5), None, Exists::Any, body(&[b"he"]))
                 .await,
             Err(StoreError::Incomplete { .. })
         ));
@@ -1604,12 +1728,12 @@ mod tests {
             },
         );
         assert!(matches!(
-            s.put("x/y.txt".into(), None, Exists::Not, body(&[b"a"]))
+            s.put("x/y.txt".into(), None, None, Exists::Not, body(&[b"a"]))
                 .await,
             Err(StoreError::Precondition)
         ));
         let p = s
-            .put("x/y.txt".into(), None, Exists::Must, body(&[b"new"]))
+            .put("x/y.txt".into(), None, None, Exists::Must, body(&[b"new"]))
             .await
             .unwrap();
         assert!(p.replaced);
