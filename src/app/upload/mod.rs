@@ -3,18 +3,21 @@
 //! - tus 1.0.0 under the prefix: `{prefix}/` is the creation endpoint, `{prefix}/{id}` an
 //!   upload (`tus`).
 //! - A plain `PUT` of a whole file to its path (`put`).
+//! - The upload page, `{prefix}/`, and the tus-js-client it runs, `{prefix}/tus.min.js`
+//!   (`page`), from which a person with a token uploads in the browser.
 //!
-//! Both are reached through [`Dispatch`], the Router's fallback when uploads are on: a GET goes
-//! to the file engine after one method comparison (tus has no GET), a HEAD after a comparison
-//! of its path's first bytes with the prefix (tus HEADs an upload), as before; `PUT` goes to
-//! `put`, the other methods under the prefix to `tus`, the rest to the engine (its OPTIONS and
-//! 405).
+//! All are reached through [`Dispatch`], the Router's fallback when uploads are on: a GET or
+//! HEAD of the page's two paths gets them; any other GET goes to the file engine (tus has no
+//! GET), a HEAD after a comparison of its path's first bytes with the prefix (tus HEADs an
+//! upload), as before; `PUT` goes to `put`, the other methods under the prefix to `tus`, the
+//! rest to the engine (its OPTIONS and 405).
 //!
 //! Every upload request needs a bearer token from the configuration (`auth`); downloads never
 //! do. A published file's SHA-256, computed as its bytes arrived, is handed to the engine's
 //! digest cache, so its first download has its ETag without hashing.
 
 mod auth;
+mod page;
 mod put;
 mod tus;
 
@@ -60,6 +63,7 @@ struct Inner<S> {
     config: UploadConfig,
     show_hidden: bool,
     files: ServeFiles<S>,
+    page: page::Page,
 }
 
 impl<S: Storage> Uploads<S> {
@@ -85,6 +89,7 @@ impl<S: Storage> Uploads<S> {
                 config: config.clone(),
                 show_hidden,
                 files,
+                page: page::Page::new(config),
             }),
         })
     }
@@ -255,6 +260,17 @@ impl<S> Dispatch<S> {
         let rest = path.strip_prefix(self.uploads.inner.config.prefix.as_str())?;
         (rest.is_empty() || rest.starts_with('/')).then_some(rest)
     }
+
+    /// The upload page or its script (`page`), for a GET or HEAD of one of their paths.
+    fn page(&self, req: &Request) -> Option<Response> {
+        let method = req.method();
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let rest = self.under_prefix(req.uri().path())?;
+        let page = &self.uploads.inner.page;
+        page.answer(method, req.headers(), rest, req.uri().query())
+    }
 }
 
 impl<S: Storage> tower::Service<Request> for Dispatch<S> {
@@ -267,6 +283,10 @@ impl<S: Storage> tower::Service<Request> for Dispatch<S> {
     }
 
     fn call(&mut self, req: Request) -> BoxFuture {
+        // The upload page and its script: no token (the page asks for it).
+        if let Some(page) = self.page(&req) {
+            return Box::pin(std::future::ready(Ok(page)));
+        }
         // Downloads first, as they were: tus has no GET, and a HEAD is tus's only under the prefix.
         if req.method() == Method::GET {
             return self.files.call(req);

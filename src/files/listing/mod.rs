@@ -30,6 +30,7 @@ use crate::files::storage::Storage;
 use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::response::{add_vary, internal_error, plain_text, text, value};
 use query::{Format, Params};
+pub(crate) use render::segment;
 
 /// Directories read at once: each read holds a blocking-pool thread and its entries in memory.
 pub const READERS: usize = 2;
