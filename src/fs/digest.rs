@@ -273,6 +273,13 @@ impl<D: Digest, K: Version> DigestCache<D, K> {
         d
     }
 
+    /// The hash of the version `id` if it is known, as [`known`](Self::known) but adding no
+    /// entry for it, counting no hit and leaving its place in the LRU order: for a listing,
+    /// which looks at every file of a page and uses none of them.
+    pub fn peek(&self, id: &K) -> Option<D> {
+        self.entries.lock().unwrap().get(id)?.cell.get().cloned()
+    }
+
     fn cell(&self, id: &K) -> Arc<OnceCell<D>> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.entries.lock().unwrap();

@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::UploadConfig;
 use crate::http::preconditions::{self, Decision, Validators};
-use crate::http::response::{moved_permanently, text as text_response, value, NOSNIFF};
+use crate::http::response::{csp_hash, moved_permanently, text as text_response, value, NOSNIFF};
 
 /// The version of tus-js-client in `assets/tus.min.js` (also in the script's URL, so that a
 /// new one is never taken from a cache).
@@ -48,16 +48,6 @@ static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
         csp_hash(STYLE)
     ))
 });
-
-/// A CSP source for inline text: `sha256-` and the base64 of its SHA-256 (CSP Level 3 §8.4).
-pub fn csp_hash(inline: &str) -> String {
-    use base64::Engine as _;
-    let sum = Sha256::digest(inline.as_bytes());
-    format!(
-        "sha256-{}",
-        base64::engine::general_purpose::STANDARD.encode(sum)
-    )
-}
 
 /// One embedded response body with the headers that describe it.
 struct Asset {
