@@ -837,6 +837,20 @@ mod tests {
     }
 
     #[test]
+    fn peek_adds_no_entry_and_sees_only_known_hashes() {
+        let cache = DigestCache::<Sha256Sum>::new(4);
+        let sum: Sha256Sum = Sha256::digest(b"abc").into();
+        cache.insert(some_id(1), sum);
+        assert_eq!(cache.peek(&some_id(1)), Some(sum));
+        // Unknown versions: no hash, and no (empty) entry that would push a known one out.
+        for n in 2..10 {
+            assert_eq!(cache.peek(&some_id(n)), None);
+        }
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.known(&some_id(1)), Some(sum));
+    }
+
+    #[test]
     fn an_unwritable_state_dir_only_disables_persistence() {
         let dir = tempfile::tempdir().unwrap();
         let cache = DigestCache::<Sha256Sum>::with_state(3, Some(&dir.path().join("missing")));

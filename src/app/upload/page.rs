@@ -177,7 +177,7 @@ fn html(prefix: &str, dir_name: &str) -> String {
     let mut dir_url = String::from("/");
     let mut dir_text = String::from("/");
     for seg in dir_name.split('/').filter(|s| !s.is_empty()) {
-        dir_url.push_str(&crate::files::listing::segment(seg));
+        dir_url.push_str(&crate::files::listing::render::segment(seg));
         dir_url.push('/');
         dir_text.push_str(seg);
         dir_text.push('/');

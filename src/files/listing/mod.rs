@@ -21,7 +21,7 @@
 //!   (200 with the whole page), as RFC 9110 §14.2 allows.
 
 mod query;
-mod render;
+pub(crate) mod render;
 
 use std::path::{Component, Path};
 use std::sync::LazyLock;
@@ -38,7 +38,6 @@ use crate::files::storage::Storage;
 use crate::http::preconditions::{self, Decision, Validators};
 use crate::http::response::{add_vary, csp_hash, internal_error, plain_text, text, value};
 use query::{Format, Params};
-pub(crate) use render::segment;
 
 /// Directories read at once: each read holds a blocking-pool thread and its entries in memory.
 pub const READERS: usize = 2;
