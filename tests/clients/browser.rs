@@ -1,13 +1,16 @@
 //! The upload page in a real browser (issue 17): Debian's `chromium`, headless, driven by its
 //! `chromedriver` through selenium (PyPI, in `.ci/tools/py`, as `.ci/run` installs it) from
 //! `browser_upload.py` beside this file. From the listing of the upload directory the browser
-//! follows "Upload files", enters the token and picks a 48 MiB file; its upload is throttled
+//! follows "Upload files"; a wrong token is refused in words before any upload starts; with the
+//! right one it picks a 48 MiB file, whose upload is throttled
 //! (Chrome's network conditions) so that the server, SIGKILLed once the page shows between 10%
 //! and 80%, dies mid-upload. The server is restarted on the same port with the same state; the
 //! page is reloaded, the same file picked again, and tus-js-client resumes from the server's
 //! offset. The published file has the source's bytes (SHA-256 computed here) and that hash as
-//! its ETag, the page and the listing show it, the new server sent for only what was missing
-//! and counted a resumed upload, and screenshots are kept in `target/test-artifacts/`.
+//! its ETag, the page and the listing show it (the listing's copy button puts it on the
+//! clipboard), the new server stored only what was missing and counted a resumed upload, the
+//! same file picked once more is refused in words (`409`: it exists), and screenshots are kept
+//! in `target/test-artifacts/`.
 //!
 //! The test and the script talk in lines (stdout and stdin), each waited for with a deadline.
 //! Missing chromium, chromedriver or selenium: skipped, or failed under `CI`.

@@ -3,6 +3,9 @@ driven by its chromedriver through selenium (PyPI, in .ci/tools/py).
 
     browser_upload.py BASE_URL TOKEN FILE ARTIFACTS CHROMIUM CHROMEDRIVER PROFILE
 
+Checks on the way that a wrong token and an existing name are refused in words, and that the
+listing's copy button copies the hash.
+
 Talks with the Rust test in lines: on stdout `KILL sent total` once the page shows the upload
 between 10% and 80% (the test then SIGKILLs the server, restarts it on the same port and
 answers `RESTARTED` on stdin), then `RESUMED offset`, `SHA256 hex` and `DONE`. Any failure is a
@@ -80,7 +83,17 @@ def run(driver, base, token, path, artifacts):
     driver.get(base + "/incoming/")
     driver.find_element(By.LINK_TEXT, "Upload files").click()
     wait(driver, "upload page", lambda: driver.current_url == base + "/_upload/", 10)
-    driver.find_element(By.ID, "token").send_keys(token)
+
+    # A wrong token is said, and no upload starts.
+    field = driver.find_element(By.ID, "token")
+    field.send_keys("not-the-token")
+    driver.find_element(By.ID, "files").send_keys(path)
+    msg = driver.find_element(By.ID, "msg")
+    wait(driver, "the refusal of a wrong token", lambda: "refused (401)" in msg.text, 10)
+    if driver.find_elements(By.CSS_SELECTOR, "#rows tr"):
+        fail("an upload started with a wrong token")
+    field.clear()
+    field.send_keys(token)
 
     # Slow uploads down, so that the server dies mid-upload.
     driver.set_network_conditions(
@@ -163,6 +176,18 @@ def run(driver, base, token, path, artifacts):
         fail(f"the clipboard holds {copied!r}, not the hash")
     if not driver.save_screenshot(os.path.join(artifacts, "upload-listing.png")):
         fail("no screenshot of the listing")
+
+    # The same file again: it is there now, and the server does not overwrite; said in words.
+    driver.get(base + "/_upload/")
+    driver.find_element(By.ID, "files").send_keys(path)
+
+    def refused():
+        r = row(driver)
+        return r if r is not None and r.get_attribute("data-state") == "error" else None
+
+    r = wait(driver, "the refusal of an existing name", refused, 30)
+    if "already there" not in r.text or "(409)" not in r.text:
+        fail("an existing file is not said as such: " + r.text)
     say("DONE")
 
 
