@@ -41,6 +41,11 @@ pub fn bucket_files(config: &Config, url: &str) -> ServeFiles<Bucket> {
 
 /// The settings every storage has.
 fn configure<S: Storage + Clone + Names>(files: ServeFiles<S>, config: &Config) -> ServeFiles<S> {
+    // With uploads on, the listings of their directory link to the upload page.
+    let files = match &config.upload {
+        Some(up) => files.upload_link(&up.dir_name, &format!("{}/", up.prefix)),
+        None => files,
+    };
     files
         .index_files(config.index_files.clone())
         .show_hidden(config.show_hidden)

@@ -377,6 +377,8 @@ impl Storage for Bucket {
                     size,
                     mtime: (since.as_secs() as i64, since.subsec_nanos()),
                     name: l.name,
+                    // Not looked up in a bucket's cache (keyed by the object's version).
+                    sha256: None,
                 }
             })
             .collect();

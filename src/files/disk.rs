@@ -16,7 +16,7 @@ use crate::files::storage::{
     read_on_blocking_pool, FileDigest, Found, NameSettings, Names, OpenError, Order, Page,
     ReadFuture, Representation, Sort, Source, Storage, DIGEST_CACHE_ENTRIES,
 };
-use crate::fs::digest::{DigestCache, FileId};
+use crate::fs::digest::{Digest as _, DigestCache, FileId};
 use crate::fs::file::{self, FileVersion};
 use crate::fs::listdir;
 use crate::fs::prehash::{self, Background};
@@ -282,6 +282,7 @@ impl Storage for Disk {
     ) -> io::Result<Page> {
         let ready = self.ready().await.map_err(OpenError::into_io)?;
         let (root, policy) = (ready.root.clone(), ready.policy.clone());
+        let digests = ready.digests.clone();
         tokio::task::spawn_blocking(move || {
             let d = listdir::Dir {
                 root: &root,
@@ -289,7 +290,9 @@ impl Storage for Disk {
                 dir: &dir.dir,
                 name: &dir.name,
             };
-            listdir::page(&d, sort, order, offset, limit)
+            // The hashes already known, by the versions' identities: nothing is hashed here.
+            let known = |id: &FileId| digests.peek(id).map(|d| *d.sha256());
+            listdir::page(&d, sort, order, offset, limit, known)
         })
         .await
         .map_err(io::Error::other)?

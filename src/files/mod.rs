@@ -186,7 +186,8 @@ impl<S: Storage + Clone> ServeFiles<S> {
     }
 
     /// List a directory asked for with a trailing slash that has no index file, as HTML or
-    /// JSON (default: no, it is 404).
+    /// JSON, with each file's SHA-256 when the storage already knows it (a listing never
+    /// hashes a file) (default: no, it is 404).
     pub fn listing(self, yes: bool) -> Self {
         self.opts(|o| o.listing = yes)
     }
@@ -225,6 +226,19 @@ impl<S: Storage + Clone> ServeFiles<S> {
     /// (default: yes).
     pub fn download_query(self, yes: bool) -> Self {
         self.opts(|o| o.download = yes)
+    }
+
+    /// In the listings of `dir` (a directory under the root, `/`-separated; `""` for the
+    /// root) and of every directory inside it, link to an upload page at `page` (a URL path,
+    /// e.g. `/_upload/`): "Upload files", with `?dir=` and the listed directory's path
+    /// relative to `dir` when it is deeper (default: no link). The engine serves no such page:
+    /// the application around it does (the binary, with `[upload]` on).
+    pub fn upload_link(self, dir: &str, page: &str) -> Self {
+        let link = options::UploadLink {
+            dir: dir.split('/').filter(|s| !s.is_empty()).collect(),
+            page: page.to_string(),
+        };
+        self.opts(|o| o.upload_link = Some(Arc::new(link)))
     }
 }
 
@@ -462,7 +476,12 @@ async fn answer<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Re
         let (rep, negotiated) = match target {
             Ok(Target::File(rep, negotiated)) => (rep, negotiated),
             Ok(Target::Dir { dir, name }) if inner.opts.listing => {
-                let at = listing::Location { base, name: &name };
+                let upload = inner.opts.upload_link.as_ref();
+                let at = listing::Location {
+                    base,
+                    name: &name,
+                    upload: upload.and_then(|l| l.for_dir(&name)),
+                };
                 // Boxed: a listing's future would be most of this one's size.
                 let listed =
                     listing::answer(&inner.storage, &parts.method, headers, uri.query(), dir, at);

@@ -273,6 +273,13 @@ impl<D: Digest, K: Version> DigestCache<D, K> {
         d
     }
 
+    /// The hash of the version `id` if it is known, as [`known`](Self::known) but adding no
+    /// entry for it, counting no hit and leaving its place in the LRU order: for a listing,
+    /// which looks at every file of a page and uses none of them.
+    pub fn peek(&self, id: &K) -> Option<D> {
+        self.entries.lock().unwrap().get(id)?.cell.get().cloned()
+    }
+
     fn cell(&self, id: &K) -> Arc<OnceCell<D>> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.entries.lock().unwrap();
@@ -827,6 +834,20 @@ mod tests {
         drop(cache);
         let cache = DigestCache::<Sha256Sum>::with_state(4, Some(&state));
         assert_eq!(cache.known(&id), Some(sum));
+    }
+
+    #[test]
+    fn peek_adds_no_entry_and_sees_only_known_hashes() {
+        let cache = DigestCache::<Sha256Sum>::new(4);
+        let sum: Sha256Sum = Sha256::digest(b"abc").into();
+        cache.insert(some_id(1), sum);
+        assert_eq!(cache.peek(&some_id(1)), Some(sum));
+        // Unknown versions: no hash, and no (empty) entry that would push a known one out.
+        for n in 2..10 {
+            assert_eq!(cache.peek(&some_id(n)), None);
+        }
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.known(&some_id(1)), Some(sum));
     }
 
     #[test]

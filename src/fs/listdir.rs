@@ -16,11 +16,11 @@
 //! by name needs no metadata beyond the type, so only the entries of the page are stat'ed.
 
 use std::cmp::Ordering;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rustix::fs::{statat, AtFlags, FileType};
 
+use crate::fs::digest::{FileId, Sha256Sum};
 use crate::fs::resolve::{open_beneath, Policy, Root};
 
 /// What entries are sorted by (directories always come first).
@@ -78,6 +78,9 @@ pub struct Entry {
     pub size: Option<u64>,
     /// Seconds and nanoseconds since the epoch (negative before 1970).
     pub mtime: (i64, u32),
+    /// The SHA-256 of a file's content (its ETag), when the storage already knows it; never
+    /// computed for a listing.
+    pub sha256: Option<Sha256Sum>,
 }
 
 /// One page of a sorted directory.
@@ -96,15 +99,20 @@ struct Raw {
     name: String,
     is_dir: bool,
     meta: Option<(u64, (i64, u32))>,
+    /// The identity of the version (with `meta`, from the same `stat`), for its known hash.
+    id: Option<FileId>,
+    sha256: Option<Sha256Sum>,
 }
 
-/// The entries `offset..offset + limit` of `dir` in the order asked for, directories first.
+/// The entries `offset..offset + limit` of `dir` in the order asked for, directories first;
+/// each file's SHA-256 is what `known` says of its version (a look-up, never a hash).
 pub fn page<D>(
     dir: &Dir<'_, D>,
     sort: Sort,
     order: Order,
     offset: usize,
     limit: usize,
+    known: impl Fn(&FileId) -> Option<Sha256Sum>,
 ) -> std::io::Result<Page> {
     let mut all = Vec::new();
     let mut truncated = false;
@@ -126,22 +134,14 @@ pub fn page<D>(
             break;
         }
         let raw = match entry.file_type() {
-            FileType::RegularFile => Some(Raw {
-                name: name.to_owned(),
-                is_dir: false,
-                meta: None,
-            }),
-            FileType::Directory => Some(Raw {
-                name: name.to_owned(),
-                is_dir: true,
-                meta: None,
-            }),
+            FileType::RegularFile => Some(Raw::unfilled(name, false)),
+            FileType::Directory => Some(Raw::unfilled(name, true)),
             FileType::Symlink => through_link(dir, name),
             // Some file systems do not say the type in readdir.
             FileType::Unknown => match statat(dir.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                     FileType::Symlink => through_link(dir, name),
-                    t => from_stat(name, t, st.st_size, (st.st_mtime, st.st_mtime_nsec as u32)),
+                    t => from_stat(name, t, FileId::of_stat(&st)),
                 },
                 Err(_) => None,
             },
@@ -159,11 +159,16 @@ pub fn page<D>(
     for mut raw in all.drain(lo..hi) {
         if fill(dir, &mut raw) {
             let (size, mtime) = raw.meta.expect("filled");
+            let sha256 = match (&raw.id, raw.is_dir) {
+                (Some(id), false) => known(id),
+                _ => None,
+            };
             entries.push(Entry {
                 is_dir: raw.is_dir,
                 size: (!raw.is_dir).then_some(size),
                 mtime,
                 name: raw.name,
+                sha256,
             });
         }
     }
@@ -199,6 +204,8 @@ pub fn page_of(
             meta: Some((e.size.unwrap_or(0), e.mtime)),
             name: e.name,
             is_dir: e.is_dir,
+            id: None,
+            sha256: e.sha256,
         })
         .collect();
     let total = all.len();
@@ -212,6 +219,7 @@ pub fn page_of(
                 size: (!raw.is_dir).then_some(size),
                 mtime,
                 name: raw.name,
+                sha256: raw.sha256,
             }
         })
         .collect();
@@ -246,7 +254,20 @@ fn select_page<T>(
     (lo, hi)
 }
 
-fn from_stat(name: &str, t: FileType, size: i64, mtime: (i64, u32)) -> Option<Raw> {
+impl Raw {
+    /// An entry whose metadata is read later (`fill`), if it is on the page.
+    fn unfilled(name: &str, is_dir: bool) -> Raw {
+        Raw {
+            name: name.to_owned(),
+            is_dir,
+            meta: None,
+            id: None,
+            sha256: None,
+        }
+    }
+}
+
+fn from_stat(name: &str, t: FileType, id: FileId) -> Option<Raw> {
     let is_dir = match t {
         FileType::RegularFile => false,
         FileType::Directory => true,
@@ -255,7 +276,9 @@ fn from_stat(name: &str, t: FileType, size: i64, mtime: (i64, u32)) -> Option<Ra
     Some(Raw {
         name: name.to_owned(),
         is_dir,
-        meta: Some((size.max(0) as u64, mtime)),
+        meta: Some((id.size, (id.mtime.0, id.mtime.1 as u32))),
+        id: Some(id),
+        sha256: None,
     })
 }
 
@@ -269,12 +292,7 @@ fn through_link<D>(dir: &Dir<'_, D>, name: &str) -> Option<Raw> {
     } else {
         return None;
     };
-    from_stat(
-        name,
-        t,
-        meta.len() as i64,
-        (meta.mtime(), meta.mtime_nsec() as u32),
-    )
+    from_stat(name, t, FileId::of(&meta))
 }
 
 /// Give `raw` its size and time (one `fstatat`, not following: links already have theirs);
@@ -287,11 +305,11 @@ fn fill<D>(dir: &Dir<'_, D>, raw: &mut Raw) -> bool {
         Ok(st) => match from_stat(
             &raw.name,
             FileType::from_raw_mode(st.st_mode),
-            st.st_size,
-            (st.st_mtime, st.st_mtime_nsec as u32),
+            FileId::of_stat(&st),
         ) {
             Some(r) if r.is_dir == raw.is_dir => {
                 raw.meta = r.meta;
+                raw.id = r.id;
                 true
             }
             _ => false,

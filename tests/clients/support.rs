@@ -232,7 +232,7 @@ pub fn assert_download(got: &Path, exp: &Expected, what: &str) {
 // Processes
 
 /// Make a child die with the thread that spawned it, so nothing outlives a killed test run.
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -401,6 +401,25 @@ pub fn require(client: Client, dir: &Path) -> Option<Tool> {
         exe,
         dir: dir.to_path_buf(),
     })
+}
+
+/// Whether the program, package or file `what` is there (`found`); when it is not, a visible
+/// "skipped: ..." and `false`, or with `CI` set a failure: CI must run every test.
+pub fn required(what: &str, found: bool) -> bool {
+    if found {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{}: {what} is not installed, and CI is set: install it (.ci/run shows how)",
+            programs::test_name()
+        );
+    }
+    programs::notice(&format!(
+        "skipped: {what} not installed (test {})",
+        programs::test_name()
+    ));
+    false
 }
 
 /// What a client should do with a URL.

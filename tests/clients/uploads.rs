@@ -40,7 +40,7 @@ fn serve(work: &Path, root: &Path, more: &[&str]) -> Running {
 }
 
 /// The ETag and the SHA-256 of the body of `GET path`, read as a stream (no 200 MiB in memory).
-fn download(port: u16, path: &str) -> (String, String, u64) {
+pub fn download(port: u16, path: &str) -> (String, String, u64) {
     let mut s = connect(process::addr(port), Duration::from_secs(60));
     write!(
         s,
@@ -207,24 +207,6 @@ fn interrupted_and_resumed(client: &dyn TusClient, what: &str) {
     assert_eq!(etag, format!("\"{want}\""));
     let work_dir = root.join(".rangeserve-uploads");
     assert!(!work_dir.join(format!("{id}.part")).exists());
-}
-
-/// Whether the program or file is there; under CI a missing one fails the test.
-fn required(what: &str, found: bool) -> bool {
-    if found {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{}: {what} is not installed, and CI is set: install it (.ci/run shows how)",
-            programs::test_name()
-        );
-    }
-    notice(&format!(
-        "skipped: {what} not installed (test {})",
-        programs::test_name()
-    ));
-    false
 }
 
 fn notice(msg: &str) {

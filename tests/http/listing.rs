@@ -67,18 +67,26 @@ fn html_lists_names_sizes_times_and_carries_listing_headers() {
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     // Bytes and human units; RFC 3339 UTC times (expected strings from `date -u -d @N`).
+    // No file was asked for yet: no hash is known, and the listing computes none.
     assert!(page.contains(
         "<tr><td><a href=\"./a.txt\">a.txt</a></td><td class=\"n\">5 B</td><td class=\"n\">5</td>\
-         <td><time datetime=\"2020-09-13T12:26:40Z\">2020-09-13 12:26:40</time></td></tr>"
+         <td><time datetime=\"2020-09-13T12:26:40Z\">2020-09-13 12:26:40</time></td><td>-</td></tr>"
     ));
     assert!(page.contains(
         "<tr><td><a href=\"./big.bin\">big.bin</a></td><td class=\"n\">1.5 KiB</td><td class=\"n\">1536</td>\
-         <td><time datetime=\"2017-07-14T02:40:00Z\">2017-07-14 02:40:00</time></td></tr>"
+         <td><time datetime=\"2017-07-14T02:40:00Z\">2017-07-14 02:40:00</time></td><td>-</td></tr>"
     ));
     assert!(page.contains(
         "<tr><td><a href=\"./sub/\">sub/</a></td><td class=\"n\">-</td><td class=\"n\">-</td>\
-         <td><time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13:20</time></td></tr>"
+         <td><time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13:20</time></td><td></td></tr>"
     ));
+    assert!(page.contains(
+        "<th><a href=\"?sort=mtime&amp;order=asc\">Modified (UTC)</a></th><th>SHA-256</th></tr>"
+    ));
+    assert!(page
+        .contains("<tr><td><a href=\"../\">../</a></td><td></td><td></td><td></td><td></td></tr>"));
+    assert!(!page.contains("Upload files"));
+    assert_eq!(s.files.hash_computations(), 0);
     assert!(page.starts_with("<!DOCTYPE html>\n"));
     assert!(page.contains("<title>Index of /d/</title>"));
     assert!(page.contains("<p>3 entries.</p>"));
@@ -121,9 +129,9 @@ fn json_by_accept_or_format_with_size_mtime_and_url() {
         v["entries"],
         serde_json::json!([
             {"name": "sub", "url": "/d/sub/", "is_dir": true, "size": null,
-             "mtime": "2023-11-14T22:13:20Z"},
+             "mtime": "2023-11-14T22:13:20Z", "sha256": null},
             {"name": "a.txt", "url": "/d/a.txt", "is_dir": false, "size": 5,
-             "mtime": "2020-09-13T12:26:40Z"},
+             "mtime": "2020-09-13T12:26:40Z", "sha256": null},
         ])
     );
     // A browser's Accept, or text/html preferred, gets HTML; format=html wins over Accept.
@@ -477,7 +485,7 @@ fn times_outside_rfc3339_are_null_not_a_panic() {
     let v = json_of(&s.get("/d/?format=json", &[]));
     assert_eq!(v["entries"][0]["mtime"], Value::Null);
     let page = html(&s.get("/d/", &[]));
-    assert!(page.contains("<td class=\"n\">1</td><td>-</td></tr>"));
+    assert!(page.contains("<td class=\"n\">1</td><td>-</td><td>-</td></tr>"));
 }
 
 /// 100,000 files: every page is at most `limit` entries, the pages chain through `next` and
@@ -537,4 +545,143 @@ fn a_directory_of_100k_files_is_paged() {
     // Sorting by time stats every entry; still one page.
     let v = json_of(&s.get("/big/?format=json&sort=mtime&order=desc&limit=3", &[]));
     assert_eq!(names(&v).len(), 3);
+}
+
+/// `'sha256-BASE64'` of an inline script, computed here (CSP Level 3 hash-source).
+fn csp_source(inline: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let sum = sha2::Sha256::digest(inline.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(sum)
+    )
+}
+
+/// The copy-button script of a listing that shows a hash, as the page carries it.
+const COPY_SCRIPT: &str = "for(const b of document.querySelectorAll('td>button')){b.hidden=false;\
+b.onclick=()=>{const c=b.previousElementSibling,s=()=>getSelection().selectAllChildren(c);\
+navigator.clipboard?navigator.clipboard.writeText(c.textContent).then(()=>b.textContent='copied',s):s()}}";
+
+#[test]
+fn known_hashes_are_shown_with_a_copy_button_and_a_listing_computes_none() {
+    let s = listing_server();
+    s.file("d/a.txt", b"hello");
+    s.file("d/b.txt", b"other bytes");
+    s.file("d/sub/x", b"x");
+    set_mtime(&s.root.join("d/a.txt"), at(1_600_000_000));
+    // Nothing known: no hash, no script, and the listing hashed nothing.
+    let page = html(&s.get("/d/", &[]));
+    assert!(!page.contains("<code>") && !page.contains("<script"));
+    assert_eq!(s.files.hash_computations(), 0);
+    // A download hashes a.txt (its ETag); from then on its listing row shows that hash.
+    let got = s.get("/d/a.txt", &[]);
+    let hex = sha256_hex(b"hello");
+    assert_eq!(got.header("etag"), Some(format!("\"{hex}\"").as_str()));
+    assert_eq!(s.files.hash_computations(), 1);
+    let r = s.get("/d/", &[]);
+    let page = html(&r);
+    assert!(page.contains(&format!(
+        "<tr><td><a href=\"./a.txt\">a.txt</a></td><td class=\"n\">5 B</td><td class=\"n\">5</td>\
+         <td><time datetime=\"2020-09-13T12:26:40Z\">2020-09-13 12:26:40</time></td>\
+         <td><code>{hex}</code> <button type=\"button\" hidden>copy</button></td></tr>\n"
+    )));
+    assert!(page.contains("<a href=\"./b.txt\">b.txt</a></td>"));
+    assert_eq!(page.matches("<td>-</td></tr>").count(), 1, "b.txt: unknown");
+    assert_eq!(page.matches("<button").count(), 1);
+    // The buttons' script, once, at the end; allowed by its hash and nothing else.
+    assert!(page.ends_with(&format!(
+        "</tbody>\n</table>\n<script>{COPY_SCRIPT}</script>\n</body>\n</html>\n"
+    )));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some(
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; script-src {}; \
+                 base-uri 'none'; form-action 'none'",
+                csp_source(COPY_SCRIPT)
+            )
+            .as_str()
+        )
+    );
+    // JSON: the hash as hex, null where it is not known and for directories.
+    let v = json_of(&s.get("/d/?format=json", &[]));
+    let sums: Vec<(String, Value)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e["sha256"].clone()))
+        .collect();
+    assert_eq!(
+        sums,
+        [
+            ("sub".to_string(), Value::Null),
+            ("a.txt".to_string(), Value::from(hex.as_str())),
+            ("b.txt".to_string(), Value::Null),
+        ]
+    );
+    // Listings by size and time stat every entry: the same hashes.
+    let v = json_of(&s.get("/d/?format=json&sort=size", &[]));
+    assert_eq!(v["entries"][1]["name"], "a.txt");
+    assert_eq!(v["entries"][1]["sha256"], hex.as_str());
+    assert_eq!(s.files.hash_computations(), 1, "a listing hashed a file");
+    // A new version of a.txt is not the hashed one: unknown again until it is asked for.
+    std::fs::write(s.root.join("d/a.txt"), b"HELLO").unwrap();
+    let page = html(&s.get("/d/", &[]));
+    assert!(!page.contains(&hex) && !page.contains("<script"));
+    assert_eq!(s.files.hash_computations(), 1);
+}
+
+#[test]
+fn listings_of_the_upload_directory_link_to_the_upload_page() {
+    const TOKEN: &str = "listing-token-0123456789";
+    let s = Server::start_with(|c| {
+        c.listing = true;
+        let up = rangeserve::config::UploadConfig::new(&c.root, &c.root.join("in"), &[TOKEN]);
+        c.upload = Some(up.unwrap());
+    });
+    s.file("in/a b/x", b"x");
+    s.file("other/y", b"y");
+    let link = |path: &str| {
+        let page = html(&s.get(path, &[]));
+        let links: Vec<&str> = page
+            .lines()
+            .filter(|l| l.contains("Upload files"))
+            .collect();
+        assert!(links.len() <= 1, "{path}: {links:?}");
+        links.first().map(|l| l.to_string())
+    };
+    assert_eq!(link("/"), None);
+    assert_eq!(link("/other/"), None);
+    assert_eq!(
+        link("/in/").as_deref(),
+        Some("<p><a href=\"/_upload/\">Upload files</a></p>")
+    );
+    assert_eq!(
+        link("/in/a%20b/").as_deref(),
+        Some("<p><a href=\"/_upload/?dir=a+b\">Upload files</a></p>")
+    );
+    // The link comes right after the title, and leads to the page.
+    let page = html(&s.get("/in/", &[]));
+    assert!(page.contains(
+        "<h1>Index of /in/</h1>\n<p><a href=\"/_upload/\">Upload files</a></p>\n<p>1 entries.</p>"
+    ));
+    assert_eq!(s.get("/_upload/", &[]).status, 200);
+    // A file uploaded is listed with its hash, computed as it arrived: nothing is hashed.
+    let body = b"uploaded bytes";
+    let mut put = format!(
+        "PUT /in/new.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    put.extend_from_slice(body);
+    let r = Response::parse(&s.raw(&put), false);
+    assert_eq!(r.status, 201, "{r:?}");
+    let page = html(&s.get("/in/", &[]));
+    assert!(page.contains(&format!(
+        "<td><code>{}</code> <button type=\"button\" hidden>copy</button></td></tr>",
+        sha256_hex(body)
+    )));
+    assert_eq!(s.files.hash_computations(), 0);
 }

@@ -897,3 +897,136 @@ fn uploads_over_http2() {
     assert_eq!(run.get("/h2-put.bin", &[]).body, &data[..1000]);
     assert_eq!(metric(metrics, "rangeserve_hashed_bytes_total"), 0.0);
 }
+
+/// The text between `open` and the next `close` in `page`.
+fn between<'a>(page: &'a str, open: &str, close: &str) -> &'a str {
+    let start = page.find(open).unwrap_or_else(|| panic!("no {open}")) + open.len();
+    let len = page[start..]
+        .find(close)
+        .unwrap_or_else(|| panic!("no {close}"));
+    &page[start..start + len]
+}
+
+/// `'sha256-BASE64'`, a CSP source for inline text, computed here.
+fn csp_source(inline: &str) -> String {
+    use sha2::Digest as _;
+    let sum = sha2::Sha256::digest(inline.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(sum)
+    )
+}
+
+#[test]
+fn the_upload_page_and_its_script_need_no_token_and_load_nothing_from_elsewhere() {
+    let site = Site::empty();
+    std::fs::create_dir(site.root().join("in coming")).unwrap();
+    let (run, _) = serve(&site, |c| {
+        c.args(["--upload-dir", "in coming"]);
+    });
+    let port = run.port;
+    let r = run.get("/_upload/", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("etag"), Some(etag_of(&r.body).as_str()));
+    let page = String::from_utf8(r.body.clone()).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>\n"));
+    // Where it uploads, where files land, and its one script, all on this server.
+    assert!(page.contains("<body data-endpoint=\"/_upload/\" data-dir=\"/in%20coming/\">"));
+    assert!(page.contains("<a href=\"/in%20coming/\">/in coming/</a>"));
+    assert!(page.contains("<script src=\"/_upload/tus.min.js?v=4.3.1\"></script>"));
+    assert_eq!(page.matches("<script").count(), 2);
+    assert!(
+        !page.contains("http:") && !page.contains("https:"),
+        "{page}"
+    );
+    // The inline style and script are allowed by their hashes, nothing else is loaded.
+    let csp = r.header("content-security-policy").unwrap();
+    assert_eq!(
+        csp,
+        format!(
+            "default-src 'none'; script-src 'self' {}; style-src {}; connect-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            csp_source(between(&page, "<script>", "</script>")),
+            csp_source(between(&page, "<style>", "</style>")),
+        )
+    );
+    // Conditional requests and HEAD.
+    let etag = r.header("etag").unwrap();
+    let nm = run.get("/_upload/", &[("If-None-Match", etag)]);
+    assert_eq!(nm.status, 304);
+    assert!(nm.body.is_empty());
+    assert_eq!(nm.header("etag"), Some(etag));
+    let head = send(port, "HEAD", "/_upload/", &[], b"");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    for h in ["content-type", "content-length", "etag", "cache-control"] {
+        assert_eq!(head.header(h), r.header(h), "{h}");
+    }
+
+    // The script: tus-js-client's browser build, byte for byte as vendored.
+    let vendored = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/app/upload/assets/tus.min.js"),
+    )
+    .unwrap();
+    assert_eq!(
+        sha256_hex(&vendored),
+        "8cbb1b63fccc3bba0ae73ad1deb160ce046c3750851d0c3e94921ae3ef070eb8",
+        "not dist/tus.min.js of tus-js-client 4.3.1"
+    );
+    for path in ["/_upload/tus.min.js", "/_upload/tus.min.js?v=4.3.1"] {
+        let js = run.get(path, &[]);
+        assert_eq!(js.status, 200, "{path}");
+        assert!(js.body == vendored, "{path}: other bytes");
+        assert_eq!(
+            js.header("content-type"),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(js.header("etag"), Some(etag_of(&vendored).as_str()));
+        assert_eq!(js.header("cache-control"), Some("public, max-age=86400"));
+        assert_eq!(js.header("content-security-policy"), None);
+    }
+    let etag = etag_of(&vendored);
+    let nm = run.get("/_upload/tus.min.js", &[("If-None-Match", &etag)]);
+    assert_eq!(nm.status, 304);
+
+    // The prefix without its slash leads to the page; other paths under it are what they were.
+    let r = run.get("/_upload", &[]);
+    assert_eq!((r.status, r.header("location")), (301, Some("/_upload/")));
+    let r = run.get("/_upload?dir=a%20b", &[]);
+    assert_eq!(r.header("location"), Some("/_upload/?dir=a%20b"));
+    assert_eq!(run.get("/_upload/tus.js", &[]).status, 404);
+    assert_eq!(run.get("/_upload/page", &[]).status, 404);
+    let r = send(
+        port,
+        "POST",
+        "/_upload/",
+        &[("Tus-Resumable", "1.0.0")],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    // What the page asks before it uploads: OPTIONS with the token, 401 for a wrong one.
+    let r = send(
+        port,
+        "OPTIONS",
+        "/_upload/",
+        &[("Authorization", &auth("wrong"))],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    let r = send(
+        port,
+        "OPTIONS",
+        "/_upload/",
+        &[("Authorization", &auth(TOKEN))],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+
+    // Without uploads there is no page.
+    let plain = site.serve(|_| {});
+    assert_eq!(plain.get("/_upload/", &[]).status, 404);
+    assert_eq!(plain.get("/_upload/tus.min.js", &[]).status, 404);
+}

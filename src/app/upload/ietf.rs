@@ -220,7 +220,7 @@ fn published_url<S>(uploads: &Uploads<S>, target: &str) -> HeaderValue {
     for seg in dir.split('/').chain(target.split('/')) {
         if !seg.is_empty() {
             url.push('/');
-            url.push_str(&crate::files::listing::segment(seg));
+            url.push_str(&crate::files::listing::render::segment(seg));
         }
     }
     value(&url)

@@ -8,12 +8,15 @@
 //!   without `Upload-Complete` (which the draft requires): tus's, refused with 412.
 //!   `OPTIONS` answers for both.
 //! - A plain `PUT` of a whole file to its path (`put`).
+//! - The upload page, `{prefix}/`, and the tus-js-client it runs, `{prefix}/tus.min.js`
+//!   (`page`), from which a person with a token uploads in the browser.
 //!
-//! Both are reached through [`Dispatch`], the Router's fallback when uploads are on: a GET goes
-//! to the file engine after one method comparison (tus has no GET), a HEAD after a comparison
-//! of its path's first bytes with the prefix (tus HEADs an upload), as before; `PUT` goes to
-//! `put`, the other methods under the prefix to `tus`, the rest to the engine (its OPTIONS and
-//! 405).
+//! All are reached through [`Dispatch`], the Router's fallback when uploads are on: a GET or
+//! HEAD of the page's two paths gets them; any other GET goes to the file engine (but the
+//! draft's offset retrieval: a GET under the prefix with `Upload-Draft-Interop-Version`), a
+//! HEAD after a comparison of its path's first bytes with the prefix, as before; under the
+//! prefix, tus or the draft as above; a `PUT` elsewhere to the draft with `Upload-Complete`,
+//! else to `put`; the rest to the engine (its OPTIONS and 405).
 //!
 //! Every upload request needs a bearer token from the configuration (`auth`); downloads never
 //! do. A published file's SHA-256, computed as its bytes arrived, is handed to the engine's
@@ -21,6 +24,7 @@
 
 mod auth;
 mod ietf;
+mod page;
 mod put;
 mod tus;
 
@@ -67,6 +71,7 @@ struct Inner<S> {
     config: UploadConfig,
     show_hidden: bool,
     files: ServeFiles<S>,
+    page: page::Page,
 }
 
 impl<S: Storage> Uploads<S> {
@@ -92,6 +97,7 @@ impl<S: Storage> Uploads<S> {
                 config: config.clone(),
                 show_hidden,
                 files,
+                page: page::Page::new(config),
             }),
         })
     }
@@ -277,6 +283,17 @@ impl<S> Dispatch<S> {
         let rest = path.strip_prefix(self.uploads.inner.config.prefix.as_str())?;
         (rest.is_empty() || rest.starts_with('/')).then_some(rest)
     }
+
+    /// The upload page or its script (`page`), for a GET or HEAD of one of their paths.
+    fn page(&self, req: &Request) -> Option<Response> {
+        let method = req.method();
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let rest = self.under_prefix(req.uri().path())?;
+        let page = &self.uploads.inner.page;
+        page.answer(method, req.headers(), rest, req.uri().query())
+    }
 }
 
 impl<S: Storage> tower::Service<Request> for Dispatch<S> {
@@ -289,6 +306,10 @@ impl<S: Storage> tower::Service<Request> for Dispatch<S> {
     }
 
     fn call(&mut self, req: Request) -> BoxFuture {
+        // The upload page and its script: no token (the page asks for it).
+        if let Some(page) = self.page(&req) {
+            return Box::pin(std::future::ready(Ok(page)));
+        }
         // Downloads first, as they were: only the draft's offset retrieval is a GET (under the
         // prefix, with the draft's header), and a HEAD is an upload's only under the prefix.
         if req.method() == Method::GET

@@ -9,16 +9,22 @@
 //!   `?limit=` entries (default 1000, at most 10,000) from `?offset=`, with prev/next links.
 //! - Reading the directory is the storage's job (on disk: blocking I/O on the blocking pool,
 //!   `fs::listdir::MAX_ENTRIES` entries at most); [`READERS`] directories are read at a time.
+//! - Each file's SHA-256 (its ETag) is shown when the storage already knows it (on disk: in
+//!   its digest cache, from an earlier request, `prehash`, `watch`, `state_dir` or an upload);
+//!   a listing never hashes a file, so the others show `-`. In HTML, a small inline script
+//!   (allowed by its hash) adds a "copy" button beside each hash; without it the page is the
+//!   same, less the buttons.
+//! - With an upload link (`ServeFiles::upload_link`), the listings of the upload directory and
+//!   of the directories inside it link to the upload page.
 //! - A listing is not a file: it has a weak ETag (of the body; `If-None-Match` gives 304s),
 //!   `Cache-Control: no-cache`, `Vary: Accept`, `Accept-Ranges: none`, and a `Range` is ignored
 //!   (200 with the whole page), as RFC 9110 §14.2 allows.
 
 mod query;
-mod render;
-#[cfg(feature = "server")]
-pub(crate) use render::segment;
+pub(crate) mod render;
 
 use std::path::{Component, Path};
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -30,22 +36,30 @@ use tokio::sync::Semaphore;
 
 use crate::files::storage::Storage;
 use crate::http::preconditions::{self, Decision, Validators};
-use crate::http::response::{add_vary, internal_error, plain_text, text, value};
+use crate::http::response::{add_vary, csp_hash, internal_error, plain_text, text, value};
 use query::{Format, Params};
 
 /// Directories read at once: each read holds a blocking-pool thread and its entries in memory.
 pub const READERS: usize = 2;
 static READING: Semaphore = Semaphore::const_new(READERS);
 
-/// HTML has no script and loads nothing; the inline style is all it needs.
-const CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+/// HTML loads nothing; its inline style, and its one inline script (by its hash), are all
+/// it runs.
+static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+    value(&format!(
+        "default-src 'none'; style-src 'unsafe-inline'; script-src '{}'; base-uri 'none'; \
+         form-action 'none'",
+        csp_hash(render::SCRIPT)
+    ))
+});
 
 /// Where a listed directory is: the prefix the service is mounted under (empty at the root of
-/// the site) and its name relative to the storage's root (empty for the root).
+/// the site) and its name relative to the storage's root (empty for the root); and the URL of
+/// the upload page its listing links to, if any.
 pub struct Location<'a> {
     pub base: &'a str,
     pub name: &'a Path,
+    pub upload: Option<String>,
 }
 
 /// The listing of `dir` for this request (GET or HEAD).
@@ -85,6 +99,7 @@ pub async fn answer<S: Storage>(
             }
         };
         let (path, url, parent) = locations(at.base, at.name);
+        let upload = at.upload;
         // Rendering a page of up to MAX_LIMIT entries and hashing it: not on an async worker.
         let work = tokio::task::spawn_blocking(move || {
             let view = render::View {
@@ -92,6 +107,7 @@ pub async fn answer<S: Storage>(
                 url: &url,
                 parent: parent.as_deref(),
                 params: &params,
+                upload: upload.as_deref(),
             };
             let body = if json {
                 render::json(&page, &view)
@@ -155,10 +171,7 @@ pub async fn answer<S: Storage>(
         HeaderValue::from_static("nosniff"),
     );
     if !json {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
+        h.insert(header::CONTENT_SECURITY_POLICY, CSP.clone());
     }
     let body = if method == Method::HEAD {
         Body::empty()

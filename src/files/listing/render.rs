@@ -1,4 +1,5 @@
-//! A page of entries as HTML (small, valid, no script, no external asset) or as JSON.
+//! A page of entries as HTML (small, valid, no external asset; one inline script, only when a
+//! hash is shown, for its copy buttons) or as JSON.
 //!
 //! Every name is escaped for where it lands: `html_escape` for text and attribute values,
 //! percent-encoding of everything but the unreserved characters (RFC 3986 §2.3) for a name in a
@@ -30,7 +31,16 @@ pub struct View<'a> {
     /// The parent's URL; `None` for the root.
     pub parent: Option<&'a str>,
     pub params: &'a Params,
+    /// The upload page to link to, if any.
+    pub upload: Option<&'a str>,
 }
+
+/// The inline script of a listing that shows a hash: shows the copy buttons (hidden without
+/// it) and copies the hash before each one, or selects it where there is no clipboard (a page
+/// not on https or localhost).
+pub const SCRIPT: &str = "for(const b of document.querySelectorAll('td>button')){b.hidden=false;\
+b.onclick=()=>{const c=b.previousElementSibling,s=()=>getSelection().selectAllChildren(c);\
+navigator.clipboard?navigator.clipboard.writeText(c.textContent).then(()=>b.textContent='copied',s):s()}}";
 
 /// A name as a URL path segment.
 pub fn segment(name: &str) -> String {
@@ -74,8 +84,12 @@ pub fn html(page: &Page, view: &View) -> String {
          th,td{{padding:.15em .8em;text-align:left;white-space:nowrap}}\n\
          td.n{{text-align:right;font-variant-numeric:tabular-nums}}\n\
          tbody tr:nth-child(even){{background:#f3f3f3}}\n\
+         td code{{font-size:.8em}}\n\
          </style>\n</head>\n<body>\n<h1>Index of {title}</h1>\n"
     );
+    if let Some(page) = view.upload {
+        let _ = writeln!(out, "<p><a href=\"{}\">Upload files</a></p>", attr(page));
+    }
 
     let first = p.offset.min(page.total);
     let last = (p.offset.saturating_add(page.entries.len())).min(page.total);
@@ -138,10 +152,13 @@ pub fn html(page: &Page, view: &View) -> String {
             out.push_str("<th>Bytes</th>");
         }
     }
-    out.push_str("</tr></thead>\n<tbody>\n");
+    out.push_str("<th>SHA-256</th></tr></thead>\n<tbody>\n");
     if view.parent.is_some() {
-        out.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td><td></td></tr>\n");
+        out.push_str(
+            "<tr><td><a href=\"../\">../</a></td><td></td><td></td><td></td><td></td></tr>\n",
+        );
     }
+    let mut hashes = false;
     for e in &page.entries {
         let slash = if e.is_dir { "/" } else { "" };
         let _ = write!(
@@ -160,17 +177,32 @@ pub fn html(page: &Page, view: &View) -> String {
         match rfc3339(e.mtime) {
             Some(t) => {
                 let shown = t.replacen('T', " ", 1);
-                let _ = writeln!(
+                let _ = write!(
                     out,
-                    "<td><time datetime=\"{t}\">{}</time></td></tr>",
+                    "<td><time datetime=\"{t}\">{}</time></td>",
                     shown.trim_end_matches('Z')
                 );
             }
-            None => out.push_str("<td>-</td></tr>\n"),
+            None => out.push_str("<td>-</td>"),
+        }
+        match (e.is_dir, &e.sha256) {
+            (true, _) => out.push_str("<td></td></tr>\n"),
+            (false, None) => out.push_str("<td>-</td></tr>\n"),
+            (false, Some(sum)) => {
+                hashes = true;
+                let _ = writeln!(
+                    out,
+                    "<td><code>{}</code> <button type=\"button\" hidden>copy</button></td></tr>",
+                    hex::encode(sum)
+                );
+            }
         }
     }
     out.push_str("</tbody>\n</table>\n");
     nav(&mut out);
+    if hashes {
+        let _ = writeln!(out, "<script>{SCRIPT}</script>");
+    }
     out.push_str("</body>\n</html>\n");
     out
 }
@@ -198,6 +230,8 @@ struct JsonEntry<'a> {
     is_dir: bool,
     size: Option<u64>,
     mtime: Option<String>,
+    /// Lowercase hex, when known (never for a directory).
+    sha256: Option<String>,
 }
 
 pub fn json(page: &Page, view: &View) -> Vec<u8> {
@@ -230,6 +264,7 @@ pub fn json(page: &Page, view: &View) -> Vec<u8> {
                 is_dir: e.is_dir,
                 size: e.size,
                 mtime: rfc3339(e.mtime),
+                sha256: e.sha256.map(hex::encode),
             })
             .collect(),
     };
