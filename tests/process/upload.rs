@@ -618,7 +618,7 @@ fn sizes_over_max_size_are_413_and_checksum_mismatches_keep_nothing() {
     assert_eq!(r.status, 204);
     assert_eq!(r.header("tus-version"), Some("1.0.0"));
     assert_eq!(r.header("tus-max-size"), Some("10"));
-    assert_eq!(r.header("tus-checksum-algorithm"), Some("sha256,md5"));
+    assert_eq!(r.header("tus-checksum-algorithm"), Some("sha256,sha1,md5"));
     let ext = r.header("tus-extension").unwrap();
     for e in [
         "creation",
@@ -661,19 +661,27 @@ fn sizes_over_max_size_are_413_and_checksum_mismatches_keep_nothing() {
         Some("1"),
         "nothing changed"
     );
+    // sha1 (the one tus requires): SHA-1("hello world") is not that of "90".
     let r = tus.patch_with(
         &url,
         8,
         b"90",
         &[("Upload-Checksum", "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=")],
     );
-    assert_eq!(r.status, 400);
-    let right = sum(b"90");
+    assert_eq!(r.status, 460);
+    // An algorithm not offered, or a checksum of the wrong length: 400.
+    for bad in ["crc32 AAAAAA==", "sha1 AAAA"] {
+        let r = tus.patch_with(&url, 8, b"90", &[("Upload-Checksum", bad)]);
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    assert_eq!(tus.offset(&url), 8);
+    // SHA-1("90"), computed elsewhere (Python's hashlib).
+    let right = "sha1 LQyK+AfvRawXyvspc9hmuo84yqk=";
     let r = tus.patch_with(
         &url,
         8,
         b"90",
-        &[("Upload-Checksum", &right), ("Upload-Length", "10")],
+        &[("Upload-Checksum", right), ("Upload-Length", "10")],
     );
     assert_eq!(r.status, 204, "{r:?}");
     assert_eq!(run.get("/deferred", &[]).body, b"1234567890");

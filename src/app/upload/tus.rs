@@ -1,6 +1,6 @@
 //! tus 1.0.0 (<https://tus.io/protocols/resumable-upload>) under the upload prefix: the core
 //! protocol (HEAD, PATCH, OPTIONS) and the extensions creation, creation-with-upload,
-//! creation-defer-length, termination, expiration and checksum (`sha256`, `md5`).
+//! creation-defer-length, termination, expiration and checksum (`sha256`, `sha1`, `md5`).
 //!
 //! - `OPTIONS {prefix}/`: `Tus-Version`, `Tus-Extension`, `Tus-Max-Size`,
 //!   `Tus-Checksum-Algorithm`.
@@ -166,10 +166,12 @@ fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, &'static str> {
     };
     let text = v.to_str().map_err(|_| "Upload-Checksum is not ASCII")?;
     let (name, expected) = h::checksum(text)?;
-    let algorithm = Algorithm::from_name(name)
-        .ok_or("Upload-Checksum: an algorithm not offered (Tus-Checksum-Algorithm: sha256,md5)")?;
+    let algorithm = Algorithm::from_name(name).ok_or(
+        "Upload-Checksum: an algorithm not offered (Tus-Checksum-Algorithm: sha256,sha1,md5)",
+    )?;
     let len = match algorithm {
         Algorithm::Sha256 => 32,
+        Algorithm::Sha1 => 20,
         Algorithm::Md5 => 16,
     };
     if expected.len() != len {

@@ -137,16 +137,19 @@ pub struct New {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     Sha256,
+    /// The one tus requires ("The Server MUST support at least the SHA1 checksum algorithm").
+    Sha1,
     Md5,
 }
 
 impl Algorithm {
     /// Their names, as tus lists them (`Tus-Checksum-Algorithm`).
-    pub const NAMES: &'static str = "sha256,md5";
+    pub const NAMES: &'static str = "sha256,sha1,md5";
 
     pub fn from_name(name: &str) -> Option<Algorithm> {
         match name {
             "sha256" => Some(Algorithm::Sha256),
+            "sha1" => Some(Algorithm::Sha1),
             "md5" => Some(Algorithm::Md5),
             _ => None,
         }
@@ -155,6 +158,7 @@ impl Algorithm {
     fn hasher(self) -> ChunkHash {
         match self {
             Algorithm::Sha256 => ChunkHash::Sha256(Sha256::new()),
+            Algorithm::Sha1 => ChunkHash::Sha1(sha1::Sha1::new()),
             Algorithm::Md5 => ChunkHash::Md5(<md5::Md5 as md5::Digest>::new()),
         }
     }

@@ -29,6 +29,7 @@ pub(super) struct Hashes {
 #[derive(Clone)]
 pub(super) enum ChunkHash {
     Sha256(Sha256),
+    Sha1(sha1::Sha1),
     Md5(md5::Md5),
 }
 
@@ -36,6 +37,7 @@ impl ChunkHash {
     fn update(&mut self, bytes: &[u8]) {
         match self {
             ChunkHash::Sha256(h) => h.update(bytes),
+            ChunkHash::Sha1(h) => h.update(bytes),
             ChunkHash::Md5(h) => md5::Digest::update(h, bytes),
         }
     }
@@ -43,6 +45,7 @@ impl ChunkHash {
     pub fn finish(self) -> Vec<u8> {
         match self {
             ChunkHash::Sha256(h) => h.finalize().to_vec(),
+            ChunkHash::Sha1(h) => h.finalize().to_vec(),
             ChunkHash::Md5(h) => md5::Digest::finalize(h).to_vec(),
         }
     }
