@@ -1038,3 +1038,130 @@ fn the_upload_page_and_its_script_need_no_token_and_load_nothing_from_elsewhere(
     assert_eq!(plain.get("/_upload/", &[]).status, 404);
     assert_eq!(plain.get("/_upload/tus.min.js", &[]).status, 404);
 }
+
+/// Serve uploads into a `size` tmpfs mounted over the site's root in a mount namespace of the
+/// server's own (a user namespace makes that possible without privileges, and the mount goes
+/// when the server does). `None` (after saying so) where namespaces are not available, unless
+/// `CI` is set: then the test fails.
+fn serve_on_small_disk(site: &Site, size: &str) -> Option<(Running, u16)> {
+    use std::os::unix::process::CommandExt as _;
+    let probe = Command::new("unshare").args(["-Urm", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare -Urm (user and mount namespaces) is needed for the disk-full test"
+        );
+        eprintln!("skipped: no user and mount namespaces here");
+        return None;
+    }
+    let root = std::ffi::CString::new(site.root().into_os_string().into_encoded_bytes()).unwrap();
+    let opts = std::ffi::CString::new(format!("size={size}")).unwrap();
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let maps = [
+        (c"/proc/self/setgroups", "deny".to_string()),
+        (c"/proc/self/uid_map", format!("0 {uid} 1")),
+        (c"/proc/self/gid_map", format!("0 {gid} 1")),
+    ];
+    Some(serve(site, move |c| {
+        let (root, opts, maps) = (root.clone(), opts.clone(), maps.clone());
+        // SAFETY: only system calls between fork and exec, on memory prepared before the fork.
+        unsafe {
+            c.pre_exec(move || {
+                let check = |r: libc::c_int| {
+                    if r < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        Ok(())
+                    }
+                };
+                check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
+                for (path, text) in &maps {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                    check(fd)?;
+                    let n = libc::write(fd, text.as_ptr().cast(), text.len());
+                    libc::close(fd);
+                    check(n as libc::c_int)?;
+                }
+                let none = std::ptr::null();
+                check(libc::mount(
+                    none,
+                    c"/".as_ptr(),
+                    none,
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                check(libc::mount(
+                    c"tmpfs".as_ptr(),
+                    root.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    opts.as_ptr().cast(),
+                ))
+            });
+        }
+    }))
+}
+
+#[test]
+fn a_full_disk_is_507_with_a_consistent_offset_and_the_upload_continues_once_there_is_room() {
+    let site = Site::empty();
+    let Some((run, _)) = serve_on_small_disk(&site, "8m") else {
+        return;
+    };
+    let port = run.port;
+    let tus = Tus { port, token: TOKEN };
+    // A known length that does not fit: refused before a byte is read.
+    assert_eq!(tus.post(Some(16 << 20), "too-big.bin").status, 507);
+    // An upload that takes 3 MiB of the 8.
+    let filler = tus.create(Some(6 << 20), "filler.bin");
+    assert_eq!(tus.patch(&filler, 0, &pattern(3 << 20)).status, 204);
+    // A length not known, and a body without Content-Length: the disk fills up mid-append.
+    let data = pattern(12 << 20);
+    let url = tus.create(None, "big.bin");
+    let a = auth(TOKEN);
+    let mut req = format!(
+        "PATCH {url} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: {a}\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in data.chunks(1 << 20) {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let mut s = connect(addr(port), Duration::from_secs(60));
+    // The server may answer and close before it has read everything.
+    let _ = s.write_all(&req);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let r = Response::parse(&raw, false);
+    assert_eq!(r.status, 507, "{r:?}");
+    let stored: u64 = r.header("upload-offset").unwrap().parse().unwrap();
+    assert!(
+        (1 << 20..5 << 20).contains(&stored),
+        "{stored}: the bytes before the disk filled up are kept"
+    );
+    assert_eq!(
+        tus.offset(&url),
+        stored,
+        "the offset answered is the one kept"
+    );
+    // Room again (the filler goes), and the upload goes on from there to a length it declares.
+    assert_eq!(
+        send(port, "DELETE", &filler, &tus.headers(&a, &[]), b"").status,
+        204
+    );
+    let total = (stored + (1 << 20)).to_string();
+    let rest = &data[stored as usize..stored as usize + (1 << 20)];
+    let r = tus.patch_with(&url, stored, rest, &[("Upload-Length", &total)]);
+    assert_eq!(r.status, 204, "{r:?}");
+    let got = run.get("/big.bin", &[]);
+    let want = &data[..stored as usize + (1 << 20)];
+    assert!(
+        got.body == want,
+        "the published bytes are the first {total}"
+    );
+    assert_eq!(got.header("etag"), Some(etag_of(want).as_str()));
+}
