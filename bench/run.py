@@ -129,6 +129,10 @@ S9_ROWS = [
     # a deployment where it does not share a core with the store. No target.
     ("S9e", "S9", "S9a, rangeserve on CPU 1 beside wrk (extra)", "req/s", "rs/gateway",
      "(extra: none)", lambda r, n, s: None),
+    # Extra: S9a with rangeserve reading anonymously (`s3.anonymous`: unsigned requests, as the
+    # direct reads are), which shows what request signing costs. No target.
+    ("S9f", "S9", "S9a, rangeserve with s3.anonymous (extra)", "req/s", "rs/gateway",
+     "(extra: none)", lambda r, n, s: None),
 ]
 
 
@@ -652,11 +656,14 @@ class RangeserveS3(Rangeserve):
         super().__init__(workdir, binary, None)
         self.cluster = cluster
         self.log_path = os.path.join(workdir, "rangeserve-s3.log")
+        # Unsigned requests (S9f), as the gateway's anonymous readers make them.
+        self.anonymous = False
 
     def cmd(self):
         return ["taskset", "-c", SERVER_CPU, self.binary, "--root", f"s3://{S9_BUCKET}",
                 "--s3-endpoint", self.cluster.endpoint(), "--s3-allow-http",
-                "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"]
+                "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"] + (
+                    ["--s3-anonymous"] if self.anonymous else [])
 
     def env(self):
         env = {k: v for k, v in clean_env(super().env()).items() if not k.startswith("AWS_")}
@@ -1619,11 +1626,18 @@ class Bench:
                      also_pids=self.cluster.pids(), script="random_range.lua",
                      script_args=(FILES["100m.bin"], 65536, rnd + 1))
 
+    def s9f(self, srv, rnd):
+        # S9a's load; rangeserve (when it is `srv`) reads anonymously.
+        self.wrk_row("S9f", srv, "/100m.bin", 64, self.args.duration, 65536,
+                     also_pids=self.cluster.pids(), script="random_range.lua",
+                     script_args=(FILES["100m.bin"], 65536, rnd + 1))
+
     def run_s9_round(self, rnd):
         """S9: a fresh rangeserve over the bucket (empty hash cache), warmed up and checked
         together with the gateway, then S9a, S9b, S9c for both back to back, the gateway first
         in odd rounds (as nginx in S1-S8); then the extra S9e, S9a with rangeserve moved (every
-        thread, `taskset -a -p`) to the clients' core and back."""
+        thread, `taskset -a -p`) to the clients' core and back; then the extra S9f, S9a with a
+        fresh rangeserve reading anonymously (`--s3-anonymous`)."""
         gw, rs = self.s9_servers
         order = [gw, rs] if rnd % 2 == 0 else [rs, gw]
         log(f"  S9: order {' then '.join(s.name for s in order)}")
@@ -1654,6 +1668,19 @@ class Bench:
                     time.sleep(0.3)
         finally:
             rs.stop()
+        # S9f: a fresh rangeserve reading anonymously, checked again, then S9a's load.
+        rs.anonymous = True
+        rs.start()
+        try:
+            s9_gate(rs, self.files_dir, self.sums)
+            for srv in order:
+                self.s9f(srv, rnd)
+                srv.check_alive()
+                self.cluster.check_alive()
+                time.sleep(0.3)
+        finally:
+            rs.stop()
+            rs.anonymous = False
 
     def run_round(self, rnd, scenarios):
         self.round = rnd
@@ -1841,7 +1868,7 @@ def build_s9_cpu_table(bench, scenarios):
     def f(v):
         return "-" if v is None else (f"{v:.1f}" if v < 10000 else f"{v:,.0f}")
 
-    for rid in ("S9a", "S9b", "S9c", "S9e"):
+    for rid in ("S9a", "S9b", "S9c", "S9e", "S9f"):
         gw = bench.results[rid]["gateway"]
         rs = bench.results[rid]["rangeserve"]
         if not gw and not rs:
@@ -1864,7 +1891,10 @@ S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket (signed requests) agains
            "which hashes it for the SHA-256 ETag) before anything is timed. Ratio and pairs as "
            "for S1-S8, with the gateway in nginx's place. S9e (extra, no target) is S9a again "
            "with rangeserve moved to CPU 1, beside the clients: the store keeps CPU 0 to "
-           "itself in both paths, as when rangeserve does not share the store's core.")
+           "itself in both paths, as when rangeserve does not share the store's core. S9f "
+           "(extra, no target) is S9a again with rangeserve reading anonymously "
+           "(`s3.anonymous`: unsigned requests, as the direct reads are): the difference from "
+           "S9a is what signing each request costs.")
 
 S9_CPU_NOTE = ("S9 CPU per request (user + system, /proc/PID/stat around each wrk run and each "
                "S9b download, where the request is the whole 2 GiB download): rangeserve's "

@@ -284,6 +284,7 @@ struct S3FileConfig {
     virtual_hosted_style: Option<bool>,
     request_timeout: Option<u64>,
     retries: Option<usize>,
+    anonymous: Option<bool>,
 }
 
 /// The `[tls]` section of `config.toml`.
@@ -427,6 +428,12 @@ pub struct Cli {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub s3_virtual_hosted_style: Option<bool>,
+
+    /// Read a public bucket with unsigned requests; AWS credentials are not used [default: false]
+    #[arg(long, env = "RANGESERVE_S3_ANONYMOUS", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub s3_anonymous: Option<bool>,
 
     /// Seconds allowed for each request to the store until its answer starts [default: 5]
     #[arg(long, env = "RANGESERVE_S3_REQUEST_TIMEOUT", value_name = "SECS")]
@@ -682,6 +689,7 @@ impl Cli {
                 virtual_hosted_style: self.s3_virtual_hosted_style,
                 request_timeout: self.s3_request_timeout,
                 retries: self.s3_retries,
+                anonymous: self.s3_anonymous,
             };
             let s3 = file.s3.get_or_insert_with(S3FileConfig::default);
             s3.endpoint = flags.endpoint.or(s3.endpoint.take());
@@ -690,6 +698,7 @@ impl Cli {
             s3.virtual_hosted_style = flags.virtual_hosted_style.or(s3.virtual_hosted_style);
             s3.request_timeout = flags.request_timeout.or(s3.request_timeout);
             s3.retries = flags.retries.or(s3.retries);
+            s3.anonymous = flags.anonymous.or(s3.anonymous);
         }
         {
             let up = file.upload.get_or_insert_with(UploadFileConfig::default);
@@ -989,6 +998,7 @@ fn s3_options(file: S3FileConfig) -> Result<crate::store::S3Options, ConfigError
         virtual_hosted_style: file.virtual_hosted_style,
         request_timeout,
         retries,
+        anonymous: file.anonymous.unwrap_or(false),
     })
 }
 

@@ -35,6 +35,9 @@ pub struct S3Options {
     pub request_timeout: Duration,
     /// How many times a failed idempotent request is retried.
     pub retries: usize,
+    /// Requests go unsigned (a bucket that allows anonymous reads): no credentials needed, and
+    /// no signing cost per request.
+    pub anonymous: bool,
 }
 
 impl Default for S3Options {
@@ -46,6 +49,7 @@ impl Default for S3Options {
             virtual_hosted_style: None,
             request_timeout: Duration::from_secs(5),
             retries: 2,
+            anonymous: false,
         }
     }
 }
@@ -217,6 +221,9 @@ impl Bucket {
         });
         if let Some(yes) = options.allow_http {
             builder = builder.with_allow_http(yes);
+        }
+        if options.anonymous {
+            builder = builder.with_skip_signature(true);
         }
         let store = builder
             .build()

@@ -185,6 +185,10 @@ impl Cluster {
                 "name": "rangeserve",
                 "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
                 "actions": ["Admin", "Read", "Write", "List"],
+            }, {
+                // Unsigned requests may read (`s3.anonymous`), never write.
+                "name": "anonymous",
+                "actions": ["Read", "List"],
             }]
         });
         std::fs::write(dir.path().join("s3.json"), identities.to_string()).unwrap();

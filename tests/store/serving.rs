@@ -477,6 +477,32 @@ fn bad_bucket_settings_exit_2_without_secrets() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
+/// `s3.anonymous`: a bucket that allows anonymous reads is served with unsigned requests and no
+/// credentials at all; the same bytes, ranges and content-hash ETag as with them.
+#[test]
+fn a_public_bucket_is_read_without_credentials() {
+    let Some(c) = Cluster::start() else { return };
+    let data = pattern(300_000);
+    c.put("public/a.bin", &data);
+    let site = Site::empty();
+    let run = serve_bucket(&c, &site, "public", |cmd| {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .arg("--s3-anonymous")
+            .args(["--listing", "true"]);
+    });
+    let r = get(&run, "/a.bin", &[]);
+    assert_full(&r, &data);
+    assert_eq!(r.header("etag"), Some(etag_of(&data).as_str()));
+    let r = get(&run, "/a.bin", &[("Range", "bytes=1000-1999")]);
+    assert_206(&r, &data, 1000, 1999);
+    let listing = get(&run, "/", &[]);
+    assert!(
+        String::from_utf8_lossy(&listing.body).contains("a.bin"),
+        "{listing:?}"
+    );
+}
+
 /// The real clients resume and finish downloads from the store through rangeserve: curl -C -,
 /// wget -c and aria2c -c -x8 each start from half a file and end with the object's bytes.
 #[test]
