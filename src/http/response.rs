@@ -29,6 +29,38 @@ pub fn plain_text(status: StatusCode, body: impl Into<String>) -> Response {
     plain(status, Body::from(body), len)
 }
 
+/// The preconditions of a GET or HEAD of a body made here and known by its ETag alone (a
+/// listing, a built-in page), RFC 9110 §13.2.2: the `304` (with the headers `h`) or `412` to
+/// answer, or `None` to go on.
+pub fn etag_preconditions(
+    method: &http::Method,
+    req_headers: &HeaderMap,
+    etag: &str,
+    h: &HeaderMap,
+) -> Option<Response> {
+    use crate::http::preconditions::{decide, Decision, Validators};
+    let validators = Validators {
+        etag: Some(etag),
+        last_modified: None,
+        last_modified_is_strong: false,
+    };
+    match decide(method, req_headers, &validators) {
+        Decision::NotModified => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            *r.headers_mut() = h.clone();
+            Some(r)
+        }
+        Decision::PreconditionFailed => {
+            let mut r = text(StatusCode::PRECONDITION_FAILED, "412 Precondition Failed\n");
+            r.headers_mut().extend(h.clone());
+            Some(r)
+        }
+        // A Range is ignored (§14.2): such a body is not something one resumes.
+        Decision::Proceed { .. } => None,
+    }
+}
+
 /// A small plain-text response from a static text.
 pub fn text(status: StatusCode, body: &'static str) -> Response {
     plain(status, Body::from(body), body.len())

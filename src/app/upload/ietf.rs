@@ -32,8 +32,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::{
-    auth, body_stream, content_length, error_offset, finish, not_allowed, put, store_error,
-    stored_before, Uploads,
+    auth, body_stream, content_length, error_offset, finish, has_body, not_allowed, put,
+    store_error, stored_before, Uploads,
 };
 use crate::files::Storage;
 use crate::fs::upload::{
@@ -201,11 +201,6 @@ fn content_digest(headers: &HeaderMap) -> Result<Option<Checksum>, String> {
         algorithm: Algorithm::Sha256,
         expected: s.to_vec(),
     }))
-}
-
-/// Whether the request has a body (a Content-Length above zero, or a body of unknown length).
-fn has_body(body: &Body) -> bool {
-    !http_body::Body::is_end_stream(body)
 }
 
 /// The URL of the upload `id`.

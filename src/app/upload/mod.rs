@@ -154,6 +154,11 @@ fn body_stream(
     body.into_data_stream().map(|r| r.map_err(io::Error::other))
 }
 
+/// Whether the request has a body (a Content-Length above zero, or a body of unknown length).
+fn has_body(body: &Body) -> bool {
+    !http_body::Body::is_end_stream(body)
+}
+
 /// A request's `Content-Length`, when it has a valid one.
 fn content_length(req: &http::request::Parts) -> Option<u64> {
     req.headers

@@ -17,12 +17,11 @@ use axum::response::Response;
 use bytes::Bytes;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, StatusCode};
+use http::Method;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::UploadConfig;
-use crate::http::preconditions::{self, Decision, Validators};
-use crate::http::response::{csp_hash, moved_permanently, text as text_response, value, NOSNIFF};
+use crate::http::response::{csp_hash, etag_preconditions, moved_permanently, value, NOSNIFF};
 
 /// The version of tus-js-client in `assets/tus.min.js` (also in the script's URL, so that a
 /// new one is never taken from a cache).
@@ -83,25 +82,8 @@ impl Asset {
             header::CACHE_CONTROL,
             HeaderValue::from_static(self.cache_control),
         );
-        let validators = Validators {
-            etag: Some(&self.etag),
-            last_modified: None,
-            last_modified_is_strong: false,
-        };
-        match preconditions::decide(method, req_headers, &validators) {
-            Decision::NotModified => {
-                let mut r = Response::new(Body::empty());
-                *r.status_mut() = StatusCode::NOT_MODIFIED;
-                *r.headers_mut() = h;
-                return r;
-            }
-            Decision::PreconditionFailed => {
-                let mut r =
-                    text_response(StatusCode::PRECONDITION_FAILED, "412 Precondition Failed\n");
-                r.headers_mut().extend(h);
-                return r;
-            }
-            Decision::Proceed { .. } => {}
+        if let Some(answer) = etag_preconditions(method, req_headers, &self.etag, &h) {
+            return answer;
         }
         h.insert(
             header::CONTENT_TYPE,

@@ -26,7 +26,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::{
-    auth, body_stream, content_length, error_offset, finish, not_allowed, store_error,
+    auth, body_stream, content_length, error_offset, finish, has_body, not_allowed, store_error,
     stored_before, Uploads,
 };
 use crate::files::Storage;
@@ -181,11 +181,6 @@ fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, &'static str> {
         algorithm,
         expected,
     }))
-}
-
-/// Whether the request has a body (a Content-Length above zero, or a body of unknown length).
-fn has_body(body: &Body) -> bool {
-    !http_body::Body::is_end_stream(body)
 }
 
 async fn create<S: Storage>(

@@ -35,7 +35,7 @@ use sha2::Digest;
 use tokio::sync::Semaphore;
 
 use crate::files::storage::Storage;
-use crate::http::preconditions::{self, Decision, Validators};
+use crate::http::response::etag_preconditions;
 use crate::http::response::{add_vary, csp_hash, internal_error, plain_text, text, value};
 use query::{Format, Params};
 
@@ -136,25 +136,8 @@ pub async fn answer<S: Storage>(
     h.insert(header::ETAG, value(&etag));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     add_vary(&mut h, "Accept");
-    let validators = Validators {
-        etag: Some(&etag),
-        last_modified: None,
-        last_modified_is_strong: false,
-    };
-    match preconditions::decide(method, req_headers, &validators) {
-        Decision::NotModified => {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-            *r.headers_mut() = h;
-            return r;
-        }
-        Decision::PreconditionFailed => {
-            let mut r = text(StatusCode::PRECONDITION_FAILED, "412 Precondition Failed\n");
-            r.headers_mut().extend(h);
-            return r;
-        }
-        // §14.2: a server may ignore Range; a page of names is not something one resumes.
-        Decision::Proceed { .. } => {}
+    if let Some(answer) = etag_preconditions(method, req_headers, &etag, &h) {
+        return answer;
     }
     h.insert(
         header::CONTENT_TYPE,
