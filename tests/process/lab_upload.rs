@@ -430,6 +430,17 @@ fn fail_times_refuses_the_first_appends_then_takes_them() {
     assert_eq!(append(b"xyz").status, 502);
     assert_eq!(append(b"xyz").status, 201);
     assert_published(port, "h.bin", b"xyz");
+    // A failing append is answered its status: the body faults wait for the next one.
+    let data = pattern(100);
+    let url = create(
+        port,
+        "?fail=503&fail_times=1&cut_after=10&key=fail4",
+        100,
+        "i.bin",
+    );
+    assert_eq!(patch(port, &url, 0, &data).status, 503);
+    assert_eq!(patch_cut(port, &url, 0, &data), b"");
+    assert_eq!(offset(port, &url), 10);
     // A reset key starts over.
     assert_eq!(
         get_at(port, "/_lab/reset?key=fail1", &[]).status,

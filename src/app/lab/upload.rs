@@ -15,7 +15,7 @@
 //! - `cut_after=N`: the connection is closed after N body bytes of a request (what came
 //!   before is stored, as with a real cut; no answer is sent);
 //! - `fail=STATUS[&fail_times=K]`: appends (`PATCH`) are answered STATUS, their bytes read
-//!   and dropped (the first K of the key only);
+//!   and dropped without the body faults (the first K of the key only);
 //! - `stall=MS[&stall_after=N]`: reading the body stops for MS once, after N bytes;
 //! - `rate=BYTES_PER_SEC`: the body is read no faster;
 //! - `lose=N`: after an append that left the upload unfinished is acknowledged, the upload
@@ -182,13 +182,8 @@ pub(super) async fn handle(lab: &Lab, up: &LabUploads, req: Request, rest: &str)
         };
         lab.requests.begin(k, record::Seen::of(&req), Some(facts))
     });
-    let (parts, body) = req.into_parts();
-    let reading = Reading::new(body, &params, received.clone());
-    let seen = reading.seen.clone();
-    let req = Request::from_parts(parts, Body::new(reading));
     let mut applied = Vec::new();
     let append = method == Method::PATCH && !matches!(rest, "" | "/");
-
     let failing = match params.fail {
         Some(status) if append => {
             let fails = match params.fail_times {
@@ -204,6 +199,18 @@ pub(super) async fn handle(lab: &Lab, up: &LabUploads, req: Request, rest: &str)
         }
         _ => None,
     };
+    // The body read with its faults; a failing append's is only read and dropped, without
+    // them (it is answered its status).
+    let (parts, body) = req.into_parts();
+    let no_faults = UploadParams::default();
+    let body_faults = if failing.is_some() {
+        &no_faults
+    } else {
+        &params
+    };
+    let reading = Reading::new(body, body_faults, received.clone());
+    let seen = reading.seen.clone();
+    let req = Request::from_parts(parts, Body::new(reading));
     let resp = match failing {
         Some(status) => {
             applied.push(format!("fail={}", status.as_u16()));
