@@ -223,9 +223,10 @@ pub async fn serve<S: Storage + Clone>(
     );
     if config.lab_enabled {
         tracing::warn!(
-            "THE DOWNLOAD-CLIENT LAB IS ON: generated files and fault injection (cut connections, \
-             throttling, errors, corrupted bytes) under {}/ for anyone who asks. For testing \
-             download clients only; never enable it on a production server.",
+            "THE DOWNLOAD-CLIENT LAB IS ON: generated files, fault injection (cut connections, \
+             throttling, errors, corrupted bytes) and uploads without a token under {}/ for \
+             anyone who asks. For testing download and upload clients only; never enable it on \
+             a production server.",
             config.lab_prefix
         );
     }
