@@ -249,6 +249,22 @@ fn lab_uploads_take_no_token_and_publish_under_the_lab() {
     run.sigterm();
     assert!(run.wait_exit(Duration::from_secs(30)).success());
     assert!(!store.exists(), "{} is left", store.display());
+
+    // Killed, it cannot: the next lab server removes what it left.
+    let run = serve_lab(&site);
+    run.log_shows("lab uploads:");
+    let left: Vec<_> = std::fs::read_dir(tmp_dir(&site)).unwrap().collect();
+    assert_eq!(left.len(), 1);
+    drop(run); // SIGKILL
+    let run = serve_lab(&site);
+    run.log_shows("lab uploads:");
+    let now: Vec<PathBuf> = std::fs::read_dir(tmp_dir(&site))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0], left[0].as_ref().unwrap().path());
+    run.log_shows("left by a server that is gone");
 }
 
 #[test]
@@ -480,6 +496,23 @@ fn lose_takes_back_acknowledged_bytes() {
             row("PATCH", Some(204), Some(400), Some(1000), 600, &[]),
         ]
     );
+    // A creation with bytes is an append too.
+    let (m, body) = (metadata("lost3.bin"), pattern(300));
+    let r = send(
+        port,
+        "POST",
+        "/_lab/upload/?lose=50",
+        &[
+            ("Tus-Resumable", "1.0.0"),
+            ("Upload-Length", "1000"),
+            ("Upload-Metadata", &m),
+            ("Content-Type", "application/offset+octet-stream"),
+        ],
+        &body,
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("300"));
+    assert_eq!(offset(port, r.header("location").unwrap()), 250);
     // More than was stored: back to 0.
     let url = create(port, "?lose=1000", 10, "lost2.bin");
     assert_eq!(patch(port, &url, 0, b"01234").status, 204);

@@ -5,7 +5,7 @@
 //! `{prefix}/uploaded/` (as `{prefix}/files/` serves the root, faults included).
 //!
 //! The store is a fresh directory under the OS's temporary directory (`TMPDIR`), removed when
-//! the server stops; uploads are bounded by [`MAX_SIZE`] and expire after [`MAX_AGE`] without
+//! the server stops (or, after a SIGKILL, by the next lab server to start); uploads are bounded by [`MAX_SIZE`] and expire after [`MAX_AGE`] without
 //! a byte, as real ones do after `max_age`.
 //!
 //! Faults are query parameters of the URL the client uses (`faults::parse_upload`); the
@@ -122,15 +122,24 @@ impl LabUploads {
     }
 }
 
+/// The start of the names of the lab's upload directories: then the process id, `-` and 64
+/// random bits in hex.
+const DIR_PREFIX: &str = "rangeserve-lab-uploads-";
+
 /// A directory of our own under the OS's temporary directory, removed (with what is in it)
 /// when dropped.
 struct TempDir(PathBuf);
 
 impl TempDir {
+    /// A new one; the ones that servers killed before they could remove theirs (whose process
+    /// is gone) are removed first.
     fn new() -> io::Result<TempDir> {
         use std::os::unix::fs::DirBuilderExt as _;
+        let tmp = std::env::temp_dir();
+        remove_orphans(&tmp);
         let id = crate::fs::upload::Id::random()?.to_string();
-        let path = std::env::temp_dir().join(format!("rangeserve-lab-uploads-{}", &id[..16]));
+        let name = format!("{DIR_PREFIX}{}-{}", std::process::id(), &id[..16]);
+        let path = tmp.join(name);
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
         // Canonical, as the store wants it (TMPDIR may go through a symlink).
         match path.canonicalize() {
@@ -138,6 +147,42 @@ impl TempDir {
             Err(e) => {
                 let _ = std::fs::remove_dir(&path);
                 Err(e)
+            }
+        }
+    }
+}
+
+/// Remove the lab upload directories in `tmp` whose server process is gone (SIGKILL, a crash).
+fn remove_orphans(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+            .filter(|&pid| pid > 0)
+        else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 sends nothing: it only asks whether `pid` exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        // SAFETY: geteuid(2) cannot fail and touches no memory of ours.
+        let me = unsafe { libc::geteuid() };
+        let ours = entry
+            .metadata()
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == me);
+        if gone && ours {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(
+                    "lab: removed {}, left by a server that is gone",
+                    entry.path().display()
+                ),
+                Err(e) => tracing::warn!("lab: cannot remove {}: {e}", entry.path().display()),
             }
         }
     }
