@@ -509,8 +509,8 @@ impl Store {
         let offset = match blocking(move || me.rewind(id, by)).await {
             Ok(o) => o,
             Err(e) => {
-                // No lock is kept for what does not exist.
-                if matches!(e, StoreError::NotFound) {
+                // No lock is kept for what does not exist, or is complete.
+                if matches!(e, StoreError::NotFound | StoreError::Offset { .. }) {
                     inner.forget(id, &slot);
                 }
                 return Err(e);
