@@ -17,6 +17,8 @@ mod headers;
 mod healthcheck;
 #[path = "process/lab.rs"]
 mod lab;
+#[path = "process/lab_upload.rs"]
+mod lab_upload;
 #[path = "process/limits.rs"]
 mod limits;
 #[path = "process/listing.rs"]

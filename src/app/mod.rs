@@ -61,19 +61,21 @@ fn configure<S: Storage + Clone + Names>(files: ServeFiles<S>, config: &Config) 
         .header_rules((*config.header_rules).clone())
 }
 
-/// The routes: `files` for every path, the lab under its prefix when it is on, and uploads
-/// when given (tus under their prefix, `PUT` elsewhere), through a fallback that sends GET
-/// straight to `files` and every other request that is not an upload to it too.
+/// The routes: `files` for every path, the lab under its prefix when it is on (with its
+/// upload endpoint when `lab_uploads` are given), and uploads when given (tus under their
+/// prefix, `PUT` elsewhere), through a fallback that sends GET straight to `files` and every
+/// other request that is not an upload to it too.
 pub fn router<S: Storage + Clone>(
     config: &Config,
     files: ServeFiles<S>,
     uploads: Option<&upload::Uploads<S>>,
+    lab_uploads: Option<&lab::upload::LabUploads>,
 ) -> Router {
     let mut router = Router::new();
     if config.lab_enabled {
         router = router.nest_service(
             &config.lab_prefix,
-            lab::Lab::service(files.clone(), &config.lab_prefix),
+            lab::Lab::service(files.clone(), &config.lab_prefix, lab_uploads.cloned()),
         );
     }
     match uploads {
@@ -91,6 +93,7 @@ pub fn app<S: Storage + Clone>(
     config: &Config,
     files: ServeFiles<S>,
     uploads: Option<&upload::Uploads<S>>,
+    lab_uploads: Option<&lab::upload::LabUploads>,
 ) -> impl transport::App {
     // With uploads on, pages of allowed origins may upload too.
     let cors = config.cors.as_ref().map(|c| match uploads {
@@ -104,7 +107,7 @@ pub fn app<S: Storage + Clone>(
         })
         .option_layer(cors.map(|c| cors::CorsLayer(Arc::new(c))))
         .layer(panic::CatchPanicLayer { on_panic: panicked })
-        .service(router(config, files, uploads))
+        .service(router(config, files, uploads, lab_uploads))
 }
 
 /// Whether access lines are written (with the log level fixed at start-up, this does not
@@ -220,13 +223,29 @@ pub async fn serve<S: Storage + Clone>(
     );
     if config.lab_enabled {
         tracing::warn!(
-            "THE DOWNLOAD-CLIENT LAB IS ON: generated files and fault injection (cut connections, \
-             throttling, errors, corrupted bytes) under {}/ for anyone who asks. For testing \
-             download clients only; never enable it on a production server.",
+            "THE DOWNLOAD-CLIENT LAB IS ON: generated files, fault injection (cut connections, \
+             throttling, errors, corrupted bytes) and uploads without a token under {}/ for \
+             anyone who asks. For testing download and upload clients only; never enable it on \
+             a production server.",
             config.lab_prefix
         );
     }
     files.start().await?;
+    // The lab's upload endpoint: a store of its own, removed when the server stops.
+    let lab_uploads = match config.lab_enabled {
+        true => {
+            let up = lab::upload::LabUploads::open(&config.lab_prefix)
+                .await
+                .map_err(|e| std::io::Error::other(format!("lab uploads: {e}")))?;
+            tracing::info!(
+                "lab uploads: tus and the IETF draft at {p}/upload/, no token; stored in {} until the server stops, published at {p}/uploaded/",
+                up.dir().display(),
+                p = config.lab_prefix,
+            );
+            Some(up)
+        }
+        false => None,
+    };
     // Uploads: their store opened (and what a crash left cleaned up), expired ones swept.
     let uploads = match &config.upload {
         Some(up) => {
@@ -296,7 +315,7 @@ pub async fn serve<S: Storage + Clone>(
     };
     transport::run(
         listener,
-        app(&config, files, uploads.as_ref()),
+        app(&config, files, uploads.as_ref(), lab_uploads.as_ref()),
         opts,
         shutdown,
     )

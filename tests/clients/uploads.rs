@@ -4,6 +4,11 @@
 //! stored; curl does a plain `PUT` (`curl -T`). Every published file is downloaded and has the
 //! source's SHA-256, and that SHA-256 as its ETag.
 //!
+//! Against the lab's upload endpoint (`/_lab/upload/`, no token), each gets through injected
+//! faults: tus-js-client through two `503`s and every `PATCH` cut after 1 MiB, tuspy through
+//! two `503`s and the last 1000 bytes of every acknowledged `PATCH` lost; the lab's `/requests`
+//! shows that each retried, asked for the offset and resumed from it.
+//!
 //! tus-js-client is found in `.ci/tools/node` (`npm install --prefix .ci/tools/node
 //! tus-js-client`), tuspy in `.ci/tools/py` (`pip install --target .ci/tools/py tuspy`), as
 //! `.ci/run` installs them; missing, a test says it was skipped, or fails under `CI`.
@@ -265,12 +270,22 @@ impl TusJs {
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        self.command_for(&self.script, args)
+    }
+
+    /// Run the script `script` (a path) with `args`.
+    fn command_for(&self, script: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(&self.node);
         programs::clean_env(&mut c, self.home.path());
-        c.env("TUS_JS_CLIENT", &self.module)
-            .arg(&self.script)
-            .args(args);
+        c.env("TUS_JS_CLIENT", &self.module).arg(script).args(args);
         c
+    }
+
+    /// A script of `text` in the client's directory.
+    fn script(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.home.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
     }
 }
 
@@ -335,13 +350,25 @@ impl TusPy {
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        self.command_for(&self.script, args)
+    }
+
+    /// Run the script `script` (a path) with `args`.
+    fn command_for(&self, script: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(&self.python);
         programs::clean_env(&mut c, self.home.path());
         c.env("PYTHONPATH", &self.site)
             .env("PYTHONDONTWRITEBYTECODE", "1")
-            .arg(&self.script)
+            .arg(script)
             .args(args);
         c
+    }
+
+    /// A script of `text` in the client's directory.
+    fn script(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.home.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
     }
 }
 
@@ -398,4 +425,234 @@ fn curl_puts_a_file_once() {
     let (etag, got, len) = download(run.port, "/dir/put.bin");
     assert_eq!((got.as_str(), len), (want.as_str(), 8 * MIB));
     assert_eq!(etag, format!("\"{want}\""));
+}
+
+// ------------------------------------------------------------------------------------------
+// The lab's upload endpoint
+
+/// The size of the files uploaded to the lab: three 1 MiB chunks and a bit.
+const LAB_LEN: u64 = 3 * MIB + 12_345;
+
+/// The binary with the lab on (uploads off), its temporary directory inside `work`.
+fn serve_lab(work: &Path, root: &Path) -> Running {
+    let tmp = work.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    process::serve(work, &work.join("logs"), root, |c| {
+        c.arg("--lab").env("TMPDIR", &tmp);
+    })
+}
+
+/// A scratch directory with `root/`, `logs/` and a source file of LAB_LEN bytes; its SHA-256.
+fn lab_setup(seed: u64) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
+    let dir = scratch();
+    let (root, logs) = (dir.path().join("root"), dir.path().join("logs"));
+    fs::create_dir_all(&root).unwrap();
+    fs::create_dir_all(&logs).unwrap();
+    let src = dir.path().join("src.bin");
+    Pattern::new(seed).write(&src, LAB_LEN);
+    let want = sha256_file(&src);
+    (dir, root, src, want)
+}
+
+/// One request as `/requests?key=` shows it: (method, status, offset asked, offset answered,
+/// bytes received, faults).
+type Seen = (
+    String,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    u64,
+    Vec<String>,
+);
+
+fn lab_requests(port: u16, key: &str) -> Vec<Seen> {
+    let r = process::get_at(port, &format!("/_lab/requests?key={key}"), &[]);
+    assert_eq!(r.status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    doc["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap().to_string(),
+                e["status"].as_u64(),
+                e["upload_offset"].as_u64(),
+                e["answer_offset"].as_u64(),
+                e["received"].as_u64().unwrap(),
+                e["faults"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The published lab upload `name` has the source's SHA-256 (computed here as it is read),
+/// and that as its ETag.
+fn assert_lab_published(port: u16, name: &str, want: &str) {
+    let (etag, got, len) = download(port, &format!("/_lab/uploaded/{name}"));
+    assert_eq!(len, LAB_LEN);
+    assert_eq!(got, want, "the published file differs from the source");
+    assert_eq!(etag, format!("\"{want}\""));
+}
+
+/// tus-js-client against the lab: one PATCH for the rest of the file (its default), retried.
+const TUS_JS_LAB: &str = r#"
+const fs = require('fs');
+const tus = require(process.env.TUS_JS_CLIENT);
+const [endpoint, path, name] = process.argv.slice(2);
+const upload = new tus.Upload(fs.createReadStream(path), {
+  endpoint,
+  uploadSize: fs.statSync(path).size,
+  metadata: { filename: name, filetype: 'application/octet-stream' },
+  retryDelays: [0, 50, 100, 200, 400, 800, 1000, 1000],
+  storeFingerprintForResuming: false,
+  onError(e) { console.error('ERROR ' + e); process.exit(1); },
+  onSuccess() { console.log('done: ' + upload.url); process.exit(0); },
+});
+upload.start();
+"#;
+
+#[test]
+fn tus_js_client_gets_through_lab_errors_and_cuts() {
+    let Some(client) = TusJs::find() else { return };
+    let (dir, root, src, want) = lab_setup(23);
+    let run = serve_lab(dir.path(), &root);
+    let cut = MIB;
+    let key = "js-errors-and-cuts";
+    let endpoint = format!(
+        "http://127.0.0.1:{}/_lab/upload/?fail=503&fail_times=2&cut_after={cut}&key={key}",
+        run.port
+    );
+    let script = client.script("lab.js", TUS_JS_LAB);
+    let src_arg = src.to_str().unwrap();
+    let cmd = client.command_for(&script, &[&endpoint, src_arg, "js.bin"]);
+    let out = Proc::spawn(cmd, &dir.path().join("logs"), "tus-js-client (lab)")
+        .wait(Duration::from_secs(300))
+        .success();
+    assert!(out.stdout.contains("done: "), "{}", out.stdout);
+    assert_lab_published(run.port, "js.bin", &want);
+
+    let seen = lab_requests(run.port, key);
+    let patches: Vec<&Seen> = seen.iter().filter(|s| s.0 == "PATCH").collect();
+    // Two 503s, each retried from offset 0 (nothing was stored).
+    for p in &patches[..2] {
+        assert_eq!(
+            (p.1, p.2, &p.5[..]),
+            (Some(503), Some(0), &["fail=503".to_string()][..])
+        );
+    }
+    // Then every PATCH cut after 1 MiB (no answer), each resumed where the last one ended,
+    // and the last one the rest, answered 204.
+    let rest = &patches[2..];
+    let cuts = (LAB_LEN / cut) as usize;
+    assert_eq!(rest.len(), cuts + 1, "{seen:#?}");
+    for (i, p) in rest.iter().enumerate() {
+        let at = i as u64 * cut;
+        assert_eq!(p.2, Some(at), "PATCH {i} asked for {:?}: {seen:#?}", p.2);
+        if i < cuts {
+            assert_eq!((p.1, p.4), (None, cut), "{seen:#?}");
+            assert_eq!(p.5, vec![format!("cut_after={cut}")]);
+        } else {
+            assert_eq!((p.1, p.3, p.4), (Some(204), Some(LAB_LEN), LAB_LEN - at));
+        }
+    }
+    // Before each resume, it asked the server where the upload stood (HEAD) and resumed there.
+    for (i, e) in seen.iter().enumerate() {
+        if e.0 == "PATCH" && i > 0 && e.2 != Some(0) {
+            let head = &seen[i - 1];
+            assert_eq!((head.0.as_str(), head.1), ("HEAD", Some(200)), "{seen:#?}");
+            assert_eq!(head.3, e.2, "resumed elsewhere than reported: {seen:#?}");
+        }
+    }
+    notice(&format!(
+        "tus-js-client through the lab: {} requests, {} PATCHes",
+        seen.len(),
+        patches.len()
+    ));
+}
+
+/// tuspy against the lab: 1 MiB PATCHes, retried at once, up to 5 times each.
+const TUS_PY_LAB: &str = r#"
+import sys
+from tusclient import client
+endpoint, path, name = sys.argv[1:4]
+c = client.TusClient(endpoint)
+up = c.uploader(path, chunk_size=1 << 20, metadata={"filename": name}, retries=5, retry_delay=0)
+up.upload()
+print("done: " + up.url)
+"#;
+
+#[test]
+fn tuspy_gets_through_lab_errors_and_lost_bytes() {
+    let Some(client) = TusPy::find() else { return };
+    let (dir, root, src, want) = lab_setup(29);
+    let run = serve_lab(dir.path(), &root);
+    let lose = 1000;
+    let key = "py-errors-and-losses";
+    let endpoint = format!(
+        "http://127.0.0.1:{}/_lab/upload/?fail=503&fail_times=2&lose={lose}&key={key}",
+        run.port
+    );
+    let script = client.script("lab.py", TUS_PY_LAB);
+    let src_arg = src.to_str().unwrap();
+    let cmd = client.command_for(&script, &[&endpoint, src_arg, "py.bin"]);
+    let out = Proc::spawn(cmd, &dir.path().join("logs"), "tuspy (lab)")
+        .wait(Duration::from_secs(300))
+        .success();
+    assert!(out.stdout.contains("done: "), "{}", out.stdout);
+    assert_lab_published(run.port, "py.bin", &want);
+
+    let seen = lab_requests(run.port, key);
+    let patches: Vec<&Seen> = seen.iter().filter(|s| s.0 == "PATCH").collect();
+    for p in &patches[..2] {
+        assert_eq!(
+            (p.1, p.2, &p.5[..]),
+            (Some(503), Some(0), &["fail=503".to_string()][..])
+        );
+    }
+    // Every acknowledged PATCH short of the end lost 1000 bytes: the next one, at the offset
+    // acknowledged, is refused with the offset that is left; tuspy asks for it (HEAD) and
+    // sends again from there. The PATCH that completes the upload loses nothing.
+    let mut lost = 0;
+    for (i, e) in seen.iter().enumerate() {
+        if e.0 != "PATCH" || e.1 != Some(204) {
+            continue;
+        }
+        let acked = e.3.unwrap();
+        if acked == LAB_LEN {
+            assert!(e.5.is_empty(), "{seen:#?}");
+            assert_eq!(i, seen.len() - 1, "{seen:#?}");
+            continue;
+        }
+        lost += 1;
+        assert_eq!(e.5, vec![format!("lose={lose}")], "{seen:#?}");
+        let next: Vec<&Seen> = seen[i + 1..i + 4].iter().collect();
+        let short = acked - lose;
+        assert_eq!(
+            (next[0].0.as_str(), next[0].1, next[0].2, next[0].3),
+            ("PATCH", Some(409), Some(acked), Some(short)),
+            "{seen:#?}"
+        );
+        assert_eq!(
+            (next[1].0.as_str(), next[1].3),
+            ("HEAD", Some(short)),
+            "{seen:#?}"
+        );
+        assert_eq!(
+            (next[2].0.as_str(), next[2].2),
+            ("PATCH", Some(short)),
+            "{seen:#?}"
+        );
+    }
+    assert_eq!(lost, 3, "{seen:#?}");
+    notice(&format!(
+        "tuspy through the lab: {} requests, {} PATCHes",
+        seen.len(),
+        patches.len()
+    ));
 }

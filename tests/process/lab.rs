@@ -35,9 +35,12 @@ fn switched_on_by_flag_env_or_file_and_logged() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("www");
     std::fs::create_dir(&root).unwrap();
+    // The lab's upload directories go into the test's (its servers are killed).
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     // The flag, and the access line names the faults.
     let run = serve(dir.path(), &dir.path().join("logs"), &root, |c| {
-        c.arg("--lab");
+        c.arg("--lab").env("TMPDIR", &tmp);
     });
     let r = run.get("/_lab/gen/100?corrupt=3&ttfb=1", &[]);
     assert_eq!(r.status, 200);
@@ -48,7 +51,8 @@ fn switched_on_by_flag_env_or_file_and_logged() {
     // The environment, with another prefix.
     let run = serve(dir.path(), &dir.path().join("logs"), &root, |c| {
         c.env("RANGESERVE_LAB_ENABLED", "1")
-            .env("RANGESERVE_LAB_PREFIX", "/lab2");
+            .env("RANGESERVE_LAB_PREFIX", "/lab2")
+            .env("TMPDIR", &tmp);
     });
     assert_eq!(run.get("/lab2/gen/10", &[]).status, 200);
     assert_eq!(run.get("/_lab/gen/10", &[]).status, 404);
@@ -62,7 +66,9 @@ fn switched_on_by_flag_env_or_file_and_logged() {
     )
     .unwrap();
     let run = start(dir.path(), &dir.path().join("logs"), |port, c| {
-        c.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        c.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("TMPDIR", &tmp);
     });
     assert_eq!(run.get("/filelab/gen/10", &[]).status, 200);
     drop(run);

@@ -92,10 +92,10 @@ fn millis(name: &str, value: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
-/// Parse a lab URL's query. Unknown parameters and bad values are errors naming the parameter.
-pub fn parse(query: Option<&str>) -> Result<Params, String> {
-    let mut p = Params::default();
-    let mut seen: Vec<String> = Vec::new();
+/// A query's parameters, percent-decoded, in order; a name given twice (`seed=1&seed=2`,
+/// `ranges=ignore&ranges=none`: which one was meant?) is an error.
+fn pairs(query: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = percent_encoding::percent_decode_str(name)
@@ -104,21 +104,41 @@ pub fn parse(query: Option<&str>) -> Result<Params, String> {
         let value = percent_encoding::percent_decode_str(value)
             .decode_utf8_lossy()
             .into_owned();
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(format!("parameter `{name}`: given more than once"));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// `key`: what ties requests together (counters, `/requests`).
+fn key(name: &str, value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 200 {
+        return Err(bad(name, value, "must be 1 to 200 characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// A status `fail` may answer.
+fn fail_status(value: &str) -> Option<StatusCode> {
+    match value {
+        "429" | "500" | "502" | "503" | "504" => {
+            Some(StatusCode::from_bytes(value.as_bytes()).expect("valid status"))
+        }
+        _ => None,
+    }
+}
+
+/// Parse a lab URL's query. Unknown parameters and bad values are errors naming the parameter.
+pub fn parse(query: Option<&str>) -> Result<Params, String> {
+    let mut p = Params::default();
+    for (name, value) in pairs(query)? {
         let v = value.as_str();
         let n = name.as_str();
-        // Given twice (`seed=1&seed=2`, `ranges=ignore&ranges=none`): which one was meant?
-        if seen.iter().any(|s| s == n) {
-            return Err(format!("parameter `{n}`: given more than once"));
-        }
-        seen.push(name.clone());
         match n {
             "seed" => p.seed = number(n, v)?,
-            "key" => {
-                if v.is_empty() || v.len() > 200 {
-                    return Err(bad(n, v, "must be 1 to 200 characters"));
-                }
-                p.key = Some(value.clone());
-            }
+            "key" => p.key = Some(key(n, v)?),
             "cut" => {
                 p.cut = Some(match v.strip_suffix('%') {
                     Some(pct) => {
@@ -170,11 +190,9 @@ pub fn parse(query: Option<&str>) -> Result<Params, String> {
                 _ => return Err(bad(n, v, "is not chunked")),
             },
             "fail" => {
-                p.fail = Some(match v {
-                    "truncate" => Fail::Truncate,
-                    "429" | "500" | "502" | "503" | "504" => {
-                        Fail::Status(StatusCode::from_bytes(v.as_bytes()).expect("valid status"))
-                    }
+                p.fail = Some(match (v, fail_status(v)) {
+                    ("truncate", _) => Fail::Truncate,
+                    (_, Some(status)) => Fail::Status(status),
                     _ => return Err(bad(n, v, "is not 429, 500, 502, 503, 504 or truncate")),
                 })
             }
@@ -193,6 +211,71 @@ pub fn parse(query: Option<&str>) -> Result<Params, String> {
             "parameter `etag`: rotate contradicts `validators=none` (there is no ETag to rotate)"
                 .to_string(),
         );
+    }
+    Ok(p)
+}
+
+/// Everything the query of a URL of the lab's upload endpoint asks for.
+#[derive(Debug, Default, Clone)]
+pub struct UploadParams {
+    pub key: Option<String>,
+    /// Close the connection after this many body bytes of a request.
+    pub cut_after: Option<u64>,
+    /// Answer appends (`PATCH`) with this status, storing nothing.
+    pub fail: Option<StatusCode>,
+    pub fail_times: Option<u64>,
+    /// Stop reading a request's body for this long, once, after `stall_after` bytes.
+    pub stall: Option<Duration>,
+    pub stall_after: Option<u64>,
+    /// Read a request's body at this many bytes per second.
+    pub rate: Option<u64>,
+    /// After an acknowledged append that left the upload unfinished, lose this many of its
+    /// bytes.
+    pub lose: Option<u64>,
+    /// The fault parameters as given (`name=value`), in query order.
+    pub given: Vec<(String, String)>,
+}
+
+/// Parse the query of a URL of the lab's upload endpoint, as [`parse`] does a download's.
+pub fn parse_upload(query: Option<&str>) -> Result<UploadParams, String> {
+    let mut p = UploadParams::default();
+    for (name, value) in pairs(query)? {
+        let (n, v) = (name.as_str(), value.as_str());
+        match n {
+            "key" => p.key = Some(key(n, v)?),
+            "cut_after" => p.cut_after = Some(number(n, v)?),
+            "fail" => {
+                p.fail = Some(
+                    fail_status(v).ok_or_else(|| bad(n, v, "is not 429, 500, 502, 503 or 504"))?,
+                )
+            }
+            "fail_times" => p.fail_times = Some(number(n, v)?),
+            "stall" => p.stall = Some(millis(n, v)?),
+            "stall_after" => p.stall_after = Some(number(n, v)?),
+            "rate" => {
+                let r = number(n, v)?;
+                if r == 0 {
+                    return Err(bad(n, v, "must be at least 1 byte per second"));
+                }
+                p.rate = Some(r);
+            }
+            "lose" => p.lose = Some(number(n, v)?),
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{n}` (an upload URL takes key, cut_after, fail, \
+                     fail_times, stall, stall_after, rate and lose)"
+                ))
+            }
+        }
+        if n != "key" {
+            p.given.push((name, value));
+        }
+    }
+    if p.fail_times.is_some() && p.fail.is_none() {
+        return Err("parameter `fail_times`: needs `fail`".to_string());
+    }
+    if p.stall_after.is_some() && p.stall.is_none() {
+        return Err("parameter `stall_after`: needs `stall`".to_string());
     }
     Ok(p)
 }
@@ -260,7 +343,7 @@ impl Faulty {
 }
 
 /// Throttled bodies go out in chunks of about a tenth of a second's worth.
-fn rate_chunk(rate: u64) -> u64 {
+pub(super) fn rate_chunk(rate: u64) -> u64 {
     (rate / 10).clamp(1, 16 * 1024)
 }
 
@@ -400,6 +483,41 @@ mod tests {
             ("fail_times=2", "fail_times"),
         ] {
             let e = parse(Some(q)).unwrap_err();
+            assert!(e.contains(&format!("`{name}`")), "{q}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn parses_upload_faults_and_names_bad_ones() {
+        let p = parse_upload(Some(
+            "key=k1&cut_after=100&fail=503&fail_times=2&stall=20&stall_after=5&rate=1000&lose=7",
+        ))
+        .unwrap();
+        assert_eq!(p.key.as_deref(), Some("k1"));
+        assert_eq!(p.cut_after, Some(100));
+        assert_eq!(p.fail, Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(p.fail_times, Some(2));
+        assert_eq!(p.stall, Some(Duration::from_millis(20)));
+        assert_eq!(p.stall_after, Some(5));
+        assert_eq!(p.rate, Some(1000));
+        assert_eq!(p.lose, Some(7));
+        assert_eq!(p.given.len(), 7);
+        assert!(parse_upload(None).unwrap().given.is_empty());
+        for (q, name) in [
+            ("cut_after=-1", "cut_after"),
+            ("cut_after=1&cut_after=2", "cut_after"),
+            ("fail=404", "fail"),
+            ("fail=truncate", "fail"),
+            ("fail_times=2", "fail_times"),
+            ("stall=3600001", "stall"),
+            ("stall_after=3", "stall_after"),
+            ("rate=0", "rate"),
+            ("lose=x", "lose"),
+            ("cut=5", "cut"),
+            ("key=", "key"),
+        ] {
+            let e = parse_upload(Some(q)).unwrap_err();
             assert!(e.contains(&format!("`{name}`")), "{q}: {e}");
             assert!(!e.contains('\n'));
         }

@@ -7,12 +7,15 @@
 //! - `{prefix}/gen/{size}.sha256[?seed=N]`: its SHA-256, hex.
 //! - `{prefix}/files/{path}`: the file `path` under the root, as it is served normally.
 //! - `{prefix}/requests?key=ID`: JSON list of the requests seen with that key (`record`).
+//! - `{prefix}/upload/`: an upload endpoint (tus and the IETF draft) without a token, with
+//!   faults of its own (`upload`); `{prefix}/uploaded/{name}`: what it published.
 //!
-//! Any of them takes fault parameters (see `faults::parse`).
+//! Any of them takes fault parameters (see `faults::parse`, `faults::parse_upload`).
 
 pub mod faults;
 pub mod gen;
 pub mod record;
+pub mod upload;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -102,15 +105,22 @@ struct State<S> {
     lab: Lab,
     files: ServeFiles<S>,
     prefix: String,
+    uploads: Option<upload::LabUploads>,
 }
 
 impl Lab {
-    /// The lab mounted at `prefix` (`/_lab`), serving the root's files through `files`.
-    pub fn service<S: Storage>(files: ServeFiles<S>, prefix: &str) -> LabService<S> {
+    /// The lab mounted at `prefix` (`/_lab`), serving the root's files through `files`, and
+    /// taking uploads with `uploads` (opened for this prefix).
+    pub fn service<S: Storage>(
+        files: ServeFiles<S>,
+        prefix: &str,
+        uploads: Option<upload::LabUploads>,
+    ) -> LabService<S> {
         LabService(Arc::new(State {
             lab: Lab::default(),
             files,
             prefix: prefix.to_owned(),
+            uploads,
         }))
     }
 }
@@ -126,6 +136,15 @@ impl<S: Storage> tower::Service<Request> for LabService<S> {
 
     fn call(&mut self, req: Request) -> Self::Future {
         let state = self.0.clone();
+        if let Some(rest) = upload::under_endpoint(req.uri().path()) {
+            let rest = rest.to_owned();
+            return Box::pin(async move {
+                Ok(match &state.uploads {
+                    Some(up) => upload::handle(&state.lab, up, req, &rest).await,
+                    None => plain_text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+                })
+            });
+        }
         Box::pin(async move {
             Ok(match *req.method() {
                 Method::GET | Method::HEAD => {
@@ -145,6 +164,19 @@ impl<S: Storage> tower::Service<Request> for LabService<S> {
 
 fn bad_request(why: String) -> Response {
     plain_text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n"))
+}
+
+/// The answer of a `fail=STATUS` fault (`Retry-After: 1` with a 503 or 429).
+fn fail_response(status: StatusCode) -> Response {
+    let mut r = plain_text(status, format!("{status} (lab fault)\n"));
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
 }
 
 /// Answer a GET or HEAD for `rest`, the path after the lab prefix.
@@ -237,15 +269,7 @@ async fn answer_with<S: Storage>(
             match fail {
                 Fail::Status(status) => {
                     applied.push(format!("fail={}", status.as_u16()));
-                    let mut r = plain_text(status, format!("{status} (lab fault)\n"));
-                    if matches!(
-                        status,
-                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-                    ) {
-                        r.headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    }
-                    return r;
+                    return fail_response(status);
                 }
                 Fail::Truncate => {
                     applied.push("fail=truncate".to_string());
@@ -287,7 +311,7 @@ async fn answer_with<S: Storage>(
             };
             let mut rep = gen::representation(size, params.seed);
             rep.repr_digest = lab.repr_digest(size, params.seed).await;
-            respond(state, &req, rep, params)
+            respond(state, &state.files, &req, rep, params)
         }
     } else if let Some(path) = rest.strip_prefix("/files") {
         if !path.starts_with('/') {
@@ -295,7 +319,17 @@ async fn answer_with<S: Storage>(
         }
         let base = format!("{}/files", state.prefix);
         match state.files.open(path, &base, req.uri().query()).await {
-            Ok(rep) => respond(state, &req, rep, params),
+            Ok(rep) => respond(state, &state.files, &req, rep, params),
+            Err(r) => return r,
+        }
+    } else if let (Some(path), Some(up)) = (rest.strip_prefix("/uploaded"), &state.uploads) {
+        // What the upload endpoint published, as `/files/` serves the root.
+        if !path.starts_with('/') {
+            return plain_text(StatusCode::NOT_FOUND, "404 Not Found\n");
+        }
+        let base = format!("{}/uploaded", state.prefix);
+        match up.files().open(path, &base, req.uri().query()).await {
+            Ok(rep) => respond(state, up.files(), &req, rep, params),
             Err(r) => return r,
         }
     } else {
@@ -304,8 +338,14 @@ async fn answer_with<S: Storage>(
     after(resp, &method, params, truncate, applied)
 }
 
-/// `ServeFiles::respond` with the representation and request headers the faults ask for.
-fn respond<S>(state: &State<S>, req: &Request, mut rep: Representation, p: &Params) -> Response {
+/// `files.respond` with the representation and request headers the faults ask for.
+fn respond<S, T>(
+    state: &State<S>,
+    files: &ServeFiles<T>,
+    req: &Request,
+    mut rep: Representation,
+    p: &Params,
+) -> Response {
     let now = SystemTime::now();
     if p.etag_rotate {
         let n = state.lab.rotation.fetch_add(1, Ordering::Relaxed);
@@ -339,9 +379,7 @@ fn respond<S>(state: &State<S>, req: &Request, mut rep: Representation, p: &Para
         path: req.uri().path(),
         extensions: Some(req.extensions()),
     };
-    state
-        .files
-        .respond(req.method(), &headers, &rep, now, &origin)
+    files.respond(req.method(), &headers, &rep, now, &origin)
 }
 
 /// The response header edits and body faults; the body faults that take effect (not a `cut`

@@ -1,5 +1,6 @@
 //! What the lab saw, per key (`key=` or `X-Lab-Key`), for `GET {prefix}/requests?key=ID`:
-//! bounded in memory, newest last.
+//! bounded in memory, newest last. A request is kept from when it arrives (an upload whose
+//! client goes away mid-body is still seen), its answer filled in when there is one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +23,28 @@ pub struct Entry {
     path: String,
     range: Option<String>,
     if_range: Option<String>,
-    status: StatusCode,
-    faults: Vec<String>,
     start: SystemTime,
+    upload: Option<UploadFacts>,
+    answer: Mutex<Answer>,
     bytes: AtomicU64,
     complete: AtomicBool,
+}
+
+/// What an upload request asked for, and the body bytes read from it so far (counted by the
+/// reader of its body).
+pub struct UploadFacts {
+    /// Its `Upload-Offset`, when it sent a number.
+    pub asked: Option<u64>,
+    pub received: Arc<AtomicU64>,
+}
+
+/// What the request was answered, once it was.
+#[derive(Default)]
+struct Answer {
+    status: Option<StatusCode>,
+    /// The answer's `Upload-Offset`.
+    offset: Option<u64>,
+    faults: Vec<String>,
 }
 
 #[derive(Default)]
@@ -71,19 +89,24 @@ impl Seen {
 }
 
 impl Recorder {
-    /// Keep this request under `key`; the response's body counts its bytes into the entry.
+    /// Keep this request under `key`, answered `resp`; the response's body counts its bytes
+    /// into the entry.
     pub fn record(&self, key: &str, seen: Seen, faults: &[String], resp: Response) -> Response {
-        let empty = http_body::Body::is_end_stream(resp.body());
+        self.begin(key, seen, None).answered(faults, resp)
+    }
+
+    /// Keep this request under `key` now, its answer to come ([`Entry::answered`]).
+    pub fn begin(&self, key: &str, seen: Seen, upload: Option<UploadFacts>) -> Arc<Entry> {
         let entry = Arc::new(Entry {
             method: seen.method,
             path: seen.path,
             range: seen.range,
             if_range: seen.if_range,
-            status: resp.status(),
-            faults: faults.to_vec(),
             start: seen.start,
+            upload,
+            answer: Mutex::default(),
             bytes: AtomicU64::new(0),
-            complete: AtomicBool::new(empty),
+            complete: AtomicBool::new(false),
         });
         {
             let mut keys = self.keys.lock().unwrap();
@@ -98,15 +121,15 @@ impl Recorder {
             }
             list.push_back(entry.clone());
         }
-        resp.map(|inner| access_log::tap(inner, Counted(entry)))
+        entry
     }
 
-    /// The JSON document for `key`.
     /// Forget what was seen under `key`.
     pub fn forget(&self, key: &str) {
         self.keys.lock().unwrap().remove(key);
     }
 
+    /// The JSON document for `key`.
     pub fn json(&self, key: &str) -> String {
         let keys = self.keys.lock().unwrap();
         let list: Vec<serde_json::Value> = keys
@@ -114,24 +137,58 @@ impl Recorder {
             .into_iter()
             .flatten()
             .map(|e| {
-                serde_json::json!({
+                let answer = e.answer.lock().unwrap();
+                let mut doc = serde_json::json!({
                     "method": e.method.as_str(),
                     "path": e.path,
                     "range": e.range,
                     "if_range": e.if_range,
-                    "status": e.status.as_u16(),
+                    "status": answer.status.map(|s| s.as_u16()),
                     "bytes": e.bytes.load(Ordering::Relaxed),
                     "complete": e.complete.load(Ordering::Relaxed),
-                    "faults": e.faults,
+                    "faults": answer.faults,
                     "start_unix_ms": e.start
                         .duration_since(SystemTime::UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as u64),
-                })
+                });
+                if let (Some(up), Some(doc)) = (&e.upload, doc.as_object_mut()) {
+                    doc.insert("upload_offset".into(), up.asked.into());
+                    doc.insert("answer_offset".into(), answer.offset.into());
+                    doc.insert(
+                        "received".into(),
+                        up.received.load(Ordering::Relaxed).into(),
+                    );
+                }
+                doc
             })
             .collect();
         let mut text = serde_json::json!({ "key": key, "requests": list }).to_string();
         text.push('\n');
         text
+    }
+}
+
+impl Entry {
+    /// The request was answered `resp`, with `faults`: its status and `Upload-Offset` are
+    /// kept, and its body counts its bytes into the entry.
+    pub fn answered(self: Arc<Self>, faults: &[String], resp: Response) -> Response {
+        {
+            let mut a = self.answer.lock().unwrap();
+            a.status = Some(resp.status());
+            a.offset = resp
+                .headers()
+                .get(&crate::http::upload::UPLOAD_OFFSET)
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            a.faults = faults.to_vec();
+        }
+        let empty = http_body::Body::is_end_stream(resp.body());
+        self.complete.store(empty, Ordering::Relaxed);
+        resp.map(|inner| access_log::tap(inner, Counted(self)))
+    }
+
+    /// The request got no answer: the lab cut its connection, with `faults`.
+    pub fn unanswered(&self, faults: &[String]) {
+        self.answer.lock().unwrap().faults = faults.to_vec();
     }
 }
 

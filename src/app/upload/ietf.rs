@@ -32,8 +32,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::{
-    auth, body_stream, content_length, error_offset, finish, has_body, not_allowed, put,
-    store_error, stored_before, Uploads,
+    body_stream, content_length, error_offset, finish, has_body, not_allowed, put, store_error,
+    stored, stored_before, Uploads,
 };
 use crate::files::Storage;
 use crate::fs::upload::{
@@ -59,7 +59,7 @@ pub async fn handle<S: Storage>(uploads: &Uploads<S>, req: Request, rest: &str) 
 /// Answer a `PUT` with `Upload-Complete` to the path a file is to appear at.
 pub async fn create_at<S: Storage>(uploads: &Uploads<S>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let (resp, received) = match auth::check(&parts.headers, &uploads.inner.config) {
+    let (resp, received) = match uploads.owner(&parts.headers) {
         Err(refused) => (refused.response(), 0),
         Ok(owner) => match put::target_of(uploads, parts.uri.path()) {
             Err(r) => (*r, 0),
@@ -71,7 +71,7 @@ pub async fn create_at<S: Storage>(uploads: &Uploads<S>, req: Request) -> Respon
 
 async fn answer<S: Storage>(uploads: &Uploads<S>, req: Request, rest: &str) -> (Response, u64) {
     let (parts, body) = req.into_parts();
-    let owner = match auth::check(&parts.headers, &uploads.inner.config) {
+    let owner = match uploads.owner(&parts.headers) {
         Ok(owner) => owner,
         Err(refused) => return (refused.response(), 0),
     };
@@ -203,22 +203,9 @@ fn content_digest(headers: &HeaderMap) -> Result<Option<Checksum>, String> {
     }))
 }
 
-/// The URL of the upload `id`.
-fn location<S>(uploads: &Uploads<S>, id: Id) -> HeaderValue {
-    value(&format!("{}/{}", uploads.inner.config.prefix, id))
-}
-
-/// The URL a published file is served at.
-fn published_url<S>(uploads: &Uploads<S>, target: &str) -> HeaderValue {
-    let mut url = String::new();
-    let dir = &uploads.inner.config.dir_name;
-    for seg in dir.split('/').chain(target.split('/')) {
-        if !seg.is_empty() {
-            url.push('/');
-            url.push_str(&crate::files::listing::render::segment(seg));
-        }
-    }
-    value(&url)
+/// The URL of the upload `id`, created by the request `parts`.
+fn location<S>(uploads: &Uploads<S>, parts: &http::request::Parts, id: Id) -> HeaderValue {
+    uploads.location(id, parts.uri.query())
 }
 
 /// The answer to the request that completed an upload: what a whole upload to its target
@@ -231,7 +218,7 @@ fn completed<S>(uploads: &Uploads<S>, up: &Upload, p: &Published) -> Response {
     });
     let hs = r.headers_mut();
     if !p.replaced {
-        hs.insert(header::LOCATION, published_url(uploads, &up.target));
+        hs.insert(header::LOCATION, uploads.published_url(&up.target));
     }
     hs.insert(
         header::ETAG,
@@ -284,7 +271,7 @@ fn announce<S>(uploads: &Uploads<S>, parts: &http::request::Parts, up: &Upload) 
         return;
     };
     let mut hs = HeaderMap::new();
-    hs.insert(header::LOCATION, location(uploads, up.id));
+    hs.insert(header::LOCATION, location(uploads, parts, up.id));
     hs.insert(UPLOAD_LIMIT.clone(), limit(uploads, Some(up)));
     hs.insert(
         UPLOAD_DRAFT_INTEROP_VERSION.clone(),
@@ -333,7 +320,7 @@ async fn create<S: Storage>(
     let created = |up: &Upload, offset: u64| {
         let mut r = status(StatusCode::CREATED);
         let hs = r.headers_mut();
-        hs.insert(header::LOCATION, location(uploads, up.id));
+        hs.insert(header::LOCATION, location(uploads, parts, up.id));
         hs.insert(UPLOAD_OFFSET.clone(), HeaderValue::from(offset));
         hs.insert(UPLOAD_LIMIT.clone(), limit(uploads, Some(up)));
         complete(r, false)
@@ -352,16 +339,20 @@ async fn create<S: Storage>(
         Ok(a) => match &a.published {
             Some(p) => {
                 uploads.remember(p).await;
-                (completed(uploads, &a.upload, p), a.received)
+                let r = completed(uploads, &a.upload, p);
+                (stored(r, &a.upload), a.received)
             }
-            None => (created(&a.upload, a.upload.offset), a.received),
+            None => {
+                let r = created(&a.upload, a.upload.offset);
+                (stored(r, &a.upload), a.received)
+            }
         },
         Err(e) => {
             // The upload exists: say where, whatever went wrong with its bytes.
             let mut r = failed(uploads, &e, 0);
             if !matches!(e, StoreError::Digest) {
                 r.headers_mut()
-                    .insert(header::LOCATION, location(uploads, up.id));
+                    .insert(header::LOCATION, location(uploads, parts, up.id));
             }
             (r, stored_before(&e, 0))
         }
@@ -433,10 +424,11 @@ async fn append<S: Storage>(
         Ok(a) => match &a.published {
             Some(p) => {
                 uploads.remember(p).await;
-                (completed(uploads, &a.upload, p), a.received)
+                let r = completed(uploads, &a.upload, p);
+                (stored(r, &a.upload), a.received)
             }
             None => {
-                let mut r = status(StatusCode::NO_CONTENT);
+                let mut r = stored(status(StatusCode::NO_CONTENT), &a.upload);
                 r.headers_mut()
                     .insert(UPLOAD_OFFSET.clone(), HeaderValue::from(a.upload.offset));
                 (complete(r, a.upload.completed), a.received)

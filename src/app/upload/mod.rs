@@ -45,7 +45,7 @@ use http::{Method, StatusCode};
 
 use crate::config::UploadConfig;
 use crate::files::{ServeFiles, Storage};
-use crate::fs::upload::{Published, Settings, Store, StoreError};
+use crate::fs::upload::{Id, Owner, Published, Settings, Store, StoreError};
 use crate::http::response::plain_text;
 use crate::http::upload::{TUS_RESUMABLE, UPLOAD_COMPLETE, UPLOAD_DRAFT_INTEROP_VERSION};
 use crate::ops::access_log::Received;
@@ -71,7 +71,41 @@ struct Inner<S> {
     config: UploadConfig,
     show_hidden: bool,
     files: ServeFiles<S>,
-    page: page::Page,
+    /// The upload page (not for the lab's endpoint).
+    page: Option<page::Page>,
+    kind: Kind,
+}
+
+/// Whose endpoint the handlers serve: the real one, or the lab's.
+enum Kind {
+    /// `[upload]`: bearer tokens, published files under `dir`.
+    Main,
+    /// The lab's (`app::lab`): no token (any `Authorization` is ignored), the creation's
+    /// query kept on the upload's URL (so that a client that only knows the endpoint's URL
+    /// sends its faults with every request), published files served under `published`.
+    Lab { published: String },
+}
+
+/// The owner of every upload of the lab's endpoint.
+const LAB_OWNER: Owner = [0; 32];
+
+/// On the answer to a request that stored bytes of an upload: which one, the offset it is
+/// at, and whether it completed (for the lab's `lose` fault).
+#[derive(Debug, Clone, Copy)]
+pub struct Stored {
+    pub id: Id,
+    pub offset: u64,
+    pub complete: bool,
+}
+
+/// Mark `resp` as the answer to an append that left `up` as it is.
+fn stored(mut resp: Response, up: &crate::fs::upload::Upload) -> Response {
+    resp.extensions_mut().insert(Stored {
+        id: up.id,
+        offset: up.offset,
+        complete: up.completed,
+    });
+    resp
 }
 
 impl<S: Storage> Uploads<S> {
@@ -82,6 +116,29 @@ impl<S: Storage> Uploads<S> {
         show_hidden: bool,
         files: ServeFiles<S>,
     ) -> io::Result<Self> {
+        Self::open_as(config, show_hidden, files, Kind::Main)
+    }
+
+    /// The lab's endpoint (`app::lab`): uploads without a token into `config.dir`, at
+    /// `config.prefix`, published files served under `published` (a URL path) by `files`.
+    /// Blocking, briefly.
+    pub fn open_lab(
+        config: &UploadConfig,
+        files: ServeFiles<S>,
+        published: &str,
+    ) -> io::Result<Self> {
+        let kind = Kind::Lab {
+            published: published.to_owned(),
+        };
+        Self::open_as(config, false, files, kind)
+    }
+
+    fn open_as(
+        config: &UploadConfig,
+        show_hidden: bool,
+        files: ServeFiles<S>,
+        kind: Kind,
+    ) -> io::Result<Self> {
         let store = Store::open(
             &config.dir,
             Settings {
@@ -91,13 +148,15 @@ impl<S: Storage> Uploads<S> {
                 show_hidden,
             },
         )?;
+        let page = matches!(kind, Kind::Main).then(|| page::Page::new(config));
         Ok(Uploads {
             inner: Arc::new(Inner {
                 store,
                 config: config.clone(),
                 show_hidden,
                 files,
-                page: page::Page::new(config),
+                page,
+                kind,
             }),
         })
     }
@@ -132,7 +191,66 @@ impl<S: Storage> Uploads<S> {
     }
 }
 
+impl<S: Storage> Uploads<S> {
+    /// Answer a request under the prefix (`rest` is its path after it): tus's when it says
+    /// `Tus-Resumable`, or is an `OPTIONS`, or a `POST` or `PATCH` without `Upload-Complete`
+    /// (which the draft requires: tus's, then refused with 412); the draft's otherwise.
+    pub async fn handle(&self, req: Request, rest: &str) -> Response {
+        let hs = req.headers();
+        if req.method() == Method::OPTIONS
+            || hs.contains_key(&TUS_RESUMABLE)
+            || (matches!(*req.method(), Method::POST | Method::PATCH)
+                && !hs.contains_key(&UPLOAD_COMPLETE))
+        {
+            tus::handle(self, req, rest).await
+        } else {
+            ietf::handle(self, req, rest).await
+        }
+    }
+}
+
 impl<S> Uploads<S> {
+    /// The store (the lab reaches it for its `lose` fault).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Who is asking: the owner its token stands for, or why it may not upload. The lab's
+    /// endpoint takes anyone, token or not.
+    fn owner(&self, headers: &http::HeaderMap) -> Result<Owner, auth::Refused> {
+        match self.inner.kind {
+            Kind::Main => auth::check(headers, &self.inner.config),
+            Kind::Lab { .. } => Ok(LAB_OWNER),
+        }
+    }
+
+    /// The URL of the upload `id`, created by a request with `query`: `{prefix}/{id}`, and
+    /// for the lab `?{query}` after it.
+    fn location(&self, id: Id, query: Option<&str>) -> HeaderValue {
+        let prefix = &self.inner.config.prefix;
+        match (&self.inner.kind, query) {
+            (Kind::Lab { .. }, Some(q)) if !q.is_empty() => {
+                crate::http::response::value(&format!("{prefix}/{id}?{q}"))
+            }
+            _ => crate::http::response::value(&format!("{prefix}/{id}")),
+        }
+    }
+
+    /// The URL a published file is served at.
+    fn published_url(&self, target: &str) -> HeaderValue {
+        let (mut url, dir) = match &self.inner.kind {
+            Kind::Main => (String::new(), self.inner.config.dir_name.as_str()),
+            Kind::Lab { published } => (published.clone(), ""),
+        };
+        for seg in dir.split('/').chain(target.split('/')) {
+            if !seg.is_empty() {
+                url.push('/');
+                url.push_str(&crate::files::listing::render::segment(seg));
+            }
+        }
+        crate::http::response::value(&url)
+    }
+
     /// Tell the engine the hash of a file just published (so no request hashes it).
     async fn remember(&self, published: &Published)
     where
@@ -296,7 +414,7 @@ impl<S> Dispatch<S> {
             return None;
         }
         let rest = self.under_prefix(req.uri().path())?;
-        let page = &self.uploads.inner.page;
+        let page = self.uploads.inner.page.as_ref()?;
         page.answer(method, req.headers(), rest, req.uri().query())
     }
 }
@@ -327,15 +445,7 @@ impl<S: Storage> tower::Service<Request> for Dispatch<S> {
         let uploads = self.uploads.clone();
         let hs = req.headers();
         match under {
-            Some(rest)
-                if req.method() == Method::OPTIONS
-                    || hs.contains_key(&TUS_RESUMABLE)
-                    || (matches!(*req.method(), Method::POST | Method::PATCH)
-                        && !hs.contains_key(&UPLOAD_COMPLETE)) =>
-            {
-                Box::pin(async move { Ok(tus::handle(&uploads, req, &rest).await) })
-            }
-            Some(rest) => Box::pin(async move { Ok(ietf::handle(&uploads, req, &rest).await) }),
+            Some(rest) => Box::pin(async move { Ok(uploads.handle(req, &rest).await) }),
             None if req.method() == Method::PUT && hs.contains_key(&UPLOAD_COMPLETE) => {
                 Box::pin(async move { Ok(ietf::create_at(&uploads, req).await) })
             }

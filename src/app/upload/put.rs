@@ -18,7 +18,7 @@ use axum::response::Response;
 use http::header;
 use http::{Method, StatusCode};
 
-use super::{auth, body_stream, content_length, finish, store_error, Uploads};
+use super::{body_stream, content_length, finish, store_error, Uploads};
 use crate::files::Storage;
 use crate::fs::resolve::{request_name, ResolveError};
 use crate::fs::upload::Exists;
@@ -43,7 +43,7 @@ fn refuse(status: StatusCode, why: &str) -> (Response, u64) {
 async fn answer<S: Storage>(uploads: &Uploads<S>, req: Request) -> (Response, u64) {
     let (parts, body) = req.into_parts();
     let inner = &uploads.inner;
-    if let Err(refused) = auth::check(&parts.headers, &inner.config) {
+    if let Err(refused) = uploads.owner(&parts.headers) {
         return (refused.response(), 0);
     }
     let raw = parts.uri.path();

@@ -26,7 +26,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::{
-    auth, body_stream, content_length, error_offset, finish, has_body, not_allowed, store_error,
+    body_stream, content_length, error_offset, finish, has_body, not_allowed, store_error, stored,
     stored_before, Uploads,
 };
 use crate::files::Storage;
@@ -73,8 +73,7 @@ async fn answer<S: Storage>(uploads: &Uploads<S>, req: Request, rest: &str) -> (
             Err(_) => return bad("X-HTTP-Method-Override is not a method"),
         },
     };
-    let config = &uploads.inner.config;
-    let owner = match auth::check(&parts.headers, config) {
+    let owner = match uploads.owner(&parts.headers) {
         Ok(owner) => owner,
         Err(refused) => return (refused.response(), 0),
     };
@@ -253,8 +252,7 @@ async fn create<S: Storage>(
         Ok(up) => up,
         Err(e) => return (store_error(&e), 0),
     };
-    let location =
-        crate::http::response::value(&format!("{}/{}", uploads.inner.config.prefix, up.id));
+    let location = uploads.location(up.id, parts.uri.query());
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::CREATED;
     let mut received = 0;
@@ -274,6 +272,7 @@ async fn create<S: Storage>(
                     uploads.remember(p).await;
                 }
                 let offset = a.upload.offset;
+                resp = stored(resp, &a.upload);
                 (a.upload, Some(offset))
             }
             Err(e) => {
@@ -360,7 +359,7 @@ async fn patch<S: Storage>(
             if let Some(p) = &a.published {
                 uploads.remember(p).await;
             }
-            let mut r = no_content();
+            let mut r = stored(no_content(), &a.upload);
             expires(r.headers_mut(), &a.upload);
             (with_offset(r, Some(a.upload.offset)), a.received)
         }

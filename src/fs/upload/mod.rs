@@ -496,6 +496,36 @@ impl Store {
         let inner = self.0.clone();
         blocking(move || Ok(place::exists(&inner.dir, &target)?.is_some())).await
     }
+
+    /// Drop the last `by` bytes (all of them, if there are fewer) of the unfinished upload
+    /// `id`, as a crash that lost writes not yet on disk would (the lab's `lose` fault): the
+    /// part is truncated and synced, the hash of the stored bytes is made again from it at
+    /// the next append, and that append counts as a resume. The offset it leaves; `Busy`
+    /// while a request appends, `Offset` (at its length) for a completed upload.
+    pub async fn rewind(&self, id: Id, by: u64) -> Result<u64, StoreError> {
+        let inner = self.0.clone();
+        let Some((slot, mut state)) = inner.lock(id) else {
+            return Err(StoreError::Busy {
+                offset: inner.busy_offset(id),
+            });
+        };
+        let me = inner.clone();
+        let offset = match blocking(move || me.rewind(id, by)).await {
+            Ok(o) => o,
+            Err(e) => {
+                // No lock is kept for what does not exist, or is complete.
+                if matches!(e, StoreError::NotFound | StoreError::Offset { .. }) {
+                    inner.forget(id, &slot);
+                }
+                return Err(e);
+            }
+        };
+        state.hash = None;
+        state.seen = true;
+        state.interrupted = offset > 0;
+        slot.committed.store(offset, Ordering::Release);
+        Ok(offset)
+    }
 }
 
 impl Inner {
@@ -1326,6 +1356,32 @@ impl Inner {
         removed
     }
 
+    /// Under the lock: truncate `id`'s part by `by` bytes (see [`Store::rewind`]).
+    fn rewind(&self, id: Id, by: u64) -> Result<u64, StoreError> {
+        let Some(info) = self.read_info(id)? else {
+            return Err(StoreError::NotFound);
+        };
+        if info.completed.is_some() {
+            return Err(StoreError::Offset {
+                offset: info.length.unwrap_or(0),
+            });
+        }
+        let fd = match rustix::fs::openat(
+            &self.work,
+            part_name(id).as_str(),
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(StoreError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let part = owned(fd);
+        let offset = (rustix::fs::fstat(&part)?.st_size as u64).saturating_sub(by);
+        truncate_sync(&part, offset)?;
+        Ok(offset)
+    }
+
     fn remove_if_older(&self, name: &str, now: u64, age: u64) {
         if let Ok(st) = rustix::fs::statat(&self.work, name, AtFlags::SYMLINK_NOFOLLOW) {
             if mtime_secs(&st).saturating_add(age) <= now {
@@ -1790,5 +1846,53 @@ mod tests {
         assert_eq!(s.sweep(), 1);
         assert!(!part.exists());
         assert!(matches!(s.get(up.id).await, Err(StoreError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn rewind_loses_acknowledged_bytes_and_the_hash_follows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), settings());
+        let up = s.create(new("lost.bin", Some(10))).await.unwrap();
+        let at = |offset| Append {
+            offset,
+            ..Default::default()
+        };
+        let a = s
+            .append(up.id, OWNER, at(0), body(&[b"012345"]))
+            .await
+            .unwrap();
+        assert_eq!(a.upload.offset, 6);
+        // The last 4 bytes are lost: the offset goes back, an append at 6 is refused.
+        assert_eq!(s.rewind(up.id, 4).await.unwrap(), 2);
+        assert_eq!(s.get(up.id).await.unwrap().offset, 2);
+        assert!(matches!(
+            s.append(up.id, OWNER, at(6), body(&[b"6789"])).await,
+            Err(StoreError::Offset { offset: 2 })
+        ));
+        // Different bytes from 2 on: the published hash is of what was stored, not sent first.
+        let done = s
+            .append(up.id, OWNER, at(2), body(&[b"ABCDEFGH"]))
+            .await
+            .unwrap();
+        assert!(done.resumed);
+        let p = done.published.unwrap();
+        assert_eq!(std::fs::read(&p.path).unwrap(), b"01ABCDEFGH");
+        assert_eq!(p.sha256, <[u8; 32]>::from(Sha256::digest(b"01ABCDEFGH")));
+        // Complete: nothing more to lose; unknown ids are not found; more than stored is all.
+        assert!(matches!(
+            s.rewind(up.id, 1).await,
+            Err(StoreError::Offset { offset: 10 })
+        ));
+        assert!(matches!(
+            s.rewind(Id::random().unwrap(), 1).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(s.0.slots.lock().unwrap().is_empty());
+        let up = s.create(new("short.bin", None)).await.unwrap();
+        s.append(up.id, OWNER, at(0), body(&[b"abc"]))
+            .await
+            .unwrap();
+        assert_eq!(s.rewind(up.id, 100).await.unwrap(), 0);
+        assert_eq!(s.get(up.id).await.unwrap().offset, 0);
     }
 }
