@@ -795,7 +795,7 @@ class RangeserveUploads(Rangeserve):
 class NginxDav(Nginx):
     """nginx taking PUTs with ngx_http_dav_module (U1's reference), Debian's defaults otherwise:
     the body goes to a file in client_body_temp_path as it arrives (in client_body_buffer_size
-    pieces, 16 KiB), renamed to its path once complete (same file system: a rename, no copy).
+    pieces, 8 KiB here), renamed to its path once complete (same file system: a rename, no copy).
     Nothing is synced: the bytes are in the page cache when nginx answers."""
 
     def __init__(self, workdir, root, body_temp):
@@ -2434,9 +2434,9 @@ UPLOAD_CPU_NOTE = ("U1 and U2: server CPU per GiB uploaded (user + system from /
                    "around each client run; nginx: master + worker; @tus/server: its Node "
                    "process), lower is better, so the ratio is reference/rs; the share of its "
                    "core the server and the client (curl, Node) used over the client's run. "
-                   "Writeback that the kernel does later in its own threads (nginx's and "
-                   "@tus/server's dirty pages) is not counted; rangeserve's fdatasync is, in "
-                   "part.")
+                   "Writing nginx's and @tus/server's pages back is not counted (the script's "
+                   "fdatasync does it after the client's run); rangeserve's fdatasync is, the "
+                   "part of the writeback done in its thread.")
 
 
 S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket (signed requests) against the same reads "
