@@ -729,6 +729,20 @@ impl Inner {
         Ok(self.upload(id, info, 0, expires))
     }
 
+    /// The part file of the upload `id`, open for reading and writing.
+    fn open_part(&self, id: Id) -> Result<File, StoreError> {
+        match rustix::fs::openat(
+            &self.work,
+            part_name(id).as_str(),
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Ok(owned(fd)),
+            Err(Errno::NOENT) => Err(StoreError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn get(&self, id: Id) -> Result<Upload, StoreError> {
         let Some(info) = self.read_info(id)? else {
             return Err(StoreError::NotFound);
@@ -815,17 +829,7 @@ impl Inner {
             }
             return Err(StoreError::Offset { offset: len });
         }
-        let fd = match rustix::fs::openat(
-            &self.work,
-            part_name(id).as_str(),
-            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Err(StoreError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let part = owned(fd);
+        let part = self.open_part(id)?;
         let st = rustix::fs::fstat(&part)?;
         let offset = st.st_size as u64;
         slot.committed.store(offset, Ordering::Release);
@@ -1366,17 +1370,7 @@ impl Inner {
                 offset: info.length.unwrap_or(0),
             });
         }
-        let fd = match rustix::fs::openat(
-            &self.work,
-            part_name(id).as_str(),
-            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Err(StoreError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let part = owned(fd);
+        let part = self.open_part(id)?;
         let offset = (rustix::fs::fstat(&part)?.st_size as u64).saturating_sub(by);
         truncate_sync(&part, offset)?;
         Ok(offset)
