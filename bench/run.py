@@ -1052,7 +1052,7 @@ class Seaweed:
                 {"name": "bench",
                  "credentials": [{"accessKey": S9_ACCESS_KEY, "secretKey": self.secret_key}],
                  "actions": ["Admin", "Read", "Write", "List"]},
-                {"name": "anonymous", "actions": ["Read"]},
+                {"name": "anonymous", "actions": ["Read", "List"]},
             ]}, f)
         self.ports = {}
         self.procs = {}
@@ -2467,7 +2467,7 @@ UPLOAD_CPU_NOTE = ("U1 and U2: server CPU per GiB uploaded (user + system from /
 
 
 S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket (signed requests) against the same reads "
-           "made directly from the S3 gateway (anonymous, the identity \"anonymous\" with Read); "
+           "made directly from the S3 gateway (anonymous, the identity \"anonymous\" with Read and List); "
            "rangeserve, the four weed processes (master, volume, filer, s3) on CPU 0, the clients "
            "on CPU 1. rangeserve starts afresh every round and each object is warmed up (a HEAD, "
            "which hashes it for the SHA-256 ETag) before anything is timed. Ratio and pairs as "
