@@ -829,9 +829,7 @@ fn a_put_is_published_whole_or_not_at_all() {
 
 #[test]
 fn uploads_over_http2() {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use http_body_util::BodyExt;
 
     let site = Site::empty();
     let (run, metrics) = serve(&site, |_| {});
@@ -839,43 +837,22 @@ fn uploads_over_http2() {
     let data = pattern(3 << 20);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr(port)).await.unwrap();
-        let (send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        let conn = tokio::spawn(conn);
-        let base = format!("http://127.0.0.1:{port}");
-        let a = auth(TOKEN);
-        let request = |method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>| {
-            let mut b = http::Request::builder()
-                .method(method)
-                .uri(format!("{base}{path}"))
-                .header("authorization", a.as_str())
-                .header("tus-resumable", "1.0.0");
-            for (k, v) in headers {
-                b = b.header(*k, *v);
-            }
-            b.body(Full::new(Bytes::from(body))).unwrap()
-        };
+        let h2 = H2::connect(port, &[("tus-resumable", "1.0.0")]).await;
         let m = metadata("h2.bin");
         let len = data.len().to_string();
-        let resp = send
-            .clone()
-            .send_request(request(
+        let resp = h2
+            .send(
                 "POST",
                 "/_upload/",
                 &[("upload-length", &len), ("upload-metadata", &m)],
                 vec![],
-            ))
-            .await
-            .unwrap();
+            )
+            .await;
         assert_eq!(resp.version(), http::Version::HTTP_2);
         assert_eq!(resp.status(), 201);
         let url = resp.headers()["location"].to_str().unwrap().to_string();
-        let resp = send
-            .clone()
-            .send_request(request(
+        let resp = h2
+            .send(
                 "PATCH",
                 &url,
                 &[
@@ -883,21 +860,17 @@ fn uploads_over_http2() {
                     ("upload-offset", "0"),
                 ],
                 data.clone(),
-            ))
-            .await
-            .unwrap();
+            )
+            .await;
         assert_eq!(resp.status(), 204);
         assert_eq!(resp.headers()["upload-offset"], len.as_str());
         let _ = resp.into_body().collect().await;
         // A plain PUT too.
-        let resp = send
-            .clone()
-            .send_request(request("PUT", "/h2-put.bin", &[], data[..1000].to_vec()))
-            .await
-            .unwrap();
+        let resp = h2
+            .send("PUT", "/h2-put.bin", &[], data[..1000].to_vec())
+            .await;
         assert_eq!(resp.status(), 201);
-        drop(send);
-        conn.await.unwrap().unwrap();
+        h2.close().await;
     });
     let got = run.get("/h2.bin", &[]);
     assert!(got.body == data);
@@ -1164,4 +1137,56 @@ fn a_full_disk_is_507_with_a_consistent_offset_and_the_upload_continues_once_the
         "the published bytes are the first {total}"
     );
     assert_eq!(got.header("etag"), Some(etag_of(want).as_str()));
+}
+
+/// An h2c connection (HTTP/2 by prior knowledge) to the server on `port`: every request it
+/// sends carries `TOKEN`'s credentials and the `base` headers.
+pub(crate) struct H2 {
+    send: hyper::client::conn::http2::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+    conn: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    port: u16,
+    base: Vec<(&'static str, &'static str)>,
+}
+
+impl H2 {
+    pub(crate) async fn connect(port: u16, base: &[(&'static str, &'static str)]) -> H2 {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let tcp = tokio::net::TcpStream::connect(addr(port)).await.unwrap();
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        H2 {
+            send,
+            conn: tokio::spawn(conn),
+            port,
+            base: base.to_vec(),
+        }
+    }
+
+    /// `method path` with `headers` and `body`; the response.
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> http::Response<hyper::body::Incoming> {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("authorization", auth(TOKEN));
+        for (k, v) in self.base.iter().chain(headers) {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(http_body_util::Full::new(body.into())).unwrap();
+        self.send.clone().send_request(req).await.unwrap()
+    }
+
+    /// Close the connection; it must end cleanly.
+    pub(crate) async fn close(self) {
+        let H2 { send, conn, .. } = self;
+        drop(send);
+        conn.await.unwrap().unwrap();
+    }
 }

@@ -10,7 +10,7 @@ use sha2::Digest as _;
 
 use crate::common::process::*;
 use crate::common::*;
-use crate::upload::{auth, begin, file_len, head_bytes, metric, part, send, serve, TOKEN};
+use crate::upload::{auth, begin, file_len, head_bytes, metric, part, send, serve, H2, TOKEN};
 
 const DRAFT: (&str, &str) = ("Upload-Draft-Interop-Version", "8");
 
@@ -499,9 +499,7 @@ fn a_104_never_lands_inside_an_earlier_pipelined_response() {
 
 #[test]
 fn the_draft_over_http2_without_interim_responses() {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use http_body_util::BodyExt;
 
     let site = Site::empty();
     let (run, _) = serve(&site, |_| {});
@@ -510,45 +508,25 @@ fn the_draft_over_http2_without_interim_responses() {
     let half = data.len() / 2;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr(port)).await.unwrap();
-        let (send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        let conn = tokio::spawn(conn);
-        let a = auth(TOKEN);
-        let request = |method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>| {
-            let mut b = http::Request::builder()
-                .method(method)
-                .uri(format!("http://127.0.0.1:{port}{path}"))
-                .header("authorization", a.as_str())
-                .header("upload-draft-interop-version", "8");
-            for (k, v) in headers {
-                b = b.header(*k, *v);
-            }
-            b.body(Full::new(Bytes::from(body))).unwrap()
-        };
+        let h2 = H2::connect(port, &[DRAFT]).await;
         let len = data.len().to_string();
         // A creation with the first half (over HTTP/2 the server sends no 104: only HTTP/1.1
         // requests get the way to send one), then the rest, then the download.
-        let resp = send
-            .clone()
-            .send_request(request(
+        let resp = h2
+            .send(
                 "PUT",
                 "/h2/draft.bin",
                 &[("upload-complete", "?0"), ("upload-length", &len)],
                 data[..half].to_vec(),
-            ))
-            .await
-            .unwrap();
+            )
+            .await;
         assert_eq!(resp.version(), http::Version::HTTP_2);
         assert_eq!(resp.status(), 201);
         assert_eq!(resp.headers()["upload-complete"], "?0");
         assert_eq!(resp.headers()["upload-offset"], half.to_string().as_str());
         let url = resp.headers()["location"].to_str().unwrap().to_string();
-        let resp = send
-            .clone()
-            .send_request(request(
+        let resp = h2
+            .send(
                 "PATCH",
                 &url,
                 &[
@@ -557,20 +535,15 @@ fn the_draft_over_http2_without_interim_responses() {
                     ("upload-complete", "?1"),
                 ],
                 data[half..].to_vec(),
-            ))
-            .await
-            .unwrap();
+            )
+            .await;
         assert_eq!(resp.status(), 201);
         assert_eq!(resp.headers()["upload-complete"], "?1");
         assert_eq!(resp.headers()["etag"], etag_of(&data).as_str());
         let _ = resp.into_body().collect().await;
-        let resp = send
-            .clone()
-            .send_request(request("GET", "/h2/draft.bin", &[], vec![]))
-            .await
-            .unwrap();
+        let resp = h2.send("GET", "/h2/draft.bin", &[], vec![]).await;
         let got = resp.into_body().collect().await.unwrap().to_bytes();
         assert!(got[..] == data[..]);
-        conn.abort();
+        h2.close().await;
     });
 }
