@@ -27,6 +27,7 @@ use crate::common::process::{self, Running};
 use crate::common::{free_port, programs, sha256_file, wait_for};
 use crate::support::*;
 use crate::uploads::download;
+use crate::uploads::received;
 
 const TOKEN: &str = "browser-test-token-0123456789";
 const LEN: u64 = 48 * MIB;
@@ -213,22 +214,6 @@ impl Drop for Script {
             let _ = self.child.wait();
         }
     }
-}
-
-/// The body bytes each upload request stored, as the access log says (`received`).
-fn received(run: &Running) -> Vec<(String, u16, u64)> {
-    run.json_access_lines(0)
-        .iter()
-        .filter(|l| l["fields"]["received"].is_u64())
-        .map(|l| {
-            let f = &l["fields"];
-            (
-                f["method"].as_str().unwrap().to_string(),
-                f["status"].as_u64().unwrap() as u16,
-                f["received"].as_u64().unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// The value of `series` on the metrics page.

@@ -94,8 +94,8 @@ fn offset(port: u16, url: &str) -> u64 {
     r.header("upload-offset").unwrap().parse().unwrap()
 }
 
-/// The bytes each PATCH (and creation) stored, as the access log says.
-fn received(run: &Running) -> Vec<(String, u16, u64)> {
+/// The bytes each upload request stored, as the access log says (`received`).
+pub(crate) fn received(run: &Running) -> Vec<(String, u16, u64)> {
     run.json_access_lines(0)
         .iter()
         .filter(|l| l["fields"]["received"].is_u64())
