@@ -71,6 +71,17 @@ pub struct Params {
     pub given: Vec<(String, String)>,
 }
 
+/// The `name=value` pairs of `given` whose fault took effect, for `/requests`.
+pub fn applied<'a>(
+    given: &'a [(String, String)],
+    took_effect: impl Fn(&str) -> bool + 'a,
+) -> impl Iterator<Item = String> + 'a {
+    given
+        .iter()
+        .filter(move |(n, _)| took_effect(n))
+        .map(|(n, v)| format!("{n}={v}"))
+}
+
 fn bad(name: &str, value: &str, why: &str) -> String {
     format!("parameter `{name}`: {value:?} {why}")
 }

@@ -452,12 +452,7 @@ fn after(
         "encoding" => f.chunked,
         _ => false,
     };
-    applied.extend(
-        p.given
-            .iter()
-            .filter(|(n, _)| took_effect(n))
-            .map(|(n, v)| format!("{n}={v}")),
-    );
+    applied.extend(faults::applied(&p.given, took_effect));
     if f.is_empty() {
         return resp;
     }

@@ -362,12 +362,7 @@ impl ReadSeen {
             "rate" => self.throttled.load(Ordering::Relaxed),
             _ => false,
         };
-        applied.extend(
-            p.given
-                .iter()
-                .filter(|(n, _)| took_effect(n))
-                .map(|(n, v)| format!("{n}={v}")),
-        );
+        applied.extend(faults::applied(&p.given, took_effect));
     }
 }
 
