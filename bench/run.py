@@ -158,6 +158,15 @@ S8C_ROWS = [
      "cold/rs", "rs <= 1.1x cold", lambda r, n, s: r >= 1 / 1.1),
 ]
 
+# S5l: the same curl download from a bare sender (SEND_LOOP_PY: Python's socket.sendall() of a
+# 4 MiB buffer, pinned to CPU 0 like the servers), measured in the same rounds as S5: what one
+# TCP stream over loopback carries on this machine with nothing but send() on the server side.
+# Issue 18: rangeserve's S5 at least 0.9x of it.
+S5L_ROWS = [
+    ("S5l", "S5", "curl GET of 2 GiB, against a bare send() loop", "MB/s", "rs/send()",
+     ">= 0.9x", lambda r, n, s: r >= 0.9),
+]
+
 # The same scenarios against lighttpd, the second reference (issue 18's targets where it sets
 # one on a ratio; its S1, S3 and S4 targets are on CPU per request, in the CPU table). A
 # predicate that returns None marks a row without a target.
@@ -704,6 +713,63 @@ mimetype.assign = ("" => "application/octet-stream")
 
     def cmd(self):
         return ["taskset", "-c", SERVER_CPU, "lighttpd", "-D", "-f", self.conf]
+
+
+# S5l's sender: an HTTP/1.1 server that answers every GET with a 200 of SIZE bytes (the same
+# length as 2g.bin; the content is a 4 MiB buffer of random bytes over and over, so only the
+# status and the size are checked) written with socket.sendall() of a memoryview, 4 MiB at a
+# time, then closes the connection. One connection at a time; no file, no page cache, no hashing:
+# the kernel's copy into the socket and the loopback path are all it costs.
+SEND_LOOP_PY = r"""
+import os, socket, sys
+port, size = int(sys.argv[1]), int(sys.argv[2])
+view = memoryview(bytearray(os.urandom(4 << 20)))
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port))
+ls.listen(16)
+while True:
+    c, _ = ls.accept()
+    with c:
+        try:
+            got = b""
+            while b"\r\n\r\n" not in got and len(got) < 65536:
+                d = c.recv(65536)
+                if not d:
+                    break
+                got += d
+            if not got.startswith(b"GET ") or b"\r\n\r\n" not in got:
+                continue
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n" % size)
+            left = size
+            while left:
+                n = min(left, len(view))
+                c.sendall(view[:n])
+                left -= n
+        except OSError:
+            pass
+"""
+
+
+class SendLoop(Server):
+    """S5l's sender (SEND_LOOP_PY), on CPU 0 like the servers."""
+    name = "send() loop"
+
+    def __init__(self, workdir, size):
+        super().__init__(workdir)
+        self.size = size
+        self.log_path = os.path.join(workdir, "send-loop.log")
+
+    def cmd(self):
+        return ["taskset", "-c", SERVER_CPU, sys.executable, "-c", SEND_LOOP_PY, str(self.port),
+                str(self.size)]
+
+    def start(self):
+        self.port = free_port()
+        with open(self.log_path, "a") as logf:
+            self.proc = PROCS.start(self.cmd(), stdout=logf, stderr=subprocess.STDOUT)
+        self.wait_ready()
 
 
 class RangeserveS3(Rangeserve):
@@ -1769,6 +1835,8 @@ class Bench:
         self.results = {row[0]: {s.name: [] for s in servers} for row in ROWS}
         self.results.update({row[0]: {"gateway": [], "rangeserve": []} for row in S9_ROWS})
         self.results["S8c"] = {"cold read": [], "rangeserve": []}
+        self.results["S5l"] = {SendLoop.name: [], "rangeserve": []}
+        self.send_loop = None  # S5l's sender, when S5 runs
         self.round = 0
         self.fresh_counter = 0
         self.cluster = None  # S9's SeaweedFS cluster and its two servers, when S9 runs
@@ -1844,10 +1912,27 @@ class Bench:
                      headers=[f"If-None-Match: {etag}"], script="exact_bytes.lua",
                      response_len=length)
 
+    def download(self, srv, url, pids=None, **kw):
+        """One curl download of 2g.bin (run_curl_download), with the server's CPU time for it."""
+        pids = pids or srv.rss_pids()
+        cpu0 = cpu_seconds(pids)
+        r = run_curl_download(url, FILES["2g.bin"], **kw)
+        cpu1 = cpu_seconds(pids)
+        if cpu0 is not None and cpu1 is not None:
+            r["cpu_s"] = cpu1 - cpu0
+        return r, ("" if "cpu_s" not in r else f", server {r['cpu_s']:.2f} s CPU")
+
     def s5(self, srv, rnd):
         for _ in range(self.args.repeats):
-            r = run_curl_download(srv.url("/2g.bin"), FILES["2g.bin"])
-            self.record("S5", srv, r, "MB/s")
+            if srv.name == "rangeserve" and self.send_loop is not None:
+                # S5l's reference first, right before rangeserve's download it pairs with.
+                r, cpu = self.download(self.send_loop, self.send_loop.url("/2g.bin"))
+                self.record("S5l", self.send_loop, r, f"MB/s{cpu}")
+            r, cpu = self.download(srv, srv.url("/2g.bin"))
+            self.record("S5", srv, r, f"MB/s{cpu}")
+            if srv.name == "rangeserve" and self.send_loop is not None:
+                self.record("S5l", srv, dict(r), "MB/s")
+
 
     def s6(self, srv, rnd):
         for _ in range(self.args.repeats):
@@ -2228,12 +2313,16 @@ class Bench:
     def run_local_round(self, rnd, scenarios):
         order = list(self.servers) if rnd % 2 == 0 else list(reversed(self.servers))
         log(f"\n== round {rnd + 1}/{self.args.rounds}: order {' then '.join(s.name for s in order)}")
-        for srv in self.servers:
+        extra = [self.send_loop] if "S5" in scenarios and self.send_loop is not None else []
+        for srv in self.servers + extra:
             srv.start()
         try:
             if rnd == 0:
                 for srv in self.servers:
                     log(f"  {srv.name}: {' '.join(srv.cmd())}")
+                for srv in extra:
+                    log(f"  {srv.name} (S5l): {' '.join(srv.cmd()[:5])} SEND_LOOP_PY "
+                        f"{' '.join(srv.cmd()[6:])}")
             for srv in self.servers:
                 t0 = time.monotonic()
                 self.etags[srv.name] = gate(srv, self.docroot, self.sums)
@@ -2257,7 +2346,7 @@ class Bench:
                         srv.check_alive()
                         time.sleep(0.3)
         finally:
-            for srv in self.servers:
+            for srv in self.servers + extra:
                 srv.stop()
 
 
@@ -2510,6 +2599,12 @@ TABLE_NOTE = ("Medians over rounds. ratio = the median, over pairs of runs made 
               "medians' ratio, which the machine's drift between rounds moves more. rs ahead = "
               "pairs in which rangeserve did better.")
 
+S5L_NOTE = ("S5l: in each round, right before each of rangeserve's S5 downloads, the same curl "
+            "command downloads 2 GiB from a bare sender on CPU 0 (Python: socket.sendall() of a "
+            "memoryview over a pre-filled 4 MiB buffer, `Connection: close`; status and size "
+            "checked): what one loopback TCP stream carries with only send() on the server's "
+            "side. ratio = rangeserve / the send() loop, paired download by download.")
+
 S8C_NOTE = ("S8c: in each round, the fresh 1 GiB file rangeserve gets in S8 is first read whole "
             "with its pages dropped before and after (8 MiB reads, sequential read-ahead asked "
             "for): the cold read. The ratio is cold read / rangeserve's time to first byte.")
@@ -2714,6 +2809,8 @@ def main():
         servers = ([Nginx(workdir, docroot)]
                    + ([] if args.no_lighttpd else [Lighttpd(workdir, docroot)]) + [rangeserve])
         bench = Bench(args, servers, docroot, workdir, sums, files_dir)
+        if "S5" in args.scenarios:
+            bench.send_loop = SendLoop(workdir, FILES["2g.bin"])
         if any(sc not in UPLOAD_SCENARIOS for sc in args.scenarios):
             log(f"  wrk: taskset -c {CLIENT_CPU} wrk -t1 -c64 -d{args.duration}s --latency "
                 f"[-s bench/<script>.lua] URL [-- args]")
@@ -2763,6 +2860,9 @@ def main():
         s8c_table, s8c_verdicts = build_table(bench, args.scenarios, S8C_ROWS, "cold read",
                                               "cold read")
         verdicts.update(s8c_verdicts)
+        s5l_table, s5l_verdicts = build_table(bench, args.scenarios, S5L_ROWS, SendLoop.name,
+                                              "send() loop")
+        verdicts.update(s5l_verdicts)
         lt_table = None
         if not args.no_lighttpd:
             lt_table, lt_verdicts = build_table(bench, args.scenarios, LIGHTTPD_ROWS, "lighttpd",
@@ -2782,6 +2882,9 @@ def main():
         if table:
             log("\n" + TABLE_NOTE)
             log(table)
+        if s5l_table:
+            log("\n" + S5L_NOTE)
+            log(s5l_table)
         if s8c_table:
             log("\n" + S8C_NOTE)
             log(s8c_table)
@@ -2850,6 +2953,8 @@ def main():
                    f"total time {elapsed / 60:.1f} min", ""]
             if table:
                 md += [TABLE_NOTE, "", table, ""]
+            if s5l_table:
+                md += [S5L_NOTE, "", s5l_table, ""]
             if s8c_table:
                 md += [S8C_NOTE, "", s8c_table, ""]
             if lt_table:
@@ -2881,7 +2986,8 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         upload_servers = ([s for s in (bench.upload.rs, bench.upload.nginx, bench.upload.tus)
                            if s is not None] if bench and bench.upload else [])
-        for s in servers + (bench.s9_servers if bench else []) + upload_servers:
+        for s in (servers + (bench.s9_servers if bench else []) + upload_servers
+                  + ([bench.send_loop] if bench and bench.send_loop else [])):
             try:
                 s.stop()
             except Exception:
