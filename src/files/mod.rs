@@ -40,7 +40,7 @@ pub use storage::{Found, NameSettings, Names, OpenError, Representation, Source,
 use crate::fs::sendfile;
 use crate::http::encoding::{Accept, Coding, Negotiated};
 use crate::http::header_rules::{HeaderRules, PathHeaders};
-use crate::http::response::{moved_permanently, text};
+use crate::http::response::{moved_permanently, recycle_extensions, recycle_header_map, text};
 pub(crate) use body::Origin;
 
 /// Serves the files of a [`Storage`] (by default a directory on disk) with every range and
@@ -249,7 +249,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -261,11 +261,35 @@ where
         // Most requests are answered here and now (a file whose hash is known): the future
         // then only hands the response over, and nothing large is moved into a box.
         match answer_now(&self.inner, parts) {
-            Now::Answered(resp) => Box::pin(std::future::ready(Ok(resp))),
+            Now::Answered(resp) => ResponseFuture(Answer::Now(Some(resp))),
             Now::Later(parts) => {
                 let inner = self.inner.clone();
-                Box::pin(async move { Ok(answer(&inner, parts).await) })
+                ResponseFuture(Answer::Later(Box::pin(async move {
+                    Ok(answer(&inner, parts).await)
+                })))
             }
+        }
+    }
+}
+
+/// The future of a [`ServeFiles`] response: most are answered at once (a file whose hash is
+/// known), without a boxed future for them (an allocation per request).
+pub struct ResponseFuture(Answer);
+
+// The response is the common case: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Answer {
+    Now(Option<Response>),
+    Later(Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>),
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            Answer::Now(resp) => Poll::Ready(Ok(resp.take().expect("polled after completion"))),
+            Answer::Later(fut) => fut.as_mut().poll(cx),
         }
     }
 }
@@ -336,13 +360,21 @@ fn answer_now<S: Storage>(inner: &Inner<S>, parts: http::request::Parts) -> Now 
         path_headers: PathHeaders::new(&inner.opts.header_rules, &name, query),
         ..rep
     };
-    Now::Answered(file_response(
-        inner,
-        &parts,
-        &rep,
-        Negotiated::default(),
-        &parts.headers,
-    ))
+    let resp = file_response(inner, &parts, &rep, Negotiated::default(), &parts.headers);
+    recycle(parts);
+    Now::Answered(resp)
+}
+
+/// Give an answered request's header and extension maps back for the next request parsed on
+/// this thread (`http::response`'s spare maps).
+fn recycle(parts: http::request::Parts) {
+    let http::request::Parts {
+        headers,
+        extensions,
+        ..
+    } = parts;
+    recycle_header_map(headers);
+    recycle_extensions(extensions);
 }
 
 /// The response for `rep`, the representation `parts` asked for (in the `negotiated` coding;

@@ -439,7 +439,7 @@ impl<S: Storage> tower::Service<Request> for Dispatch<S> {
             && !(req.headers().contains_key(&UPLOAD_DRAFT_INTEROP_VERSION)
                 && self.under_prefix(req.uri().path()).is_some())
         {
-            return self.files.call(req);
+            return Box::pin(self.files.call(req));
         }
         let under = self.under_prefix(req.uri().path()).map(str::to_owned);
         let uploads = self.uploads.clone();
@@ -452,7 +452,7 @@ impl<S: Storage> tower::Service<Request> for Dispatch<S> {
             None if req.method() == Method::PUT => {
                 Box::pin(async move { Ok(put::handle(&uploads, req).await) })
             }
-            None => self.files.call(req),
+            None => Box::pin(self.files.call(req)),
         }
     }
 }

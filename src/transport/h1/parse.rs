@@ -5,7 +5,9 @@ use std::mem::MaybeUninit;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
+
+use crate::http::response::{spare_extensions, spare_header_map};
 
 /// Header fields a simple request may have (hyper's own default limit for HTTP/1).
 pub const MAX_HEADERS: usize = 100;
@@ -62,7 +64,9 @@ pub fn parse(buf: &mut BytesMut, max_buf: usize) -> Parsed {
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
         return Parsed::Other(head);
     };
-    let mut map = HeaderMap::with_capacity(fields.len());
+    // Recycled maps (`http::response`): the engine gives a request's maps back when it has
+    // answered it.
+    let mut map = spare_header_map();
     let mut close = false;
     for &((n, nl), (v, vl)) in &fields {
         let Ok(name) = HeaderName::from_bytes(&head[n..n + nl]) else {
@@ -99,6 +103,7 @@ pub fn parse(buf: &mut BytesMut, max_buf: usize) -> Parsed {
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = map;
+    *req.extensions_mut() = spare_extensions();
     Parsed::Simple(req, close)
 }
 
