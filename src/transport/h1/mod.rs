@@ -77,7 +77,8 @@ where
         let _ = stopping.wait_for(|s| *s).await;
     });
     let mut watching = false;
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    // Room for a usual request head (a few hundred bytes); it grows when one needs more.
+    let mut buf = BytesMut::with_capacity(2 * 1024);
     let mut head = Vec::with_capacity(512);
     let mut service = app.clone();
     let mut answered = false;
