@@ -269,6 +269,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for BatchIo<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len == 0 {
+            return Poll::Ready(Ok(0));
+        }
         loop {
             let held = this.held();
             if held == 0 && !this.cork.corked.load(Ordering::Relaxed) {
@@ -397,6 +400,8 @@ mod tests {
     fn corked_small_writes_and_flushes_are_held_until_an_uncorked_flush() {
         let mut io = BatchIo::new(Calls::default());
         corked(&io, true);
+        assert_eq!(write(&mut io, &[b""]), 0);
+        assert!(!io.cork.held.load(Ordering::Relaxed));
         for i in 0..10u8 {
             assert_eq!(write(&mut io, &[&[i; 9], &[i; 1024]]), 1033);
             flush(&mut io);
