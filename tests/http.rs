@@ -21,6 +21,8 @@ mod fast_path;
 mod handle_cache;
 #[path = "http/headers.rs"]
 mod headers;
+#[path = "http/http2.rs"]
+mod http2;
 #[path = "http/lab.rs"]
 mod lab;
 #[path = "http/limits.rs"]

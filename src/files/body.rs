@@ -307,7 +307,8 @@ impl Streamed {
             tracing::debug!(path = %path, "reading a short body ahead failed: {e}");
             return self.failed(e);
         }
-        // The connection's peer is known here on HTTP/1 (this body runs in its task).
+        // The connection's peer is known here: this body runs in its connection's task (HTTP/2
+        // streams too: `transport::batch`).
         let client = client.or_else(|| crate::ops::peer().map(|p| p.ip()));
         match client {
             Some(client) => tracing::warn!(path = %path, %client, "aborting response body: {e}"),

@@ -10,8 +10,10 @@
 //! Each connection speaks HTTP/1.1, or HTTP/2 when it opens with the HTTP/2 preface: chosen by
 //! ALPN over TLS, and "prior knowledge" (h2c, RFC 9113 §3.3) on plain TCP. With TLS, the
 //! handshake runs in the connection's own task, never in the accept loop, and is bounded by
-//! [`tls::HANDSHAKE_TIMEOUT`].
+//! [`tls::HANDSHAKE_TIMEOUT`]. An HTTP/2 connection's streams run on that task too, and the
+//! responses they have ready at once go out in one write ([`batch`]).
 
+pub mod batch;
 pub mod h1;
 pub mod interim;
 pub mod limits;
@@ -29,7 +31,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::Method;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
@@ -39,6 +41,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::fs::sendfile as handoff;
 use crate::ops;
+use batch::ConnExec;
 use limits::{Activity, Deadline, Gate, Limits};
 use sendfile::SendfileStream;
 
@@ -239,8 +242,8 @@ pub async fn run<A: App>(
 /// for a connection the fast path hands over after it has answered a request, HTTP/1.1 only
 /// (RFC 9113 §3.4: the HTTP/2 preface may only be the first bytes of a connection).
 struct Builders {
-    any: auto::Builder<TokioExecutor>,
-    http1: auto::Builder<TokioExecutor>,
+    any: auto::Builder<ConnExec>,
+    http1: auto::Builder<ConnExec>,
 }
 
 impl Builders {
@@ -254,8 +257,8 @@ impl Builders {
 }
 
 /// The connection settings every listener shares.
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn builder(limits: &Limits) -> auto::Builder<ConnExec> {
+    let mut builder = auto::Builder::new(ConnExec);
     builder
         .http1()
         .max_buf_size(MAX_BUF)
@@ -322,7 +325,7 @@ async fn serve_io<IO, A: App>(
 
 /// hyper serves `io` (already under its deadlines) to its end, requests counted on `activity`.
 async fn hyper_conn<IO, A: App>(
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &auto::Builder<ConnExec>,
     io: IO,
     service: A,
     activity: Arc<Activity>,
@@ -332,6 +335,9 @@ async fn hyper_conn<IO, A: App>(
 {
     let io = interim::InterimIo::new(io, activity.clone());
     let interim = io.handle();
+    // HTTP/2's small writes held until its streams have run (`batch`).
+    let io = batch::BatchIo::new(io);
+    let cork = io.cork();
     // hyper's request body, boxed into the one body type the application takes; requests
     // that carry content over HTTP/1.1 (uploads) get the way to send interim responses.
     let service = tower::util::MapRequest::new(service, move |req: http::Request<Incoming>| {
@@ -347,7 +353,8 @@ async fn hyper_conn<IO, A: App>(
     // Without upgrades: the application never answers 101, and only this way does the
     // builder keep to `http1_only` (hyper-util ignores it under `..._with_upgrades`).
     let conn = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    // HTTP/2 streams run on this task, not as tasks of their own (`batch`).
+    if let Err(e) = batch::serve(watcher.watch(conn.into_owned()), &cork).await {
         tracing::debug!("connection ended with an error: {e}");
     }
 }
