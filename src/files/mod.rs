@@ -261,7 +261,7 @@ where
         // Most requests are answered here and now (a file whose hash is known): the future
         // then only hands the response over, and nothing large is moved into a box.
         match answer_now(&self.inner, parts) {
-            Now::Answered(resp) => ResponseFuture(Answer::Now(Some(resp))),
+            Now::Answered(resp) => ResponseFuture(Answer::Now(std::future::ready(Ok(resp)))),
             Now::Later(parts) => {
                 let inner = self.inner.clone();
                 ResponseFuture(Answer::Later(Box::pin(async move {
@@ -279,7 +279,7 @@ pub struct ResponseFuture(Answer);
 // The response is the common case: boxing it would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Answer {
-    Now(Option<Response>),
+    Now(std::future::Ready<Result<Response, Infallible>>),
     Later(Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>),
 }
 
@@ -288,7 +288,7 @@ impl Future for ResponseFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.0 {
-            Answer::Now(resp) => Poll::Ready(Ok(resp.take().expect("polled after completion"))),
+            Answer::Now(ready) => Pin::new(ready).poll(cx),
             Answer::Later(fut) => fut.as_mut().poll(cx),
         }
     }

@@ -151,12 +151,7 @@ const SPARES: usize = 8;
 
 /// An empty header map for a request or a response: a recycled one when there is one.
 pub fn spare_header_map() -> HeaderMap {
-    // `try_with`: a thread being torn down just allocates (or drops) maps.
-    SPARE_HEADER_MAPS
-        .try_with(|spare| spare.borrow_mut().pop())
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| HeaderMap::with_capacity(RESPONSE_HEADERS))
+    take_spare(&SPARE_HEADER_MAPS).unwrap_or_else(|| HeaderMap::with_capacity(RESPONSE_HEADERS))
 }
 
 /// Give the header map of an answered request or a written response back for reuse (emptied;
@@ -166,22 +161,13 @@ pub fn recycle_header_map(mut h: HeaderMap) {
         return;
     }
     h.clear();
-    let _ = SPARE_HEADER_MAPS.try_with(|spare| {
-        let mut spare = spare.borrow_mut();
-        if spare.len() < SPARES {
-            spare.push(h);
-        }
-    });
+    give_spare(&SPARE_HEADER_MAPS, h);
 }
 
 /// An empty extension map for a request: a recycled one (its table already allocated) when
 /// there is one.
 pub fn spare_extensions() -> http::Extensions {
-    SPARE_EXTENSIONS
-        .try_with(|spare| spare.borrow_mut().pop())
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    take_spare(&SPARE_EXTENSIONS).unwrap_or_default()
 }
 
 /// Give the extension map of an answered request back for reuse (emptied, a few per thread).
@@ -191,10 +177,25 @@ pub fn recycle_extensions(mut e: http::Extensions) {
         return;
     }
     e.clear();
-    let _ = SPARE_EXTENSIONS.try_with(|spare| {
+    give_spare(&SPARE_EXTENSIONS, e);
+}
+
+type Spares<T> = std::thread::LocalKey<std::cell::RefCell<Vec<T>>>;
+
+/// A spare from this thread's pool, if it has one. `try_with`: a thread being torn down just
+/// allocates (or drops) maps.
+fn take_spare<T: 'static>(pool: &'static Spares<T>) -> Option<T> {
+    pool.try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten()
+}
+
+/// Keep an emptied `item` in this thread's pool, unless it holds [`SPARES`] already.
+fn give_spare<T: 'static>(pool: &'static Spares<T>, item: T) {
+    let _ = pool.try_with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARES {
-            spare.push(e);
+            spare.push(item);
         }
     });
 }
