@@ -661,34 +661,46 @@ class Nginx(Reference):
         super().__init__(workdir, docroot, dirname)
         self.worker = None
 
+    # What the configuration's first line names, and its events block's connection limit.
+    CONF_TAG = ""
+    WORKER_CONNECTIONS = 4096
+
+    def http_conf(self):
+        """The http block's settings between `access_log off` and the temp paths."""
+        return f"""    sendfile on;
+    tcp_nopush off;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path {self.prefix}/client_body;
+"""
+
     def server_conf(self):
         """More lines for the server block (T1-T3: the TLS and h2c listeners)."""
         return ""
 
+    def location_conf(self):
+        """Lines after the server block's root (U1: the WebDAV location)."""
+        return ""
+
     def write_conf(self):
         p = self.prefix
-        conf = f"""# written by bench/run.py
+        conf = f"""# written by bench/run.py{self.CONF_TAG}
 worker_processes 1;
 error_log {p}/error.log warn;
 pid {p}/nginx.pid;
 events {{
-    worker_connections 4096;
+    worker_connections {self.WORKER_CONNECTIONS};
 }}
 http {{
     access_log off;
-    sendfile on;
-    tcp_nopush off;
-    keepalive_requests 1000000;
-    default_type application/octet-stream;
-    client_body_temp_path {p}/client_body;
-    proxy_temp_path {p}/proxy;
+{self.http_conf()}    proxy_temp_path {p}/proxy;
     fastcgi_temp_path {p}/fastcgi;
     uwsgi_temp_path {p}/uwsgi;
     scgi_temp_path {p}/scgi;
     server {{
         listen 127.0.0.1:{self.port};
 {self.server_conf()}        root {self.docroot};
-    }}
+{self.location_conf()}    }}
 }}
 """
         with open(self.conf, "w") as f:
@@ -1135,36 +1147,21 @@ class NginxDav(Nginx):
         self.log_path = os.path.join(self.prefix, "error.log")
         self.body_temp = body_temp
 
-    def write_conf(self):
-        p = self.prefix
-        conf = f"""# written by bench/run.py (U1)
-worker_processes 1;
-error_log {p}/error.log warn;
-pid {p}/nginx.pid;
-events {{
-    worker_connections 1024;
-}}
-http {{
-    access_log off;
-    default_type application/octet-stream;
+    CONF_TAG = " (U1)"
+    WORKER_CONNECTIONS = 1024
+
+    def http_conf(self):
+        return f"""    default_type application/octet-stream;
     client_max_body_size 0;
     client_body_temp_path {self.body_temp};
-    proxy_temp_path {p}/proxy;
-    fastcgi_temp_path {p}/fastcgi;
-    uwsgi_temp_path {p}/uwsgi;
-    scgi_temp_path {p}/scgi;
-    server {{
-        listen 127.0.0.1:{self.port};
-        root {self.docroot};
-        location / {{
+"""
+
+    def location_conf(self):
+        return """        location / {
             dav_methods PUT;
             create_full_put_path on;
-        }}
-    }}
-}}
+        }
 """
-        with open(self.conf, "w") as f:
-            f.write(conf)
 
     def stored(self, name, upload_url=None):
         return os.path.join(self.docroot, name), []
