@@ -28,6 +28,7 @@ mod page;
 mod put;
 mod tus;
 
+use futures_util::future::Either;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -422,16 +423,28 @@ impl<S> Dispatch<S> {
 impl<S: Storage> tower::Service<Request> for Dispatch<S> {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture;
+    // Downloads keep the engine's own future (no box for an answer made at once); the rest
+    // are boxed.
+    type Future = Either<crate::files::ResponseFuture, BoxFuture>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> BoxFuture {
+    fn call(&mut self, req: Request) -> Self::Future {
+        Either::Right(match self.route(req) {
+            Ok(files) => return Either::Left(files),
+            Err(other) => other,
+        })
+    }
+}
+
+impl<S: Storage> Dispatch<S> {
+    /// The engine's future for a download (`Ok`), or the boxed answer of everything else.
+    fn route(&mut self, req: Request) -> Result<crate::files::ResponseFuture, BoxFuture> {
         // The upload page and its script: no token (the page asks for it).
         if let Some(page) = self.page(&req) {
-            return Box::pin(std::future::ready(Ok(page)));
+            return Err(Box::pin(std::future::ready(Ok(page))));
         }
         // Downloads first, as they were: only the draft's offset retrieval is a GET (under the
         // prefix, with the draft's header), and a HEAD is an upload's only under the prefix.
@@ -439,20 +452,24 @@ impl<S: Storage> tower::Service<Request> for Dispatch<S> {
             && !(req.headers().contains_key(&UPLOAD_DRAFT_INTEROP_VERSION)
                 && self.under_prefix(req.uri().path()).is_some())
         {
-            return Box::pin(self.files.call(req));
+            return Ok(tower::Service::call(&mut self.files, req));
         }
         let under = self.under_prefix(req.uri().path()).map(str::to_owned);
         let uploads = self.uploads.clone();
         let hs = req.headers();
         match under {
-            Some(rest) => Box::pin(async move { Ok(uploads.handle(req, &rest).await) }),
-            None if req.method() == Method::PUT && hs.contains_key(&UPLOAD_COMPLETE) => {
-                Box::pin(async move { Ok(ietf::create_at(&uploads, req).await) })
-            }
+            Some(rest) => Err(Box::pin(
+                async move { Ok(uploads.handle(req, &rest).await) },
+            )),
+            None if req.method() == Method::PUT && hs.contains_key(&UPLOAD_COMPLETE) => Err(
+                Box::pin(async move { Ok(ietf::create_at(&uploads, req).await) }),
+            ),
             None if req.method() == Method::PUT => {
-                Box::pin(async move { Ok(put::handle(&uploads, req).await) })
+                Err(Box::pin(
+                    async move { Ok(put::handle(&uploads, req).await) },
+                ))
             }
-            None => Box::pin(self.files.call(req)),
+            None => Ok(tower::Service::call(&mut self.files, req)),
         }
     }
 }
