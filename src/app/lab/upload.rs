@@ -5,8 +5,9 @@
 //! `{prefix}/uploaded/` (as `{prefix}/files/` serves the root, faults included).
 //!
 //! The store is a fresh directory under the OS's temporary directory (`TMPDIR`), removed when
-//! the server stops (or, after a SIGKILL, by the next lab server to start); uploads are bounded by [`MAX_SIZE`] and expire after [`MAX_AGE`] without
-//! a byte, as real ones do after `max_age`.
+//! the server stops (or, after a SIGKILL, by the next lab server to start); uploads are
+//! bounded by [`MAX_SIZE`] and expire after [`MAX_AGE`] without a byte, as real ones do after
+//! `max_age`.
 //!
 //! Faults are query parameters of the URL the client uses (`faults::parse_upload`); the
 //! creation's query is kept on the upload's `Location`, so a client that only knows the
