@@ -45,7 +45,7 @@ pub struct Config {
     pub log_level: String,
     /// How long in-flight responses may run after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
-    /// Answer simple HTTP/1.1 requests on plain TCP with the fast path (`transport::h1`).
+    /// Answer simple HTTP/1.1 requests (plain TCP and TLS) with the fast path (`transport::h1`).
     pub fast_path: bool,
     /// Where the digest cache persists (canonical, outside the root); `None`: no persistence.
     pub state_dir: Option<PathBuf>,
@@ -493,7 +493,7 @@ pub struct Cli {
     #[arg(long, env = "RANGESERVE_MAX_HEADERS", value_name = "N")]
     pub max_headers: Option<usize>,
 
-    /// Answer simple HTTP/1.1 GET/HEAD requests on plain TCP with the built-in fast path; false serves every request with hyper (same behaviour) [default: true]
+    /// Answer simple HTTP/1.1 GET/HEAD requests (plain TCP and TLS) with the built-in fast path; false serves every request with hyper (same behaviour) [default: true]
     #[arg(long, env = "RANGESERVE_FAST_PATH", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]

@@ -1,5 +1,5 @@
 //! The connection layer: accept on the listener, serve each connection with hyper (or, for
-//! simple HTTP/1.1 requests on plain TCP, the fast path in `h1`), and on shutdown stop
+//! simple HTTP/1.1 requests, the fast path in `h1`), and on shutdown stop
 //! accepting at once and give in-flight responses a grace period. Generic over the service it
 //! serves: it knows nothing about files, beyond handing each plain connection's `sendfile`
 //! queue to the task that serves it (`fs::sendfile`).
@@ -112,7 +112,7 @@ pub struct Options {
     pub redirect: Option<(TcpListener, axum::Router)>,
     /// Timeouts, header count and connection cap (`limits`).
     pub limits: Limits,
-    /// Answer simple HTTP/1.1 requests on plain TCP with the fast path (`h1`).
+    /// Answer simple HTTP/1.1 requests (plain TCP and TLS) with the fast path (`h1`).
     pub fast_path: bool,
 }
 
@@ -195,7 +195,7 @@ pub async fn run<A: App>(
                 let io = SendfileStream::new(stream);
                 let sink = io.sink();
                 let stop = stop.clone();
-                let served = serve_plain(builders, io, service, watcher, conn, stop, fast_path);
+                let served = serve_fast(builders, io, service, watcher, conn, stop, fast_path);
                 tokio::spawn(ops::with_peer(peer, handoff::scope(sink, served)));
             }
             Some(acceptor) => {
@@ -206,9 +206,11 @@ pub async fn run<A: App>(
                         s = tls::handshake(&acceptor, stream) => s,
                         _ = stop.wait_for(|stopping| *stopping) => None,
                     };
-                    if let Some(stream) = stream {
-                        serve_io(builders, stream, service, watcher, conn).await;
-                    }
+                    let Some(stream) = stream else { return };
+                    // HTTP/2 by ALPN: hyper's from the first byte; HTTP/1.1 as on plain TCP.
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let fast = fast_path && !h2;
+                    serve_fast(builders, stream, service, watcher, conn, stop, fast).await;
                 }));
             }
         }
@@ -359,19 +361,22 @@ async fn hyper_conn<IO, A: App>(
     }
 }
 
-/// Serve a plain-TCP connection: simple HTTP/1.1 requests on the fast path (`h1`) for as long
-/// as they come, then the rest of the connection with hyper, like every other connection, but
-/// HTTP/1.1 only. The fast path needs keep-alive on and hyper's own header-count limit (it
-/// parses with that many slots); otherwise hyper serves it all.
-async fn serve_plain<A: App>(
+/// Serve a connection of the main listener (plain TCP, or TLS once its handshake is done):
+/// simple HTTP/1.1 requests on the fast path (`h1`) for as long as they come, then the rest of
+/// the connection with hyper, like every other connection, but HTTP/1.1 only. The fast path
+/// needs keep-alive on and hyper's own header-count limit (it parses with that many slots);
+/// otherwise, or when `fast_path` is false, hyper serves it all.
+async fn serve_fast<IO, A: App>(
     builders: Arc<Builders>,
-    io: SendfileStream,
+    io: IO,
     app: A,
     watcher: Watcher,
     conn: Conn,
     stop: tokio::sync::watch::Receiver<bool>,
     fast_path: bool,
-) {
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let limits = conn.limits;
     // hyper's connection futures are boxed where they start: in the connection's task they
     // would make every connection, most of which never leave the fast path, carry their size

@@ -143,7 +143,7 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// What may differ between two correct answers: the value of each `date:` line, and each
 /// `multipart/byteranges` boundary (replaced everywhere it occurs).
-fn normalise(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn normalise(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
     const CT: &[u8] = b"\r\ncontent-type: multipart/byteranges";
     let mut from = 0;

@@ -239,6 +239,111 @@ async fn tls_connect(
         .unwrap()
 }
 
+/// Over TLS, too, the HTTP/1.1 fast path is invisible: two servers over the same root, with it
+/// and without it (hyper serves everything), are sent the same bytes over TLS (ALPN
+/// `http/1.1`, and no ALPN at all) and must send back the same bytes, up to `date:` lines and
+/// multipart boundaries: pipelines of simple requests, a request hyper has to serve mid-way,
+/// a malformed head, and an HTTP/2 preface after an HTTP/1.1 response (RFC 9113 §3.4: too
+/// late, so not HTTP/2).
+#[tokio::test]
+async fn the_fast_path_over_tls_answers_what_hyper_answers() {
+    use crate::equivalence::normalise;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_d, files) = certs();
+    let tls = Tls::load(&files.cert, &files.key).unwrap();
+    let fast = Server::start_with(move |c| {
+        c.tls = Some(tls);
+        c.fast_path = true;
+    });
+    let tls = Tls::load(&files.cert, &files.key).unwrap();
+    let hyper = Server::start_over(&fast.root, move |c| {
+        c.tls = Some(tls);
+        c.fast_path = false;
+    });
+    let data = pattern(100_000);
+    fast.file("f.bin", &data);
+    fast.file("a.txt", b"hello, world\n");
+    fast.file("dir/x.txt", b"x\n");
+    let etag = etag_of(&data);
+    let req = |method: &str, target: &str, headers: &str| {
+        format!("{method} {target} HTTP/1.1\r\nHost: t\r\n{headers}\r\n")
+    };
+    let close = req("GET", "/a.txt", "Connection: close\r\n");
+    let simple = [
+        req("GET", "/a.txt", ""),
+        req("HEAD", "/f.bin", ""),
+        req("GET", "/f.bin", "Range: bytes=100-199,-50\r\n"),
+        req("GET", "/f.bin", &format!("If-None-Match: {etag}\r\n")),
+        req("GET", "/f.bin", "Range: bytes=99990-\r\n"),
+        req("GET", "/f.bin", "Range: bytes=100000-\r\n"),
+        req("GET", "/dir", ""),
+        req("GET", "/nope", ""),
+        req("GET", "/f.bin?download", ""),
+        req("GET", "/f.bin", ""),
+    ]
+    .concat();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "simple requests, then close",
+            (simple.clone() + &close).into_bytes(),
+        ),
+        (
+            "a POST with a body mid-way",
+            (simple.clone()
+                + &req("POST", "/a.txt", "Content-Length: 11\r\n")
+                + "hello world"
+                + &simple
+                + &close)
+                .into_bytes(),
+        ),
+        (
+            "a malformed head mid-way",
+            (simple.clone() + "GET /a.txt HTTP/1.1\r\nBad Header\r\n\r\n" + &close).into_bytes(),
+        ),
+        (
+            "the HTTP/2 preface after a response",
+            (req("GET", "/a.txt", "") + "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").into_bytes(),
+        ),
+    ];
+    let talk = |addr, alpn: &'static [&'static [u8]], bytes: Vec<u8>| {
+        let cfg = client_config(&files, alpn);
+        async move {
+            let mut s = tls_connect(addr, cfg).await;
+            s.write_all(&bytes).await.unwrap();
+            s.flush().await.unwrap();
+            let mut got = Vec::new();
+            // A reset after the last response (bytes of ours left unread) ends it like a close.
+            let read = s.read_to_end(&mut got);
+            let _ = tokio::time::timeout(Duration::from_secs(10), read)
+                .await
+                .expect("closed");
+            got
+        }
+    };
+    let mut differed = Vec::new();
+    const HTTP11: &[&[u8]] = &[b"http/1.1"];
+    for alpn in [HTTP11, &[]] {
+        for (name, bytes) in &cases {
+            let f = talk(fast.addr, alpn, bytes.clone()).await;
+            let h = talk(hyper.addr, alpn, bytes.clone()).await;
+            assert!(
+                f.starts_with(b"HTTP/1.1 200 OK\r\n"),
+                "{name}: {:?}",
+                String::from_utf8_lossy(&f)
+            );
+            if normalise(&f) != normalise(&h) {
+                differed.push(format!(
+                    "{name} (ALPN {alpn:?}):\n fast: {:?}\n hyper: {:?}",
+                    String::from_utf8_lossy(&f),
+                    String::from_utf8_lossy(&h)
+                ));
+            }
+        }
+    }
+    assert!(differed.is_empty(), "{}", differed.join("\n"));
+}
+
 #[tokio::test]
 async fn alpn_offers_h2_then_http1_1() {
     let (_d, files) = certs();

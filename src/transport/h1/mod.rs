@@ -1,7 +1,9 @@
-//! The fast path for plain-TCP HTTP/1.1: the requests a download server mostly gets (GET and
-//! HEAD of an origin-form target, HTTP/1.1, no body, no `Expect`, `Upgrade` or `TE` header, and
-//! `Connection` at most `keep-alive` or `close`) are parsed with `httparse` and answered here, each response head written in the same
-//! `writev` as the first body bytes (or `sendfile` placeholders, see `sendfile`).
+//! The fast path for HTTP/1.1, on plain TCP and over TLS (after the handshake, unless ALPN chose
+//! HTTP/2): the requests a download server mostly gets (GET and HEAD of an origin-form target,
+//! HTTP/1.1, no body, no `Expect`, `Upgrade` or `TE` header, and `Connection` at most
+//! `keep-alive` or `close`) are parsed with `httparse` and answered here, each response head
+//! written in the same `writev` as the first body bytes (or, on plain TCP, `sendfile`
+//! placeholders, see `sendfile`).
 //!
 //! Everything else goes to hyper: the first request that is not such a simple one (another
 //! method, a body, HTTP/1.0, an HTTP/2 preface, a malformed or oversized head, ...) hands the
