@@ -87,3 +87,47 @@ fn bad_limit_values_are_one_line_config_errors() {
         assert!(err.contains(key), "{flag} {value}: {err}");
     }
 }
+
+/// A burst of connections the server cannot accept at once waits in the kernel's queue: with
+/// the server stopped (SIGSTOP), 300 connections all complete their handshake (std's and
+/// tokio's backlog of 128 dropped the SYNs of the rest, which then connected a second later),
+/// and each is served once it runs again.
+#[test]
+fn a_burst_of_connections_waits_in_the_listen_queue() {
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(4096);
+    assert!(
+        somaxconn >= 512,
+        "net.core.somaxconn is {somaxconn}: this test needs 512"
+    );
+    let site = Site::empty();
+    std::fs::write(site.root().join("f.txt"), b"hello").unwrap();
+    let run = site.serve(|_| {});
+    let pid = libc::pid_t::try_from(run.child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid; it has not been reaped (`run` holds the Child).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let mut conns = Vec::new();
+    for i in 0..300 {
+        // A dropped SYN is sent again after a second: a connection that takes that long was
+        // not queued.
+        let c = TcpStream::connect_timeout(&addr(run.port), Duration::from_millis(900));
+        let mut c = c.unwrap_or_else(|e| {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+            panic!("connection {i} not queued: {e}")
+        });
+        c.write_all(b"GET /f.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        conns.push(c);
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    for mut c in conns {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        let r = Response::parse(&got, false);
+        assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
+    }
+}
