@@ -246,8 +246,10 @@ pub fn run_to_exit(mut c: Command, logs: &Path) -> (ExitStatus, String, String) 
 }
 
 /// Run the binary in `cwd`, with what `setup` adds and `--listen` on a free port, expecting a
-/// start-up failure: exit code 2, exactly one line on stderr, nothing on stdout, and the port
-/// never accepted a connection. Returns the line.
+/// start-up failure: exit code 2, exactly one line on stderr, and nothing on stdout (so no
+/// "listening" line: it stopped before serving). Returns the line. (The port is not probed
+/// after the exit: by then nothing of ours can hold it, and another process that took the free
+/// port meanwhile made that check fail for nothing.)
 pub fn config_error(cwd: &Path, setup: impl FnOnce(&mut Command)) -> String {
     let port = free_port();
     let mut c = command(cwd);
@@ -261,6 +263,5 @@ pub fn config_error(cwd: &Path, setup: impl FnOnce(&mut Command)) -> String {
     assert!(err.ends_with('\n'), "{what}: {err:?}");
     assert_eq!(err.lines().count(), 1, "{what}: not one line: {err:?}");
     assert!(out.is_empty(), "{what}: stdout: {out:?}");
-    assert!(!port_is_open(port), "{what}: port {port} is open");
     err
 }
