@@ -364,8 +364,25 @@ fn statuses(bytes: &[u8]) -> Vec<u16> {
 }
 
 /// `METHOD target HTTP/1.1` with Host and these header lines (each ending in CRLF).
-fn req(method: &str, target: &str, headers: &str) -> String {
+pub(crate) fn req(method: &str, target: &str, headers: &str) -> String {
     format!("{method} {target} HTTP/1.1\r\nHost: t\r\n{headers}\r\n")
+}
+
+/// Simple requests of every kind the fast path answers (`/f.bin` is 100,000 bytes with the
+/// strong ETag `etag`; `/a.txt` and `/dir/` exist), pipelined.
+pub(crate) fn simple_requests(etag: &str) -> String {
+    [
+        req("GET", "/a.txt", ""),
+        req("HEAD", "/f.bin", ""),
+        req("GET", "/f.bin", "Range: bytes=100-199,-50\r\n"),
+        req("GET", "/f.bin", &format!("If-None-Match: {etag}\r\n")),
+        req("GET", "/f.bin", "Range: bytes=99990-\r\n"),
+        req("GET", "/dir", ""),
+        req("GET", "/nope", ""),
+        req("GET", "/dir/", ""),
+        req("GET", "/f.bin?download", ""),
+    ]
+    .concat()
 }
 
 #[test]
@@ -549,19 +566,7 @@ fn what_the_application_answers_is_identical() {
 fn pipelines_are_answered_identically() {
     let p = pair();
     let mut c = Check::new(&p);
-    let etag = &p.etag;
-    let simple = [
-        req("GET", "/a.txt", ""),
-        req("HEAD", "/f.bin", ""),
-        req("GET", "/f.bin", "Range: bytes=100-199,-50\r\n"),
-        req("GET", "/f.bin", &format!("If-None-Match: {etag}\r\n")),
-        req("GET", "/f.bin", "Range: bytes=99990-\r\n"),
-        req("GET", "/dir", ""),
-        req("GET", "/nope", ""),
-        req("GET", "/dir/", ""),
-        req("GET", "/f.bin?download", ""),
-    ]
-    .concat();
+    let simple = simple_requests(&p.etag);
     c.case(
         "simple requests, then close",
         (simple.clone() + CLOSE).as_bytes(),
