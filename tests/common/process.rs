@@ -81,9 +81,14 @@ impl Running {
     }
 
     pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Send `sig` to the server process.
+    pub fn signal(&self, sig: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) on our own child's pid; it has not been reaped (we hold the Child).
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     }
 
     /// Wait for the process to exit, at most `limit`.

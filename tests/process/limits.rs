@@ -104,25 +104,18 @@ fn a_burst_of_connections_waits_in_the_listen_queue() {
     let site = Site::empty();
     std::fs::write(site.root().join("f.txt"), b"hello").unwrap();
     let run = site.serve(|_| {});
-    let pid = libc::pid_t::try_from(run.child.id()).unwrap();
-    // SAFETY: kill(2) on our own child's pid; it has not been reaped (`run` holds the Child).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    run.signal(libc::SIGSTOP);
     let mut conns = Vec::new();
     for i in 0..300 {
         // A dropped SYN is sent again after a second: a connection that takes that long was
-        // not queued.
+        // not queued. (On a failure, dropping `run` kills the stopped server.)
         let c = TcpStream::connect_timeout(&addr(run.port), Duration::from_millis(900));
-        let mut c = c.unwrap_or_else(|e| {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGCONT) };
-            panic!("connection {i} not queued: {e}")
-        });
+        let mut c = c.unwrap_or_else(|e| panic!("connection {i} not queued: {e}"));
         c.write_all(b"GET /f.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             .unwrap();
         conns.push(c);
     }
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    run.signal(libc::SIGCONT);
     for mut c in conns {
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut got = Vec::new();
