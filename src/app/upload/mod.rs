@@ -432,19 +432,9 @@ impl<S: Storage> tower::Service<Request> for Dispatch<S> {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        Either::Right(match self.route(req) {
-            Ok(files) => return Either::Left(files),
-            Err(other) => other,
-        })
-    }
-}
-
-impl<S: Storage> Dispatch<S> {
-    /// The engine's future for a download (`Ok`), or the boxed answer of everything else.
-    fn route(&mut self, req: Request) -> Result<crate::files::ResponseFuture, BoxFuture> {
         // The upload page and its script: no token (the page asks for it).
         if let Some(page) = self.page(&req) {
-            return Err(Box::pin(std::future::ready(Ok(page))));
+            return Either::Right(Box::pin(std::future::ready(Ok(page))));
         }
         // Downloads first, as they were: only the draft's offset retrieval is a GET (under the
         // prefix, with the draft's header), and a HEAD is an upload's only under the prefix.
@@ -452,24 +442,27 @@ impl<S: Storage> Dispatch<S> {
             && !(req.headers().contains_key(&UPLOAD_DRAFT_INTEROP_VERSION)
                 && self.under_prefix(req.uri().path()).is_some())
         {
-            return Ok(tower::Service::call(&mut self.files, req));
+            return Either::Left(self.files.call(req));
         }
         let under = self.under_prefix(req.uri().path()).map(str::to_owned);
         let uploads = self.uploads.clone();
         let hs = req.headers();
         match under {
-            Some(rest) => Err(Box::pin(
-                async move { Ok(uploads.handle(req, &rest).await) },
-            )),
-            None if req.method() == Method::PUT && hs.contains_key(&UPLOAD_COMPLETE) => Err(
-                Box::pin(async move { Ok(ietf::create_at(&uploads, req).await) }),
-            ),
-            None if req.method() == Method::PUT => {
-                Err(Box::pin(
-                    async move { Ok(put::handle(&uploads, req).await) },
-                ))
+            Some(rest) => boxed(async move { uploads.handle(req, &rest).await }),
+            None if req.method() == Method::PUT && hs.contains_key(&UPLOAD_COMPLETE) => {
+                boxed(async move { ietf::create_at(&uploads, req).await })
             }
-            None => Ok(tower::Service::call(&mut self.files, req)),
+            None if req.method() == Method::PUT => {
+                boxed(async move { put::handle(&uploads, req).await })
+            }
+            None => Either::Left(self.files.call(req)),
         }
     }
+}
+
+/// An upload's answer as [`Dispatch`]'s future.
+fn boxed(
+    answer: impl Future<Output = Response> + Send + 'static,
+) -> Either<crate::files::ResponseFuture, BoxFuture> {
+    Either::Right(Box::pin(async move { Ok(answer.await) }))
 }
