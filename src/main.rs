@@ -198,7 +198,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         // Every listener is bound before anything says "listening": a port in use is a start-up
         // error like any other bad setting.
-        let listeners = match rangeserve::app::Listeners::bind(&config).await {
+        let listeners = match rangeserve::app::Listeners::bind(&config) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("rangeserve: error: {e}");

@@ -162,38 +162,39 @@ pub struct Listeners {
 /// `net.core.somaxconn`, as it does Go's servers, which ask for that value.
 const LISTEN_BACKLOG: u32 = 4096;
 
-async fn bind(key: &str, addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    let listen = || {
-        let socket = match addr {
-            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        // As std and mio do: a restarted server can bind while old connections linger.
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        socket.listen(LISTEN_BACKLOG)
+fn bind(key: &str, addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    listen(addr).map_err(|e| format!("{key} {addr}: {e}"))
+}
+
+/// `addr` bound and listening with [`LISTEN_BACKLOG`] (in a tokio runtime, whose reactor the
+/// socket joins).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
-    listen().map_err(|e: std::io::Error| format!("{key} {addr}: {e}"))
+    // As std and mio do: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 impl Listeners {
-    /// Bind every listener `config` asks for; the error is one line naming the key.
-    pub async fn bind(config: &Config) -> Result<Listeners, String> {
-        let main = bind("listen", config.listen).await?;
-        Listeners::beside(main, config).await
+    /// Bind every listener `config` asks for (in a tokio runtime); the error is one line naming
+    /// the key.
+    pub fn bind(config: &Config) -> Result<Listeners, String> {
+        let main = bind("listen", config.listen)?;
+        Listeners::beside(main, config)
     }
 
     /// `main`, and the other listeners `config` asks for.
-    pub async fn beside(
-        main: tokio::net::TcpListener,
-        config: &Config,
-    ) -> Result<Listeners, String> {
+    pub fn beside(main: tokio::net::TcpListener, config: &Config) -> Result<Listeners, String> {
         let metrics = match config.metrics_listen {
-            Some(addr) => Some(bind("metrics_listen", addr).await?),
+            Some(addr) => Some(bind("metrics_listen", addr)?),
             None => None,
         };
         let redirect = match config.tls_redirect_listen {
-            Some(addr) => Some(bind("tls.redirect_listen", addr).await?),
+            Some(addr) => Some(bind("tls.redirect_listen", addr)?),
             None => None,
         };
         Ok(Listeners {
@@ -212,9 +213,7 @@ pub async fn serve_files<S: Storage + Clone>(
     files: ServeFiles<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listeners = Listeners::beside(listener, &config)
-        .await
-        .map_err(std::io::Error::other)?;
+    let listeners = Listeners::beside(listener, &config).map_err(std::io::Error::other)?;
     serve(listeners, config, files, shutdown).await
 }
 
