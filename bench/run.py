@@ -3128,9 +3128,19 @@ def machine_info(binary, weed=None, extra=()):
             mem = f"{int(f.readline().split()[1]) / (1 << 20):.1f} GiB"
     except (OSError, ValueError, IndexError):
         pass
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            cc = f.read().strip()
+    except OSError:
+        cc = "?"
     return [
         ("date", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
         ("machine", f"{os.cpu_count()} CPUs ({cpu}), {mem} RAM, Linux {os.uname().release}"),
+        # The references' connections use the system's algorithm; rangeserve's listener on
+        # 127.0.0.1 uses cubic (its `tcp_congestion` default, `auto`).
+        ("TCP congestion control", f"system default {cc} (nginx, lighttpd, the send() loop, "
+                                   "SeaweedFS, the clients); rangeserve's loopback listener: "
+                                   "cubic where allowed (`tcp_congestion = auto`)"),
         ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
         ("nginx", cmd_output(["nginx", "-v"]).replace("nginx version: ", "")),
         ("lighttpd", cmd_output(["lighttpd", "-v"]).splitlines()[0].split(" - ")[0]),

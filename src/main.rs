@@ -211,6 +211,9 @@ fn main() -> ExitCode {
         } else {
             "http"
         };
+        // What the accepted connections will use (`tcp_congestion`), as the kernel reports it.
+        let tcp_congestion = rangeserve::transport::congestion::of(&listeners.main)
+            .unwrap_or_else(|e| format!("unknown ({e})"));
         let scheduler = if one_cpu {
             "single-threaded (one CPU)"
         } else {
@@ -238,11 +241,11 @@ fn main() -> ExitCode {
                     eprintln!("rangeserve: error: root {e}");
                     return ExitCode::from(2);
                 }
-                tracing::info!(root = %url, scheduler, "listening on {scheme}://{addr}/");
+                tracing::info!(root = %url, scheduler, tcp_congestion, "listening on {scheme}://{addr}/");
                 rangeserve::app::serve(listeners, config, files, shutdown).await
             }
             None => {
-                tracing::info!(root = %config.root.display(), scheduler, "listening on {scheme}://{addr}/");
+                tracing::info!(root = %config.root.display(), scheduler, tcp_congestion, "listening on {scheme}://{addr}/");
                 let files = rangeserve::app::files(&config);
                 rangeserve::app::serve(listeners, config, files, shutdown).await
             }

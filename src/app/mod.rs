@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::files::{Bucket, Names, ServeFiles, Storage};
 use crate::http::response::internal_error;
 use crate::ops::{metrics, AbortOnDrop};
-use crate::transport::{self, limits::Limits};
+use crate::transport::{self, congestion::TcpCongestion, limits::Limits};
 
 /// The file engine with the configuration's settings, for the directory `root`.
 pub fn files(config: &Config) -> ServeFiles {
@@ -162,19 +162,27 @@ pub struct Listeners {
 /// `net.core.somaxconn`, as it does Go's servers, which ask for that value.
 const LISTEN_BACKLOG: u32 = 4096;
 
-fn bind(key: &str, addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    listen(addr).map_err(|e| format!("{key} {addr}: {e}"))
+fn bind(
+    key: &str,
+    addr: std::net::SocketAddr,
+    config: &Config,
+) -> Result<tokio::net::TcpListener, String> {
+    listen(addr, &config.tcp_congestion).map_err(|e| format!("{key} {addr}: {e}"))
 }
 
-/// `addr` bound and listening with [`LISTEN_BACKLOG`] (in a tokio runtime, whose reactor the
-/// socket joins).
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+/// `addr` bound and listening with [`LISTEN_BACKLOG`] and the congestion control `cc` asks for
+/// (in a tokio runtime, whose reactor the socket joins).
+fn listen(
+    addr: std::net::SocketAddr,
+    cc: &TcpCongestion,
+) -> std::io::Result<tokio::net::TcpListener> {
     let socket = match addr {
         std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     // As std and mio do: a restarted server can bind while old connections linger.
     socket.set_reuseaddr(true)?;
+    cc.apply(&socket, addr)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -183,18 +191,18 @@ impl Listeners {
     /// Bind every listener `config` asks for (in a tokio runtime); the error is one line naming
     /// the key.
     pub fn bind(config: &Config) -> Result<Listeners, String> {
-        let main = bind("listen", config.listen)?;
+        let main = bind("listen", config.listen, config)?;
         Listeners::beside(main, config)
     }
 
     /// `main`, and the other listeners `config` asks for.
     pub fn beside(main: tokio::net::TcpListener, config: &Config) -> Result<Listeners, String> {
         let metrics = match config.metrics_listen {
-            Some(addr) => Some(bind("metrics_listen", addr)?),
+            Some(addr) => Some(bind("metrics_listen", addr, config)?),
             None => None,
         };
         let redirect = match config.tls_redirect_listen {
-            Some(addr) => Some(bind("tls.redirect_listen", addr)?),
+            Some(addr) => Some(bind("tls.redirect_listen", addr, config)?),
             None => None,
         };
         Ok(Listeners {

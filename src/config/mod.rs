@@ -91,6 +91,8 @@ pub struct Config {
     /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client (addresses or CIDRs);
     /// from anyone else those headers are ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The TCP congestion control of the listeners' connections (`transport::congestion`).
+    pub tcp_congestion: crate::transport::congestion::TcpCongestion,
     /// `[upload]`: uploads (tus 1.0.0 and plain PUT) when on; `None` when off.
     pub upload: Option<UploadConfig>,
     /// The configuration file that was read, if any.
@@ -223,6 +225,7 @@ struct FileConfig {
     max_headers: Option<usize>,
     fast_path: Option<bool>,
     trusted_proxies: Option<Vec<String>>,
+    tcp_congestion: Option<String>,
     upload: Option<UploadFileConfig>,
 }
 
@@ -493,6 +496,10 @@ pub struct Cli {
     #[arg(long, env = "RANGESERVE_MAX_HEADERS", value_name = "N")]
     pub max_headers: Option<usize>,
 
+    /// TCP congestion control of accepted connections: auto (cubic on loopback listeners, the system's elsewhere), system, or an algorithm such as cubic or bbr [default: auto]
+    #[arg(long, env = "RANGESERVE_TCP_CONGESTION", value_name = "NAME")]
+    pub tcp_congestion: Option<String>,
+
     /// Answer simple HTTP/1.1 GET/HEAD requests (plain TCP and TLS) with the built-in fast path; false serves every request with hyper (same behaviour) [default: true]
     #[arg(long, env = "RANGESERVE_FAST_PATH", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true",
@@ -661,7 +668,8 @@ impl Cli {
             max_connections,
             max_headers,
             fast_path,
-            trusted_proxies
+            trusted_proxies,
+            tcp_congestion
         );
         if self.cors_allowed_origins.is_some() || self.cors_max_age.is_some() {
             let cors = file.cors.get_or_insert_with(CorsFileConfig::default);
@@ -910,6 +918,11 @@ impl FileConfig {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let tcp_congestion = match self.tcp_congestion.as_deref() {
+            None => Default::default(),
+            Some(v) => crate::transport::congestion::TcpCongestion::parse(v)
+                .map_err(|e| ConfigError(format!("tcp_congestion: {e}")))?,
+        };
         let limits = limits::check(
             self.header_read_timeout,
             self.keepalive_timeout,
@@ -955,6 +968,7 @@ impl FileConfig {
             max_connections: limits.max_connections,
             max_headers: limits.max_headers,
             trusted_proxies,
+            tcp_congestion,
             upload,
             config_file: None,
         })

@@ -14,6 +14,7 @@
 //! responses they have ready at once go out in one write ([`batch`]).
 
 pub mod batch;
+pub mod congestion;
 pub mod h1;
 pub mod interim;
 pub mod limits;

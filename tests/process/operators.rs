@@ -304,3 +304,54 @@ fn an_aborted_body_is_logged_with_its_path_and_client() {
     assert!(line.contains("path=/big.bin"), "{line}");
     assert!(line.contains("client=127.0.0.1"), "{line}");
 }
+
+/// `tcp_congestion`: the algorithm the accepted connections get is in the "listening" line
+/// (read back from the socket); by default a loopback listener uses cubic when the kernel
+/// allows it (the lists are read from /proc here, not from the server); a name the kernel
+/// lacks, or a malformed one, is one line and exit 2.
+#[test]
+fn tcp_congestion_is_in_the_listening_line_and_a_bad_one_is_one_line_and_exit_2() {
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let system = sysctl("tcp_congestion_control");
+    let allowed = sysctl("tcp_allowed_congestion_control");
+    let site = Site::new();
+    let auto = match allowed.split_whitespace().any(|a| a == "cubic") {
+        true => "cubic".to_string(),
+        false => system.clone(),
+    };
+    for (args, want) in [
+        (vec![], auto),
+        (vec!["--tcp-congestion", "system"], system),
+        (vec!["--tcp-congestion", "reno"], "reno".to_string()),
+    ] {
+        let run = site.serve(|c| {
+            c.args(&args);
+        });
+        run.log_shows(&format!("tcp_congestion=\"{want}\""));
+        assert_eq!(run.get("/f.txt", &[]).status, 200, "{args:?}");
+    }
+    let line = process::config_error(site.path(), |c| {
+        c.arg("--root")
+            .arg(site.root())
+            .args(["--tcp-congestion", "nosuchcc"]);
+    });
+    assert!(
+        line.contains("listen 127.0.0.1:")
+            && line.contains("tcp_congestion \"nosuchcc\": not in this kernel (available: "),
+        "{line}"
+    );
+    let line = process::config_error(site.path(), |c| {
+        c.arg("--root")
+            .arg(site.root())
+            .args(["--tcp-congestion", "cu bic"]);
+    });
+    assert!(
+        line.starts_with("rangeserve: error: tcp_congestion: \"cu bic\" is not"),
+        "{line}"
+    );
+}
