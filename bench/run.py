@@ -33,6 +33,7 @@ Plain Python 3 standard library. See bench/README.md.
 import argparse
 import datetime
 import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -50,6 +51,7 @@ import tempfile
 import threading
 import time
 import types
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -85,8 +87,9 @@ TLS_SUITE = "TLS_AES_128_GCM_SHA256"
 H2_CONNS, H2_STREAMS = 16, 16
 
 # S9: rangeserve serving a SeaweedFS bucket against the same reads made directly from the S3
-# gateway. The objects are uploads of the generated files; the direct reads are anonymous (wrk
-# and curl cannot sign), rangeserve's are signed.
+# gateway. The objects are uploads of the generated files. Both paths make the same kind of
+# read: signed (rangeserve with its keys, wrk and curl with presigned URLs of the same identity)
+# in S9a, S9b and S9e, unsigned in S9f.
 S9_BUCKET = "bench"
 S9_OBJECTS = ["1m.bin", "100m.bin", "2g.bin"]
 S9_MULTI_RANGE = "bytes=0-99,200000-299999,-100"  # S9c, on the 100 MiB object
@@ -223,9 +226,9 @@ S9_ROWS = [
     # a deployment where it does not share a core with the store. No target.
     ("S9e", "S9", "S9a, rangeserve on CPU 1 beside wrk (extra)", "req/s", "rs/gateway",
      "(extra: none)", lambda r, n, s: None),
-    # Extra: S9a with rangeserve reading anonymously (`s3.anonymous`: unsigned requests, as the
-    # direct reads are), which shows what request signing costs. No target.
-    ("S9f", "S9", "S9a, rangeserve with s3.anonymous (extra)", "req/s", "rs/gateway",
+    # Extra: S9a with unsigned reads in both paths (rangeserve's `s3.anonymous`, the gateway's
+    # anonymous identity), which shows what signing and verifying each request costs. No target.
+    ("S9f", "S9", "S9a, unsigned reads: rangeserve with s3.anonymous (extra)", "req/s", "rs/gateway",
      "(extra: none)", lambda r, n, s: None),
 ]
 
@@ -1060,8 +1063,35 @@ class RangeserveS3(Rangeserve):
         return env
 
 
+def presign(endpoint, bucket, key, access_key, secret_key, region, expires=3600):
+    """A GET URL of BUCKET/KEY signed with SigV4 in its query string (an S3 "presigned URL",
+    signed headers `host` only, so wrk can add a Range and curl can fetch it as it is): a
+    signed read for clients that cannot sign, which the gateway verifies as it verifies
+    rangeserve's header-signed ones (the same HMAC chain and canonical-request hash)."""
+    t = datetime.datetime.now(datetime.timezone.utc)
+    amz_date, day = t.strftime("%Y%m%dT%H%M%SZ"), t.strftime("%Y%m%d")
+    path = f"/{bucket}/{urllib.parse.quote(key, safe='/~')}"
+    scope = f"{day}/{region}/s3/aws4_request"
+    query = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": f"{access_key}/{scope}",
+             "X-Amz-Date": amz_date, "X-Amz-Expires": str(expires),
+             "X-Amz-SignedHeaders": "host"}
+    qs = "&".join(f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+                  for k, v in sorted(query.items()))
+    host = urllib.parse.urlsplit(endpoint).netloc
+    canonical = "\n".join(["GET", path, qs, f"host:{host}\n", "host", "UNSIGNED-PAYLOAD"])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    key_ = ("AWS4" + secret_key).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key_ = hmac.new(key_, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key_, to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"{endpoint}{path}?{qs}&X-Amz-Signature={signature}"
+
+
 class Gateway(Server):
-    """The SeaweedFS S3 gateway read directly, anonymously: URLs are /BUCKET/KEY on its port.
+    """The SeaweedFS S3 gateway read directly: URLs are /BUCKET/KEY on its port, signed with
+    the bench identity's keys as presigned URLs when `signed` (S9a, S9b, S9e: rangeserve's
+    reads are signed too), anonymous otherwise (S9f, against rangeserve's `--s3-anonymous`).
     Started and stopped with the cluster, not per round."""
     name = "gateway"
 
@@ -1070,8 +1100,12 @@ class Gateway(Server):
         self.cluster = cluster
         self.port = cluster.ports["s3"][0]
         self.log_path = cluster.log_path("s3")
+        self.signed = True
 
     def url(self, path):
+        if self.signed:
+            return presign(self.cluster.endpoint(), S9_BUCKET, path.lstrip("/"),
+                           S9_ACCESS_KEY, self.cluster.secret_key, S9_REGION)
         return f"http://127.0.0.1:{self.port}/{S9_BUCKET}{path}"
 
     def path(self, path):
@@ -2508,8 +2542,10 @@ class Bench:
                     time.sleep(0.3)
         finally:
             rs.stop()
-        # S9f: a fresh rangeserve reading anonymously, checked again, then S9a's load.
+        # S9f: a fresh rangeserve reading anonymously, checked again, then S9a's load, against
+        # the gateway read anonymously.
         rs.anonymous = True
+        gw.signed = False
         rs.start()
         try:
             s9_gate(rs, self.files_dir, self.sums)
@@ -2521,6 +2557,7 @@ class Bench:
         finally:
             rs.stop()
             rs.anonymous = False
+            gw.signed = True
 
     # ---- U1 and U2: uploads
 
@@ -3044,17 +3081,19 @@ UPLOAD_CPU_NOTE = ("U1 and U2: server CPU per GiB uploaded (user + system from /
                    "part of the writeback done in its thread.")
 
 
-S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket (signed requests) against the same reads "
-           "made directly from the S3 gateway (anonymous, the identity \"anonymous\" with Read and List); "
+S9_NOTE = ("S9: rangeserve serving the SeaweedFS bucket against the same reads made directly "
+           "from the S3 gateway: signed in both paths in S9a, S9b and S9e (rangeserve signs its "
+           "requests; wrk and curl fetch presigned URLs of the same identity, which the gateway "
+           "verifies the same way), unsigned in both in S9f; "
            "rangeserve, the four weed processes (master, volume, filer, s3) on CPU 0, the clients "
            "on CPU 1. rangeserve starts afresh every round and each object is warmed up (a HEAD, "
            "which hashes it for the SHA-256 ETag) before anything is timed. Ratio and pairs as "
            "for S1-S8, with the gateway in nginx's place. S9e (extra, no target) is S9a again "
            "with rangeserve moved to CPU 1, beside the clients: the store keeps CPU 0 to "
            "itself in both paths, as when rangeserve does not share the store's core. S9f "
-           "(extra, no target) is S9a again with rangeserve reading anonymously "
-           "(`s3.anonymous`: unsigned requests, as the direct reads are): the difference from "
-           "S9a is what signing each request costs.")
+           "(extra, no target) is S9a again with unsigned reads in both paths (rangeserve with "
+           "`s3.anonymous`, the gateway's identity \"anonymous\" with Read and List): the "
+           "difference from S9a is what signing and verifying each request costs.")
 
 S9_CPU_NOTE = ("S9 CPU per request (user + system, /proc/PID/stat around each wrk run and each "
                "S9b download, where the request is the whole 2 GiB download): rangeserve's "
