@@ -7,8 +7,8 @@
 //! at 4.1 GB/s from a listener set to cubic (bench/README.md, "TCP congestion control").
 //! So by default (`auto`) a listener bound to a loopback address, whose peers are local (a
 //! reverse proxy or sidecar in front, a test set-up), uses cubic; every other listener keeps
-//! the system's choice, which is the administrator's for real networks. HAProxy's `cc` bind
-//! option is the same knob.
+//! the system's choice, which is the administrator's for real networks. systemd's
+//! `TCPCongestion=` for socket units is the same knob.
 //!
 //! It is set on the listening socket, before `listen`, so that each accepted connection starts
 //! with it (Linux copies the listener's choice to its children). Switching an accepted
