@@ -102,22 +102,25 @@ pub fn of(socket: &impl AsFd) -> io::Result<String> {
     Ok(String::from_utf8_lossy(name).into_owned())
 }
 
+/// The kernel's `net.ipv4.tcp_{what}congestion_control`: `""` for its default, `"available_"`
+/// or `"allowed_"` for those lists.
+fn sysctl(what: &str) -> io::Result<String> {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/tcp_{what}congestion_control"))
+        .map(|s| s.trim().to_string())
+}
+
 /// Why the kernel refused `name`, with the lists that say what it would take.
 fn refused(name: &str, e: &io::Error) -> String {
-    let list = |what: &str| {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/tcp_{what}_congestion_control"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into())
-    };
+    let list = |what| sysctl(what).unwrap_or_else(|_| "unknown".into());
     match e.raw_os_error() {
         Some(libc::ENOENT) => format!(
             "tcp_congestion {name:?}: not in this kernel (available: {})",
-            list("available")
+            list("available_")
         ),
         Some(libc::EPERM) => format!(
             "tcp_congestion {name:?}: not allowed for this process (allowed: {}; others need \
              CAP_NET_ADMIN)",
-            list("allowed")
+            list("allowed_")
         ),
         _ => format!("tcp_congestion {name:?}: {e}"),
     }
@@ -128,16 +131,13 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, TcpStream};
 
-    /// The system's default, as the kernel reports it (not through the code under test).
+    /// The system's default, as the kernel reports it (not through `apply` or `of`).
     fn system_default() -> String {
-        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
-            .unwrap()
-            .trim()
-            .to_string()
+        sysctl("").unwrap()
     }
 
     fn allowed(name: &str) -> bool {
-        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+        sysctl("allowed_")
             .unwrap()
             .split_whitespace()
             .any(|a| a == name)
