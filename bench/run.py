@@ -1046,14 +1046,12 @@ class RangeserveS3(Rangeserve):
         super().__init__(workdir, binary, None)
         self.cluster = cluster
         self.log_path = os.path.join(workdir, "rangeserve-s3.log")
-        # Unsigned requests (S9f), as the gateway's anonymous readers make them.
-        self.anonymous = False
 
     def cmd(self):
         return ["taskset", "-c", SERVER_CPU, self.binary, "--root", f"s3://{S9_BUCKET}",
                 "--s3-endpoint", self.cluster.endpoint(), "--s3-allow-http",
                 "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"] + (
-                    ["--s3-anonymous"] if self.anonymous else [])
+                    ["--s3-anonymous"] if self.cluster.anonymous_reads else [])
 
     def env(self):
         env = {k: v for k, v in clean_env(super().env()).items() if not k.startswith("AWS_")}
@@ -1090,9 +1088,9 @@ def presign(endpoint, bucket, key, access_key, secret_key, region, expires=3600)
 
 class Gateway(Server):
     """The SeaweedFS S3 gateway read directly: URLs are /BUCKET/KEY on its port, signed with
-    the bench identity's keys as presigned URLs when `signed` (S9a, S9b, S9e: rangeserve's
-    reads are signed too), anonymous otherwise (S9f, against rangeserve's `--s3-anonymous`).
-    Started and stopped with the cluster, not per round."""
+    the bench identity's keys as presigned URLs (S9a, S9b, S9e: rangeserve's reads are signed
+    too), or plain while the cluster's `anonymous_reads` is set (S9f, against rangeserve's
+    `--s3-anonymous`). Started and stopped with the cluster, not per round."""
     name = "gateway"
 
     def __init__(self, cluster):
@@ -1100,10 +1098,9 @@ class Gateway(Server):
         self.cluster = cluster
         self.port = cluster.ports["s3"][0]
         self.log_path = cluster.log_path("s3")
-        self.signed = True
 
     def url(self, path):
-        if self.signed:
+        if not self.cluster.anonymous_reads:
             return presign(self.cluster.endpoint(), S9_BUCKET, path.lstrip("/"),
                            S9_ACCESS_KEY, self.cluster.secret_key, S9_REGION)
         return f"http://127.0.0.1:{self.port}/{S9_BUCKET}{path}"
@@ -1398,6 +1395,9 @@ class Seaweed:
         for sub in ("master", "volume", "filer", "home", "conf", "logs"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         self.secret_key = "secret-" + "%016x" % random.SystemRandom().getrandbits(64)
+        # S9f: both paths read the bucket unsigned (rangeserve with `--s3-anonymous`, the
+        # gateway by plain URLs); otherwise both sign.
+        self.anonymous_reads = False
         self.config = os.path.join(self.dir, "s3.json")
         with open(self.config, "w") as f:
             json.dump({"identities": [
@@ -2544,8 +2544,7 @@ class Bench:
             rs.stop()
         # S9f: a fresh rangeserve reading anonymously, checked again, then S9a's load, against
         # the gateway read anonymously.
-        rs.anonymous = True
-        gw.signed = False
+        self.cluster.anonymous_reads = True
         rs.start()
         try:
             s9_gate(rs, self.files_dir, self.sums)
@@ -2556,8 +2555,7 @@ class Bench:
                 time.sleep(0.3)
         finally:
             rs.stop()
-            rs.anonymous = False
-            gw.signed = True
+            self.cluster.anonymous_reads = False
 
     # ---- U1 and U2: uploads
 
