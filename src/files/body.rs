@@ -17,7 +17,7 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 
-use crate::files::storage::{ReadFuture, Source};
+use crate::files::storage::{Piped, PipedFuture, ReadFuture, Source};
 use crate::fs::file::ended_early;
 use crate::fs::sendfile::{self, Sink};
 use crate::http::range::ByteRange;
@@ -127,13 +127,16 @@ pub fn body(
     origin: &Origin<'_>,
 ) -> Body {
     let total: u64 = pieces.iter().map(Piece::len).sum();
+    // Not a body `read_ahead` takes whole: its frames are kept, not written as they come.
+    let pipes = source.pipes() && total > INLINE_MAX;
     let sink = sink.filter(|_| {
-        source.raw_fd().is_some()
+        (source.raw_fd().is_some() || pipes)
             && pieces
                 .iter()
                 .any(|p| matches!(p, Piece::Range(r) if r.len() >= SENDFILE_MIN))
     });
     let nowait = source.reads_nowait();
+    let piped = sink.is_some() && pipes;
     if total <= INLINE_MAX && sink.is_none() && nowait {
         if let Some(whole) = read_all_nowait(&*source, &pieces, total) {
             // Changed since the response was decided: the streaming path meets the same check
@@ -150,6 +153,7 @@ pub fn body(
         source,
         pieces: VecDeque::from(pieces),
         nowait,
+        piped,
         inflight: None,
         remaining: total,
         sink,
@@ -289,14 +293,22 @@ struct Streamed {
     pieces: VecDeque<Piece>,
     /// Whether the source may serve reads from memory (`Source::reads_nowait`).
     nowait: bool,
+    /// Whether long runs are read through the source's pipe (`Source::read_piped`).
+    piped: bool,
     /// The read under way, and how many bytes it asked for.
-    inflight: Option<(ReadFuture, usize)>,
+    inflight: Option<(Inflight, usize)>,
     remaining: u64,
     sink: Option<Sink>,
     /// The final frame, held until the file is known to be unchanged (see `release_last`).
     last: Option<Bytes>,
     /// The request's path and client, for the log line of an abort.
     origin: Box<(String, Option<IpAddr>)>,
+}
+
+/// A read under way.
+enum Inflight {
+    Read(ReadFuture),
+    Piped(PipedFuture),
 }
 
 impl Streamed {
@@ -435,21 +447,36 @@ impl http_body::Body for Streamed {
         }
         if let Some((read, asked)) = &mut self.inflight {
             let asked = *asked;
-            let result = std::task::ready!(read.as_mut().poll(cx));
+            let result = match read {
+                Inflight::Read(r) => std::task::ready!(r.as_mut().poll(cx)).map(Piped::Bytes),
+                Inflight::Piped(r) => std::task::ready!(r.as_mut().poll(cx)),
+            };
             self.inflight = None;
             // A source may hand on fewer bytes than asked for (never none): the next read goes
             // on from where they end.
+            let got = match &result {
+                Ok(Piped::Bytes(b)) => b.len(),
+                Ok(Piped::Pipe { len, .. }) => *len,
+                Err(_) => 0,
+            };
             return match result {
-                Ok(bytes) if bytes.is_empty() => self.fail(ended_early()),
-                Ok(bytes) if bytes.len() > asked => self.fail(io::Error::other(format!(
-                    "the source read {} bytes where {asked} were asked for",
-                    bytes.len()
+                Err(e) => self.fail(e),
+                Ok(_) if got == 0 => self.fail(ended_early()),
+                Ok(_) if got > asked => self.fail(io::Error::other(format!(
+                    "the source read {got} bytes where {asked} were asked for"
                 ))),
-                Ok(bytes) => {
-                    self.advance(bytes.len() as u64);
+                Ok(Piped::Bytes(bytes)) => {
+                    self.advance(got as u64);
                     self.data(cx, bytes)
                 }
-                Err(e) => self.fail(e),
+                Ok(Piped::Pipe { keep, fd, len }) => {
+                    let Some(sink) = &self.sink else {
+                        return self.fail(io::Error::other("piped bytes without a sink"));
+                    };
+                    let p = sink.pipe_placeholder(keep, fd, len);
+                    self.advance(len as u64);
+                    self.data(cx, p)
+                }
             };
         }
         let (start, len, until) = match self.pieces.front() {
@@ -464,6 +491,19 @@ impl http_body::Body for Streamed {
                 let (start, left, until) = (r.start, r.len(), self.run_end());
                 if let Some(p) = self.placeholder(start, left) {
                     return self.data(cx, p);
+                }
+                // Through the pipe: never the response's last bytes (see `release_last`).
+                let room = left
+                    .min(self.remaining.saturating_sub(TAIL))
+                    .min(sendfile::MAX_SPAN as u64);
+                if self.piped && room >= SENDFILE_MIN {
+                    if let Some(sink) = &self.sink {
+                        // The pipe is empty once what was moved into it has been sent.
+                        std::task::ready!(sink.poll_drained(cx));
+                    }
+                    let read = self.source.clone().read_piped(start, room as usize, until);
+                    self.inflight = Some((Inflight::Piped(read), room as usize));
+                    return self.poll_frame(cx);
                 }
                 (start, left.min(chunk_size()) as usize, until)
             }
@@ -480,7 +520,10 @@ impl http_body::Body for Streamed {
                 None => {}
             }
         }
-        self.inflight = Some((self.source.clone().read(start, len, until), len));
+        self.inflight = Some((
+            Inflight::Read(self.source.clone().read(start, len, until)),
+            len,
+        ));
         // Poll the read once so that its completion wakes us.
         self.poll_frame(cx)
     }

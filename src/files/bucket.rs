@@ -23,8 +23,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use http::HeaderValue;
 
 use crate::files::storage::{
-    self, FileDigest, Found, NameSettings, Names, OpenError, OpenFuture, Order, Page, ReadFuture,
-    Representation, Sort, Source, Storage, DIGEST_CACHE_ENTRIES,
+    self, FileDigest, Found, NameSettings, Names, OpenError, OpenFuture, Order, Page, Piped,
+    PipedFuture, ReadFuture, Representation, Sort, Source, Storage, DIGEST_CACHE_ENTRIES,
 };
 use crate::fs::digest::DigestCache;
 use crate::fs::listdir::{self, Entry};
@@ -35,8 +35,9 @@ use crate::store::{self, Object, ObjectVersion};
 
 pub use crate::store::S3Options;
 
-/// The longest run of an object one request to the store reads: a long download is several
-/// requests, so none stays open for hours behind a slow client.
+/// The run of an object a first request to the store reads, and the shortest of the next ones:
+/// a long download is several requests, so none stays open for hours behind a slow client
+/// (see [`ObjectSource`] for how long the next ones are).
 const READ_WINDOW: u64 = 64 << 20;
 
 /// How often `watch` lists the bucket for new objects (stores have no change notification).
@@ -222,6 +223,7 @@ fn representation(ready: &Ready, file: BucketFile, digest: FileDigest) -> Repres
             latest: ready.latest.clone(),
             object,
             reading: tokio::sync::Mutex::new(None),
+            pipe: std::sync::OnceLock::new(),
         }),
         repr_digest: Some(digest.repr_digest),
         path_headers: Default::default(),
@@ -448,20 +450,56 @@ async fn hash_ahead(
 /// One object version as a [`Source`]: ranged reads of the store, each conditional on the
 /// version, streamed. A read that continues where the last one stopped (or a little past it,
 /// within the same request's range) is served from the same response of the store.
+///
+/// A download that reads on gets longer requests: each covers about [`WINDOW_TIME`] at the
+/// pace the previous one was taken (between [`READ_WINDOW`] and [`MAX_READ_WINDOW`]), since
+/// every request costs the store a lookup of the object (SeaweedFS: ~10 ms of CPU, measured).
 struct ObjectSource {
     bucket: Arc<store::Bucket>,
     latest: Arc<Latest>,
     object: Arc<Object>,
     reading: tokio::sync::Mutex<Option<Reading>>,
+    /// The pipe piped reads move bytes into, made by the first one.
+    pipe: std::sync::OnceLock<Option<Arc<store::raw::Pipe>>>,
 }
 
+/// The longest run of an object one request to the store reads (see [`ObjectSource`]).
+const MAX_READ_WINDOW: u64 = 1 << 30;
+
+/// The shortest run read over a socket of our own for a piped read (`store::raw`): a new
+/// connection per request, where `object_store` reuses its pool (shorter runs go through it).
+const RAW_MIN: u64 = 1 << 20;
+
+/// How long a request to the store is meant to last, at the pace of the one before it.
+const WINDOW_TIME: Duration = Duration::from_secs(30);
+
 impl ObjectSource {
-    /// Ask the store for `offset..stop` of the version; one that is no longer there is
-    /// forgotten as the object's latest.
-    async fn start(&self, reading: &mut Option<Reading>, offset: u64, stop: u64) -> io::Result<()> {
+    /// Ask the store for `offset..stop` of the version (over a socket of our own when `piped`
+    /// and the bucket allows it); one that is no longer there is forgotten as the object's
+    /// latest.
+    async fn start(
+        &self,
+        reading: &mut Option<Reading>,
+        offset: u64,
+        stop: u64,
+        piped: bool,
+    ) -> io::Result<()> {
         *reading = None;
-        let stream = match self.bucket.read(&self.object, offset..stop).await {
-            Ok(s) => s,
+        let raw = match piped && stop - offset >= RAW_MIN {
+            true => self.bucket.read_raw(&self.object, offset..stop).await,
+            false => Ok(None),
+        };
+        let feed = match raw {
+            Ok(Some(body)) => Ok(Feed::Raw(body)),
+            Ok(None) => self
+                .bucket
+                .read(&self.object, offset..stop)
+                .await
+                .map(Feed::Stream),
+            Err(e) => Err(e),
+        };
+        let feed = match feed {
+            Ok(f) => f,
             Err(e) => {
                 if storage::changed(&e) {
                     let name = self.bucket.name_of(&self.object);
@@ -471,29 +509,107 @@ impl ObjectSource {
             }
         };
         *reading = Some(Reading {
+            begin: offset,
+            started: std::time::Instant::now(),
             pos: offset,
             end: stop,
             held: Bytes::new(),
-            stream,
+            feed,
         });
         Ok(())
     }
+
+    /// Make sure `reading` serves `offset` and what follows, up to `end` or the end of its
+    /// request to the store, whichever comes first (a new request if it does not: up to
+    /// `until`, as long as the window allows), then skip to `offset`. A read that runs past a
+    /// request's end gets what is left of it, and the next read the next request, so no
+    /// request is given up with bytes unread.
+    async fn at(
+        &self,
+        reading: &mut Option<Reading>,
+        offset: u64,
+        end: u64,
+        until: u64,
+        piped: bool,
+    ) -> io::Result<()> {
+        let reuse = matches!(&*reading, Some(r) if r.pos <= offset && offset < r.end);
+        if !reuse {
+            let window = window(reading.as_ref(), offset);
+            let stop = until.max(end).min(offset.saturating_add(window).max(end));
+            self.start(reading, offset, stop, piped).await?;
+        }
+        let r = reading.as_mut().expect("set above");
+        let stall = self.bucket.stall_timeout();
+        // Skip a gap between two ranges read through.
+        while r.pos < offset {
+            if r.held.is_empty() {
+                r.more(stall).await?;
+            }
+            let n = r.held.len().min((offset - r.pos) as usize);
+            let _ = r.held.split_to(n);
+            r.pos += n as u64;
+        }
+        Ok(())
+    }
+
+    fn pipe(&self) -> Option<Arc<store::raw::Pipe>> {
+        self.pipe
+            .get_or_init(|| match store::raw::Pipe::new() {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::debug!("no pipe for a store read: {e}");
+                    None
+                }
+            })
+            .clone()
+    }
+}
+
+/// How long the next request to the store may be for a read at `offset`: about
+/// [`WINDOW_TIME`] at the pace `previous` was taken when it ended where this one starts, else
+/// [`READ_WINDOW`].
+fn window(previous: Option<&Reading>, offset: u64) -> u64 {
+    let Some(r) = previous.filter(|r| r.end == offset && r.pos == r.end) else {
+        return READ_WINDOW;
+    };
+    let secs = r.started.elapsed().as_secs_f64().max(1e-3);
+    let pace = (r.end - r.begin) as f64 / secs;
+    ((pace * WINDOW_TIME.as_secs_f64()) as u64).clamp(READ_WINDOW, MAX_READ_WINDOW)
 }
 
 /// A ranged read of the store in progress.
 struct Reading {
-    /// The offset of the next byte of `held`, then of `stream`.
+    /// Where the request started, and when: the pace for the next one's length.
+    begin: u64,
+    started: std::time::Instant,
+    /// The offset of the next byte of `held`, then of `feed`.
     pos: u64,
     /// Where the store's response ends.
     end: u64,
     held: Bytes,
-    stream: BoxStream<'static, io::Result<Bytes>>,
+    feed: Feed,
+}
+
+/// Where a read's body comes from.
+enum Feed {
+    /// `object_store`'s response body.
+    Stream(BoxStream<'static, io::Result<Bytes>>),
+    /// The body on a socket of our own, whose bytes can be spliced.
+    Raw(store::raw::RawBody),
 }
 
 impl Reading {
     /// The next bytes from the store, at least one; a response that ends early is an error.
     async fn more(&mut self, timeout: Duration) -> io::Result<()> {
-        match tokio::time::timeout(timeout, self.stream.next()).await {
+        let stream = match &mut self.feed {
+            Feed::Raw(body) => {
+                let max = (self.end - self.pos - self.held.len() as u64).min(usize::MAX as u64);
+                self.held = body.more(max as usize, timeout).await?;
+                return Ok(());
+            }
+            Feed::Stream(s) => s,
+        };
+        match tokio::time::timeout(timeout, stream.next()).await {
             Ok(Some(Ok(b))) => {
                 self.held = b;
                 Ok(())
@@ -509,47 +625,65 @@ impl Reading {
             )),
         }
     }
+
+    /// Up to `len` bytes at the current position, as the store sent them (no copy).
+    async fn take(&mut self, len: usize, stall: Duration) -> io::Result<Bytes> {
+        if self.held.is_empty() {
+            self.more(stall).await?;
+        }
+        let n = self.held.len().min(len);
+        self.pos += n as u64;
+        Ok(self.held.split_to(n))
+    }
 }
 
 impl Source for ObjectSource {
-    fn open_run(self: Arc<Self>, offset: u64, until: u64) -> Option<OpenFuture> {
+    fn open_run(self: Arc<Self>, offset: u64, until: u64, piped: bool) -> Option<OpenFuture> {
         Some(Box::pin(async move {
             let mut reading = self.reading.lock().await;
             // As `read` asks for it, so that its first read goes on with this one.
             let stop = until.min(offset.saturating_add(READ_WINDOW));
-            self.start(&mut reading, offset, stop).await
+            self.start(&mut reading, offset, stop, piped).await
         }))
     }
 
     fn read(self: Arc<Self>, offset: u64, len: usize, until: u64) -> ReadFuture {
         Box::pin(async move {
-            let end = offset + len as u64;
             let mut reading = self.reading.lock().await;
-            let reuse = matches!(&*reading, Some(r) if r.pos <= offset && end <= r.end);
-            if !reuse {
-                let stop = until
-                    .max(end)
-                    .min(offset.saturating_add(READ_WINDOW).max(end));
-                self.start(&mut reading, offset, stop).await?;
-            }
-            let r = reading.as_mut().expect("set above");
+            self.at(&mut reading, offset, offset + len as u64, until, false)
+                .await?;
+            let r = reading.as_mut().expect("set by `at`");
+            r.take(len, self.bucket.stall_timeout()).await
+        })
+    }
+
+    fn pipes(&self) -> bool {
+        self.bucket.reads_raw()
+    }
+
+    fn read_piped(self: Arc<Self>, offset: u64, len: usize, until: u64) -> PipedFuture {
+        Box::pin(async move {
+            let mut reading = self.reading.lock().await;
+            self.at(&mut reading, offset, offset + len as u64, until, true)
+                .await?;
+            let r = reading.as_mut().expect("set by `at`");
             let stall = self.bucket.stall_timeout();
-            // Skip a gap between two ranges read through.
-            while r.pos < offset {
-                if r.held.is_empty() {
-                    r.more(stall).await?;
-                }
-                let n = r.held.len().min((offset - r.pos) as usize);
-                let _ = r.held.split_to(n);
-                r.pos += n as u64;
-            }
-            if r.held.is_empty() {
-                r.more(stall).await?;
-            }
-            // What the store sent, as it is (no copy): up to `len` bytes.
-            let n = r.held.len().min(len);
+            let pipe = match &r.feed {
+                // Bytes already in memory go as they are.
+                Feed::Raw(body) if r.held.is_empty() && !body.holds() => self.pipe(),
+                _ => None,
+            };
+            let (Some(pipe), Feed::Raw(body)) = (pipe, &mut r.feed) else {
+                return r.take(len, stall).await.map(Piped::Bytes);
+            };
+            let n = body.splice_into(&pipe, len, stall).await?;
             r.pos += n as u64;
-            Ok(r.held.split_to(n))
+            let fd = pipe.read_fd();
+            Ok(Piped::Pipe {
+                keep: pipe,
+                fd,
+                len: n,
+            })
         })
     }
 }

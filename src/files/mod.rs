@@ -389,14 +389,15 @@ fn file_response<S>(
     file_response_planned(inner, parts, rep, negotiated, headers).0
 }
 
-/// [`file_response`], and the first run of the source its body reads (`respond_planned`).
+/// [`file_response`], the first run of the source its body reads (`respond_planned`), and
+/// whether the body reads it through the source's pipe (`Source::read_piped`).
 fn file_response_planned<S>(
     inner: &Inner<S>,
     parts: &http::request::Parts,
     rep: &Representation,
     negotiated: Negotiated,
     headers: &http::HeaderMap,
-) -> (Response, Option<(u64, u64)>) {
+) -> (Response, Option<(u64, u64)>, bool) {
     // Zero-copy bodies only where the connection passes body buffers through as they are.
     let sink = match parts.version {
         http::Version::HTTP_10 | http::Version::HTTP_11 if inner.opts.sendfile => {
@@ -404,6 +405,7 @@ fn file_response_planned<S>(
         }
         _ => None,
     };
+    let piped = sink.is_some() && rep.source.pipes();
     let (mut resp, first) = respond::respond_planned(
         &parts.method,
         headers,
@@ -417,7 +419,7 @@ fn file_response_planned<S>(
         },
     );
     negotiated.apply(resp.status(), resp.headers_mut());
-    (resp, first)
+    (resp, first, piped)
 }
 
 /// What became of a response built for a representation that the store may have replaced since.
@@ -446,14 +448,14 @@ async fn checked<S>(
     headers: &http::HeaderMap,
     remembered: bool,
 ) -> Checked {
-    let (resp, first) = file_response_planned(inner, parts, rep, negotiated, headers);
+    let (resp, first, piped) = file_response_planned(inner, parts, rep, negotiated, headers);
     let Some((offset, until)) = first else {
         return match remembered {
             true => Checked::Again,
             false => Checked::Ready(resp),
         };
     };
-    let Some(open) = rep.source.clone().open_run(offset, until) else {
+    let Some(open) = rep.source.clone().open_run(offset, until, piped) else {
         return Checked::Ready(resp);
     };
     let read = match open.await {

@@ -247,6 +247,24 @@ pub type ReadFuture = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
 /// A [`Source::open_run`] in progress.
 pub type OpenFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
+/// What a [`Source::read_piped`] gave.
+pub enum Piped {
+    /// Bytes in memory, as [`Source::read`] gives them.
+    Bytes(Bytes),
+    /// Bytes moved into a pipe, to be `splice`d on.
+    Pipe {
+        /// Holds the pipe open.
+        keep: Arc<dyn Send + Sync>,
+        /// Its read end.
+        fd: RawFd,
+        /// How many bytes were moved into it.
+        len: usize,
+    },
+}
+
+/// A [`Source::read_piped`] in progress.
+pub type PipedFuture = Pin<Box<dyn Future<Output = io::Result<Piped>> + Send>>;
+
 /// Whether a read failed because the bytes are no longer the version it was tied to: replaced
 /// (a store's failed precondition, `Interrupted`) or gone (`NotFound`).
 pub fn changed(e: &io::Error) -> bool {
@@ -292,9 +310,27 @@ pub trait Source: Send + Sync + 'static {
     /// for which [`changed`] holds when they are not), and otherwise leaves the read open for
     /// [`read`](Source::read) to go on with. `None`: nothing to check before the head (reads
     /// that fail later abort the response), the default.
-    fn open_run(self: Arc<Self>, offset: u64, until: u64) -> Option<OpenFuture> {
-        let _ = (offset, until);
+    ///
+    /// `piped`: the body will read through [`read_piped`](Source::read_piped).
+    fn open_run(self: Arc<Self>, offset: u64, until: u64, piped: bool) -> Option<OpenFuture> {
+        let _ = (offset, until, piped);
         None
+    }
+
+    /// Whether [`read_piped`](Source::read_piped) may move bytes into a pipe rather than user
+    /// space (an object store's socket spliced into the client's).
+    fn pipes(&self) -> bool {
+        false
+    }
+
+    /// As [`read`](Source::read), but the source may move the bytes (`len` at most, at least
+    /// one) into a pipe of its own instead of handing them over ([`Piped::Pipe`]), for a
+    /// connection that `splice`s them on. Called only when everything moved into the pipe
+    /// before has been taken out of it (the pipe is empty). Only for sources that
+    /// [`pipes`](Source::pipes).
+    fn read_piped(self: Arc<Self>, offset: u64, len: usize, until: u64) -> PipedFuture {
+        let read = self.read(offset, len, until);
+        Box::pin(async move { read.await.map(Piped::Bytes) })
     }
 
     /// The open descriptor the bytes can be sent from with `sendfile`, if there is one.

@@ -69,11 +69,21 @@ pub fn placeholder_offset(buf: &[u8]) -> Option<usize> {
         .then(|| start - base)
 }
 
-/// One file range waiting to be sent.
+/// How a span's bytes are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// They are in a file, at the span's offset.
+    Sendfile,
+    /// They are next in a pipe (the offset means nothing).
+    Splice,
+}
+
+/// One file range (or run of bytes in a pipe) waiting to be sent.
 struct Span {
     /// Keeps the descriptor open until the bytes are sent.
     _keep: Arc<dyn Send + Sync>,
     fd: RawFd,
+    via: Via,
     offset: u64,
     len: usize,
     sent: usize,
@@ -99,7 +109,8 @@ impl SendQueue {
     }
 
     /// Send the file bytes that the placeholder slice `buf` (at `at` in the region) stands
-    /// for, with `send(fd, offset, len)` (a `sendfile` once the socket is writable). The slice
+    /// for, with `send(from, fd, offset, len)` (a `sendfile` or a `splice` once the socket is
+    /// writable). The slice
     /// must start where the front span stands and cover exactly what is left of it (hyper
     /// advances through a placeholder as it writes it); anything else is an error that aborts
     /// the connection.
@@ -107,7 +118,7 @@ impl SendQueue {
         &self,
         buf: &[u8],
         at: usize,
-        send: impl FnOnce(RawFd, u64, usize) -> Poll<io::Result<usize>>,
+        send: impl FnOnce(Via, RawFd, u64, usize) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         let mut spans = self.spans.lock().unwrap();
         let Some(span) = spans.front_mut() else {
@@ -116,16 +127,25 @@ impl SendQueue {
         if at != span.sent || buf.len() != span.len - span.sent {
             return Poll::Ready(Err(mismatch("placeholder does not match the queued range")));
         }
-        let n = ready!(send(span.fd, span.offset + span.sent as u64, buf.len()))?;
+        let n = ready!(send(
+            span.via,
+            span.fd,
+            span.offset + span.sent as u64,
+            buf.len()
+        ))?;
         if n == 0 {
-            // The file ended before the range did: it shrank after the response started.
+            // The file ended before the range did: it shrank after the response started (a
+            // pipe holds what was moved into it, so never for a pipe).
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "file is shorter than when the response started",
             )));
         }
         span.sent += n;
-        METRICS.sendfile_bytes(n as u64);
+        match span.via {
+            Via::Sendfile => METRICS.sendfile_bytes(n as u64),
+            Via::Splice => METRICS.splice_bytes(n as u64),
+        }
         if span.sent == span.len {
             spans.pop_front();
             if spans.is_empty() {
@@ -174,11 +194,29 @@ impl Sink {
         offset: u64,
         len: usize,
     ) -> Bytes {
+        self.queue(keep, fd, Via::Sendfile, offset, len)
+    }
+
+    /// A placeholder for the next `len` bytes (at most [`MAX_SPAN`]) in the pipe whose read
+    /// end is `fd`; `keep` holds it open until they are sent.
+    pub fn pipe_placeholder(&self, keep: Arc<dyn Send + Sync>, fd: RawFd, len: usize) -> Bytes {
+        self.queue(keep, fd, Via::Splice, 0, len)
+    }
+
+    fn queue(
+        &self,
+        keep: Arc<dyn Send + Sync>,
+        fd: RawFd,
+        via: Via,
+        offset: u64,
+        len: usize,
+    ) -> Bytes {
         debug_assert!(len > 0 && len <= MAX_SPAN);
         let len = len.min(MAX_SPAN);
         self.0.spans.lock().unwrap().push_back(Span {
             _keep: keep,
             fd,
+            via,
             offset,
             len,
             sent: 0,

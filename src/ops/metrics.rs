@@ -20,6 +20,7 @@ pub struct Metrics {
     multipart: AtomicU64,
     body_bytes: AtomicU64,
     sendfile_bytes: AtomicU64,
+    splice_bytes: AtomicU64,
     handling: AtomicU64,
     streaming: AtomicU64,
     digest_hits: AtomicU64,
@@ -45,6 +46,7 @@ pub static METRICS: Metrics = Metrics {
     multipart: AtomicU64::new(0),
     body_bytes: AtomicU64::new(0),
     sendfile_bytes: AtomicU64::new(0),
+    splice_bytes: AtomicU64::new(0),
     handling: AtomicU64::new(0),
     streaming: AtomicU64::new(0),
     digest_hits: AtomicU64::new(0),
@@ -83,6 +85,9 @@ impl Metrics {
     }
     pub fn sendfile_bytes(&self, n: u64) {
         self.sendfile_bytes.fetch_add(n, Relaxed);
+    }
+    pub fn splice_bytes(&self, n: u64) {
+        self.splice_bytes.fetch_add(n, Relaxed);
     }
     /// File bytes sent with sendfile so far (tests compare it before and after).
     pub fn sendfile_bytes_total(&self) -> u64 {
@@ -182,7 +187,7 @@ impl Metrics {
             self.responses[STATUSES.len()].load(Relaxed)
         );
         let gauge_in_flight = self.handling.load(Relaxed) + self.streaming.load(Relaxed);
-        let rows: [(&str, &str, &str, u64); 18] = [
+        let rows: [(&str, &str, &str, u64); 19] = [
             (
                 "rangeserve_if_range_fallbacks_total",
                 "counter",
@@ -206,6 +211,12 @@ impl Metrics {
                 "counter",
                 "File bytes written to sockets by sendfile(2), without a copy (part of body bytes).",
                 self.sendfile_bytes.load(Relaxed),
+            ),
+            (
+                "rangeserve_splice_bytes_total",
+                "counter",
+                "Object store bytes moved from the store's socket to the client's by splice(2), without a copy (part of body bytes).",
+                self.splice_bytes.load(Relaxed),
             ),
             (
                 "rangeserve_responses_in_flight",
@@ -364,6 +375,7 @@ mod tests {
             "rangeserve_multipart_responses_total",
             "rangeserve_body_bytes_total",
             "rangeserve_sendfile_bytes_total",
+            "rangeserve_splice_bytes_total",
             "rangeserve_responses_in_flight",
             "rangeserve_digest_cache_hits_total",
             "rangeserve_digest_cache_misses_total",

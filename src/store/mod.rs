@@ -18,6 +18,8 @@ use sha2::{Digest as _, Sha256};
 use crate::fs::digest::{Sha256Sum, Version};
 use crate::ops::metrics::METRICS;
 
+pub mod raw;
+
 /// Connection settings for a bucket beyond what the standard `AWS_*` variables give. `None`
 /// leaves a setting to the variables (or the client's default).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +96,9 @@ pub struct Bucket {
     deadline: Duration,
     /// The longest wait for the next bytes of a response body.
     stall: Duration,
+    /// Whether ranged reads may go over sockets of our own (`raw`): a plain `http://`
+    /// endpoint, signed requests, no proxy.
+    raw: bool,
 }
 
 /// One version of one object: the key of its hash, and what every ranged read of a response
@@ -184,6 +189,14 @@ impl Bucket {
         if let Some(endpoint) = &options.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
+        let endpoint = options.endpoint.clone().or_else(|| {
+            ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok())
+        });
+        let raw = endpoint.is_some_and(|e| e.starts_with("http://"))
+            && !options.anonymous
+            && raw::allowed();
         if let Some(region) = &options.region {
             builder = builder.with_region(region);
         }
@@ -238,6 +251,7 @@ impl Bucket {
             },
             deadline,
             stall: options.request_timeout,
+            raw,
         })
     }
 
@@ -396,6 +410,49 @@ impl Bucket {
                 Err(e) => Err(io_error(e)),
             })
             .boxed())
+    }
+
+    /// Whether [`read_raw`](Bucket::read_raw) may give bodies to splice.
+    pub fn reads_raw(&self) -> bool {
+        self.raw
+    }
+
+    /// [`read`](Bucket::read) over a socket of our own (`raw`), so that the body can be
+    /// spliced: `None` when this bucket's reads cannot be (see [`reads_raw`](Bucket::reads_raw))
+    /// or the store's answer is one only `read` takes (its retries among them). The same
+    /// conditions and checks of the version as `read`.
+    pub async fn read_raw(
+        &self,
+        object: &Object,
+        range: std::ops::Range<u64>,
+    ) -> io::Result<Option<raw::RawBody>> {
+        use object_store::signer::Signer;
+        if !self.raw {
+            return Ok(None);
+        }
+        let signing =
+            self.store
+                .signed_url(http::Method::GET, &object.key, Duration::from_secs(600));
+        let url = match tokio::time::timeout(self.deadline, signing).await {
+            Ok(Ok(url)) => url,
+            Ok(Err(e)) => {
+                tracing::debug!("store read through object_store: signing: {}", io_error(e));
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
+        };
+        let expect = raw::Expect {
+            size: object.version.size,
+            modified: object.modified(),
+            store_etag: object.version.store_etag.as_deref(),
+        };
+        match raw::get(url.as_str(), range, &expect, self.stall).await? {
+            raw::Opened::Body(body) => Ok(Some(body)),
+            raw::Opened::Fallback(why) => {
+                tracing::debug!("store read through object_store: {why}");
+                Ok(None)
+            }
+        }
     }
 
     /// The SHA-256 of `object`'s bytes (one read of the whole version, hashed off the async

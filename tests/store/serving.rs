@@ -683,14 +683,90 @@ fn prehash_and_watch_hash_objects_before_requests() {
 
 /// `rangeserve_store_requests_total` from the metrics listener on `port`.
 fn store_requests(port: u16) -> u64 {
+    metric(port, "rangeserve_store_requests_total")
+}
+
+/// The counter `name` from the metrics listener on `port`.
+fn metric(port: u16, name: &str) -> u64 {
     let m = process::get_at(port, "/metrics", &[]);
     let text = String::from_utf8_lossy(&m.body).to_string();
     text.lines()
-        .find_map(|l| l.strip_prefix("rangeserve_store_requests_total "))
-        .unwrap_or_else(|| panic!("no store request counter in {text}"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
         .trim()
         .parse()
         .unwrap()
+}
+
+/// Long bodies go from the store's socket to the client's by `splice` (counted apart), with
+/// exactly the object's bytes: a whole object, and a multipart answer whose parts are each
+/// a run of the store. Short ones go through the store client as before.
+#[test]
+fn long_bodies_are_spliced_from_the_store_with_exact_bytes() {
+    let Some(c) = Cluster::start() else { return };
+    let mib = 1 << 20;
+    let data = pattern(9 * mib + 17);
+    c.put("big.bin", &data);
+    let site = Site::empty();
+    let metrics = crate::common::free_port();
+    let s3 = serve_bucket(&c, &site, "", |cmd| {
+        cmd.arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics}"));
+    });
+    assert_206(
+        &get(&s3, "/big.bin", &[("range", "bytes=0-0")]),
+        &data,
+        0,
+        0,
+    ); // hashed
+    let spliced = || metric(metrics, "rangeserve_splice_bytes_total");
+
+    let before = spliced();
+    assert_full(&get(&s3, "/big.bin", &[]), &data);
+    let moved = spliced() - before;
+    // All but what came along with the store's response head and the last few KiB.
+    assert!(
+        moved >= (data.len() - mib) as u64 && moved < data.len() as u64,
+        "{moved} of {} bytes spliced",
+        data.len()
+    );
+
+    let before = spliced();
+    let ranges = [(mib + 3, 3 * mib), (5 * mib, 8 * mib + 11)];
+    let spec = format!(
+        "bytes={}-{},{}-{}",
+        ranges[0].0, ranges[0].1, ranges[1].0, ranges[1].1
+    );
+    assert_parts(&get(&s3, "/big.bin", &[("range", &spec)]), &data, &ranges);
+    assert!(
+        spliced() - before >= 3 * mib as u64,
+        "{}",
+        spliced() - before
+    );
+
+    // A short range: through the store client, nothing spliced.
+    let before = spliced();
+    assert_206(
+        &get(&s3, "/big.bin", &[("range", "bytes=7-300006")]),
+        &data,
+        7,
+        300_006,
+    );
+    assert_eq!(spliced(), before);
+
+    // A long download asks the store twice: its first 64 MiB, then (taken at loopback pace)
+    // all the rest in one request rather than one per 64 MiB.
+    let long = pattern(130 * mib + 1);
+    c.put("long.bin", &long);
+    assert_206(
+        &get(&s3, "/long.bin", &[("range", "bytes=0-0")]),
+        &long,
+        0,
+        0,
+    ); // hashed
+    let before = store_requests(metrics);
+    assert_full(&get(&s3, "/long.bin", &[]), &long);
+    assert_eq!(store_requests(metrics) - before, 2);
 }
 
 /// A multipart answer's parts, checked against `ranges` (first, last) of `data` of length `n`.
