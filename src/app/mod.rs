@@ -214,7 +214,9 @@ impl Listeners {
 }
 
 /// Serve the application `config` describes on `listener` until `shutdown` completes, with
-/// the other listeners `config` asks for (bound here).
+/// the other listeners `config` asks for (bound here). `listener` is used as it is:
+/// `tcp_congestion` applies only to the listeners bound here (set `TCP_CONGESTION` on yours
+/// before `listen` for the same effect).
 pub async fn serve_files<S: Storage + Clone>(
     listener: tokio::net::TcpListener,
     config: Arc<Config>,

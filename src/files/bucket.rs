@@ -453,7 +453,7 @@ async fn hash_ahead(
 ///
 /// A download that reads on gets longer requests: each covers about [`WINDOW_TIME`] at the
 /// pace the previous one was taken (between [`READ_WINDOW`] and [`MAX_READ_WINDOW`]), since
-/// every request costs the store a lookup of the object (SeaweedFS: ~10 ms of CPU, measured).
+/// every request costs the store a lookup of the object (SeaweedFS: 6-12 ms of CPU, measured).
 struct ObjectSource {
     bucket: Arc<store::Bucket>,
     latest: Arc<Latest>,
