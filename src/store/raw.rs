@@ -356,21 +356,8 @@ mod tests {
 
     /// A one-shot store on loopback: takes one request, answers `answer`; the request back.
     async fn store(answer: Vec<u8>) -> (String, tokio::task::JoinHandle<String>) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/b/k?X-Amz-Signature=s", l.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut req = Vec::new();
-            while !req.ends_with(b"\r\n\r\n") {
-                let mut b = [0u8; 1];
-                if s.read(&mut b).await.unwrap() == 0 {
-                    break;
-                }
-                req.push(b[0]);
-            }
-            s.write_all(&answer).await.unwrap();
-            String::from_utf8(req).unwrap()
-        });
+        let (url, task, go) = store_later(answer, Vec::new()).await;
+        go.send(()).unwrap();
         (url, task)
     }
 
@@ -501,7 +488,7 @@ mod tests {
         // The body is sent only now, after the head was read: none of it is held.
         assert!(!body.holds());
         go.send(()).unwrap();
-        task.await.unwrap();
+        let _ = task.await.unwrap();
         let pipe = Pipe::new().unwrap();
         let mut got = Vec::new();
         while got.len() < 10 {
@@ -523,17 +510,18 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 
-    /// A store that answers `head`, then `body` once told to, then closes.
+    /// A one-shot store on loopback that answers `head`, then `body` once told to, then
+    /// closes; the request back.
     async fn store_later(
         head: Vec<u8>,
         body: Vec<u8>,
     ) -> (
         String,
-        tokio::task::JoinHandle<()>,
+        tokio::task::JoinHandle<String>,
         tokio::sync::oneshot::Sender<()>,
     ) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/b/k", l.local_addr().unwrap());
+        let url = format!("http://{}/b/k?X-Amz-Signature=s", l.local_addr().unwrap());
         let (go, wait) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
@@ -548,6 +536,7 @@ mod tests {
             s.write_all(&head).await.unwrap();
             wait.await.unwrap();
             s.write_all(&body).await.unwrap();
+            String::from_utf8(req).unwrap()
         });
         (url, task, go)
     }
