@@ -603,8 +603,7 @@ impl Reading {
     async fn more(&mut self, timeout: Duration) -> io::Result<()> {
         let stream = match &mut self.feed {
             Feed::Raw(body) => {
-                let max = (self.end - self.pos - self.held.len() as u64).min(usize::MAX as u64);
-                self.held = body.more(max as usize, timeout).await?;
+                self.held = body.more(timeout).await?;
                 return Ok(());
             }
             Feed::Stream(s) => s,

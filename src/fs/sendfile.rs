@@ -69,6 +69,27 @@ pub fn placeholder_offset(buf: &[u8]) -> Option<usize> {
         .then(|| start - base)
 }
 
+/// `splice(2)` of up to `len` bytes from `from` to `to` (one of them a pipe), never blocking:
+/// the bytes moved, or the error ("would block" included).
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: a plain system call with no offsets, on descriptors the caller keeps open.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// How a span's bytes are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {

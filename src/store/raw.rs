@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
+use crate::fs::sendfile::splice;
 use crate::ops::metrics::METRICS;
 
 /// The longest response head read.
@@ -271,32 +272,16 @@ impl RawBody {
         !self.held.is_empty()
     }
 
-    /// The next body bytes, at most `max` (at least one), waiting at most `stall` for them.
-    pub async fn more(&mut self, max: usize, stall: Duration) -> io::Result<Bytes> {
+    /// The next body bytes (at least one), waiting at most `stall` for them.
+    pub async fn more(&mut self, stall: Duration) -> io::Result<Bytes> {
         if !self.held.is_empty() {
-            let n = self.held.len().min(max);
-            return Ok(self.held.split_to(n));
+            return Ok(std::mem::take(&mut self.held));
         }
-        if self.left == 0 {
-            return Err(ended_early());
-        }
-        let want = (self.left.min(max as u64) as usize).min(256 << 10);
-        let mut buf = BytesMut::with_capacity(want);
-        loop {
-            tokio::time::timeout(stall, self.tcp.readable())
-                .await
-                .map_err(|_| stalled())??;
-            match self.tcp.try_read_buf(&mut buf) {
-                Ok(0) => return Err(ended_early()),
-                Ok(n) => {
-                    self.left -= n as u64;
-                    METRICS.store_bytes(n as u64);
-                    return Ok(buf.freeze());
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        // Never more than the body's rest: the store's socket holds nothing else we take.
+        let mut buf = BytesMut::with_capacity(self.left.min(256 << 10) as usize);
+        self.receive(stall, |tcp| tcp.try_read_buf(&mut buf))
+            .await?;
+        Ok(buf.freeze())
     }
 
     /// Move the next body bytes, at most `max` (at least one), from the store's socket into
@@ -309,35 +294,31 @@ impl RawBody {
         stall: Duration,
     ) -> io::Result<usize> {
         debug_assert!(self.held.is_empty());
+        let want = self.left.min(max as u64) as usize;
+        let (from, to) = (self.tcp.as_raw_fd(), pipe.write.as_raw_fd());
+        // The pipe is empty, so "would block" can only mean the socket has nothing yet.
+        self.receive(stall, |tcp| {
+            tcp.try_io(Interest::READABLE, || splice(from, to, want))
+        })
+        .await
+    }
+
+    /// Take body bytes from the store's socket with `take` (which does not block) once it is
+    /// readable, waiting at most `stall` each time: how many; none (the store closed) is an
+    /// error, as is a body already taken whole.
+    async fn receive(
+        &mut self,
+        stall: Duration,
+        mut take: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         if self.left == 0 {
             return Err(ended_early());
         }
-        let want = self.left.min(max as u64) as usize;
-        let (from, to) = (self.tcp.as_raw_fd(), pipe.write.as_raw_fd());
         loop {
             tokio::time::timeout(stall, self.tcp.readable())
                 .await
                 .map_err(|_| stalled())??;
-            // The pipe is empty, so "would block" can only mean the socket has nothing yet.
-            let moved = self.tcp.try_io(Interest::READABLE, || {
-                // SAFETY: both descriptors are open (owned by `self` and `pipe`), no offsets.
-                let n = unsafe {
-                    libc::splice(
-                        from,
-                        std::ptr::null_mut(),
-                        to,
-                        std::ptr::null_mut(),
-                        want,
-                        libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match moved {
+            match take(&self.tcp) {
                 Ok(0) => return Err(ended_early()),
                 Ok(n) => {
                     self.left -= n as u64;
@@ -403,14 +384,11 @@ mod tests {
         };
         let mut got = Vec::new();
         while got.len() < 10 {
-            got.extend_from_slice(&body.more(3, Duration::from_secs(5)).await.unwrap());
+            got.extend_from_slice(&body.more(Duration::from_secs(5)).await.unwrap());
         }
         assert_eq!(got, b"0123456789");
         assert_eq!(
-            body.more(3, Duration::from_secs(5))
-                .await
-                .unwrap_err()
-                .kind(),
+            body.more(Duration::from_secs(5)).await.unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }
@@ -425,10 +403,10 @@ mod tests {
             panic!("not a body")
         };
         assert_eq!(
-            &body.more(10, Duration::from_secs(5)).await.unwrap()[..],
+            &body.more(Duration::from_secs(5)).await.unwrap()[..],
             b"01234"
         );
-        let e = body.more(10, Duration::from_secs(5)).await.unwrap_err();
+        let e = body.more(Duration::from_secs(5)).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 

@@ -11,7 +11,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::fs::sendfile::{placeholder_offset, SendQueue, Sink, Via};
+use crate::fs::sendfile::{placeholder_offset, splice, SendQueue, Sink, Via};
 
 /// A TCP connection whose writes turn placeholders into `sendfile` calls.
 pub struct SendfileStream {
@@ -57,31 +57,21 @@ impl SendfileStream {
         let sock = tcp.as_raw_fd();
         self.queue.poll_send(buf, at, |via, fd, start, len| {
             Self::poll_io(tcp, cx, || {
-                let n = match via {
+                match via {
                     Via::Sendfile => {
                         let mut off = libc::off_t::try_from(start).map_err(io::Error::other)?;
                         // SAFETY: both descriptors are open (the queued span holds the file),
                         // `off` is ours.
-                        unsafe { libc::sendfile(sock, fd, &mut off, len) }
+                        let n = unsafe { libc::sendfile(sock, fd, &mut off, len) };
+                        if n < 0 {
+                            Err(io::Error::last_os_error())
+                        } else {
+                            Ok(n as usize)
+                        }
                     }
                     // The pipe holds at least `len` bytes (moved in before the placeholder
                     // was made), so "would block" can only be the socket's.
-                    // SAFETY: both descriptors are open (the queued span holds the pipe).
-                    Via::Splice => unsafe {
-                        libc::splice(
-                            fd,
-                            std::ptr::null_mut(),
-                            sock,
-                            std::ptr::null_mut(),
-                            len,
-                            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-                        )
-                    },
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
+                    Via::Splice => splice(fd, sock, len),
                 }
             })
         })
