@@ -125,8 +125,22 @@ pub struct Object {
 impl Object {
     /// When it was last modified (whole seconds).
     pub fn modified(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH
-            + Duration::from_millis(u64::try_from(self.version.modified_ms).unwrap_or(0))
+        self.version.modified()
+    }
+}
+
+impl ObjectVersion {
+    /// When it was last modified (whole seconds).
+    pub fn modified(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(self.modified_ms).unwrap_or(0))
+    }
+
+    /// Whether a store's answer naming this length, Last-Modified (whole seconds since the
+    /// epoch) and ETag describes this version (the ETag only counts when the version has one).
+    fn named_by(&self, size: u64, modified_secs: i64, e_tag: Option<&str>) -> bool {
+        size == self.size
+            && modified_secs * 1000 == self.modified_ms
+            && (self.store_etag.is_none() || e_tag == self.store_etag.as_deref())
     }
 }
 
@@ -441,12 +455,7 @@ impl Bucket {
             }
             Err(_) => return Ok(None),
         };
-        let expect = raw::Expect {
-            size: object.version.size,
-            modified: object.modified(),
-            store_etag: object.version.store_etag.as_deref(),
-        };
-        match raw::get(url.as_str(), range, &expect, self.stall).await? {
+        match raw::get(url.as_str(), range, &object.version, self.stall).await? {
             raw::Opened::Body(body) => Ok(Some(body)),
             raw::Opened::Fallback(why) => {
                 tracing::debug!("store read through object_store: {why}");
@@ -536,9 +545,11 @@ impl Bucket {
 
 /// Whether the metadata of a store's answer (a read's headers) describe `version`.
 fn names_version(meta: &object_store::ObjectMeta, version: &ObjectVersion) -> bool {
-    meta.size == version.size
-        && meta.last_modified.timestamp() * 1000 == version.modified_ms
-        && (version.store_etag.is_none() || meta.e_tag == version.store_etag)
+    version.named_by(
+        meta.size,
+        meta.last_modified.timestamp(),
+        meta.e_tag.as_deref(),
+    )
 }
 
 /// The store's error as an I/O error whose kind says what the client is told: not found (404),

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
+use super::ObjectVersion;
 use crate::fs::sendfile::splice;
 use crate::ops::metrics::METRICS;
 
@@ -39,14 +40,6 @@ pub fn allowed() -> bool {
         .all(|v| std::env::var_os(v).is_none_or(|s| s.is_empty()))
 }
 
-/// What a ranged read must find in the store's answer: the object version its response
-/// describes.
-pub struct Expect<'a> {
-    pub size: u64,
-    pub modified: SystemTime,
-    pub store_etag: Option<&'a str>,
-}
-
 /// A `206` body being read: the socket, positioned at the body's first byte not yet taken
 /// (`held` holds the body bytes that came with the head).
 pub struct RawBody {
@@ -64,7 +57,7 @@ pub enum Opened {
     Fallback(String),
 }
 
-/// `GET` `url` (presigned, plain `http://`) for `range`, conditional on the version: a `206`
+/// `GET` `url` (presigned, plain `http://`) for `range`, conditional on `version`: a `206`
 /// naming that range and version is a body; a failed condition, a missing object or an answer
 /// naming another version is an error of kind `Interrupted` or `NotFound` (as from
 /// `object_store`); anything else a [`Opened::Fallback`]. `timeout` bounds the connection and
@@ -72,7 +65,7 @@ pub enum Opened {
 pub async fn get(
     url: &str,
     range: std::ops::Range<u64>,
-    expect: &Expect<'_>,
+    version: &ObjectVersion,
     timeout: Duration,
 ) -> io::Result<Opened> {
     let Some(rest) = url.strip_prefix("http://") else {
@@ -84,7 +77,7 @@ pub async fn get(
     };
     let started = std::time::Instant::now();
     let opened =
-        match tokio::time::timeout(timeout, request(authority, target, &range, expect)).await {
+        match tokio::time::timeout(timeout, request(authority, target, &range, version)).await {
             Ok(r) => r,
             Err(_) => Ok(Opened::Fallback("no answer in time".into())),
         };
@@ -98,7 +91,7 @@ async fn request(
     authority: &str,
     target: &str,
     range: &std::ops::Range<u64>,
-    expect: &Expect<'_>,
+    version: &ObjectVersion,
 ) -> io::Result<Opened> {
     let port_given = authority.rsplit_once(':').is_some_and(|(_, p)| {
         !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']')
@@ -113,12 +106,12 @@ async fn request(
         Err(e) => return Ok(Opened::Fallback(format!("connect: {e}"))),
     };
     let _ = tcp.set_nodelay(true);
-    let condition = match expect.store_etag {
+    let condition = match &version.store_etag {
         Some(etag) => format!("If-Match: {etag}\r\n"),
         // Without an ETag, the time is what ties the read to the version (as `Bucket::read`).
         None => format!(
             "If-Unmodified-Since: {}\r\n",
-            httpdate::fmt_http_date(expect.modified)
+            httpdate::fmt_http_date(version.modified())
         ),
     };
     let head = format!(
@@ -147,7 +140,7 @@ async fn request(
             Ok(httparse::Status::Partial) => continue,
             Err(e) => return Ok(Opened::Fallback(format!("response head: {e}"))),
         };
-        let checked = check(&resp, range, expect);
+        let checked = check(&resp, range, version);
         let want = checked?;
         if let Some(why) = want {
             return Ok(Opened::Fallback(why));
@@ -163,12 +156,12 @@ async fn request(
     }
 }
 
-/// Whether the response head `resp` answers the range of `expect`'s version: `Ok(None)` yes,
+/// Whether the response head `resp` answers `range` of `version`: `Ok(None)` yes,
 /// `Ok(Some(why))` a fallback, `Err` the object changed or is gone.
 fn check(
     resp: &httparse::Response<'_, '_>,
     range: &std::ops::Range<u64>,
-    expect: &Expect<'_>,
+    version: &ObjectVersion,
 ) -> io::Result<Option<String>> {
     let header = |name: &str| {
         resp.headers
@@ -201,20 +194,22 @@ fn check(
     let Some(answered) = header("content-range").and_then(content_range) else {
         return Ok(Some("no Content-Range read".into()));
     };
-    if answered != (range.start, range.end - 1, expect.size) {
-        return changed("its answer names another range or length");
+    if (answered.0, answered.1) != (range.start, range.end - 1) {
+        return changed("its answer names another range");
     }
-    if let Some(etag) = expect.store_etag {
-        match header("etag") {
-            None => return Ok(Some("no ETag".into())),
-            Some(e) if e != etag => return changed("its answer names another ETag"),
-            Some(_) => {}
-        }
+    let e_tag = header("etag");
+    if version.store_etag.is_some() && e_tag.is_none() {
+        return Ok(Some("no ETag".into()));
     }
-    match header("last-modified").map(httpdate::parse_http_date) {
-        Some(Ok(t)) if t == expect.modified => Ok(None),
-        Some(Ok(_)) => changed("its answer names another time"),
-        _ => Ok(Some("no Last-Modified read".into())),
+    let Some(Ok(modified)) = header("last-modified").map(httpdate::parse_http_date) else {
+        return Ok(Some("no Last-Modified read".into()));
+    };
+    let secs = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match version.named_by(answered.2, secs, e_tag) {
+        true => Ok(None),
+        false => changed("its answer names another version"),
     }
 }
 
@@ -339,11 +334,17 @@ mod tests {
 
     const MODIFIED: &str = "Wed, 02 Dec 2026 10:00:00 GMT";
 
-    fn expect() -> Expect<'static> {
-        Expect {
+    fn expect() -> ObjectVersion {
+        let modified = httpdate::parse_http_date(MODIFIED).unwrap();
+        let secs = modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        ObjectVersion {
+            location: "b/k".into(),
             size: 1000,
-            modified: httpdate::parse_http_date(MODIFIED).unwrap(),
-            store_etag: Some("\"abc\""),
+            modified_ms: secs as i64 * 1000,
+            store_etag: Some("\"abc\"".into()),
         }
     }
 
