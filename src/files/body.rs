@@ -127,8 +127,7 @@ pub fn body(
     origin: &Origin<'_>,
 ) -> Body {
     let total: u64 = pieces.iter().map(Piece::len).sum();
-    // Not a body `read_ahead` takes whole: its frames are kept, not written as they come.
-    let pipes = source.pipes() && total > INLINE_MAX;
+    let pipes = pipes(&*source, total);
     let sink = sink.filter(|_| {
         (source.raw_fd().is_some() || pipes)
             && pieces
@@ -160,6 +159,13 @@ pub fn body(
         last: None,
         origin: Box::new((origin.path.to_owned(), origin.forwarded_client())),
     })
+}
+
+/// Whether a body of `total` bytes of `source` reads through the source's pipe
+/// (`Source::read_piped`) on a connection with a sink. Not a body `read_ahead` takes whole:
+/// its frames are kept, not written as they come.
+pub fn pipes(source: &dyn Source, total: u64) -> bool {
+    source.pipes() && total > INLINE_MAX
 }
 
 /// `resp` with its body read now when it is at most [`INLINE_MAX`] bytes: its pieces are then

@@ -405,7 +405,7 @@ fn file_response_planned<S>(
         }
         _ => None,
     };
-    let piped = sink.is_some() && rep.source.pipes();
+    let has_sink = sink.is_some();
     let (mut resp, first) = respond::respond_planned(
         &parts.method,
         headers,
@@ -419,6 +419,8 @@ fn file_response_planned<S>(
         },
     );
     negotiated.apply(resp.status(), resp.headers_mut());
+    let total = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+    let piped = has_sink && body::pipes(&*rep.source, total);
     (resp, first, piped)
 }
 
