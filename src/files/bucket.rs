@@ -485,20 +485,18 @@ impl ObjectSource {
         piped: bool,
     ) -> io::Result<()> {
         *reading = None;
-        let raw = match piped && stop - offset >= RAW_MIN {
-            true => self.bucket.read_raw(&self.object, offset..stop).await,
-            false => Ok(None),
-        };
-        let feed = match raw {
-            Ok(Some(body)) => Ok(Feed::Raw(body)),
-            Ok(None) => self
-                .bucket
+        let feed = async {
+            if piped && stop - offset >= RAW_MIN {
+                if let Some(body) = self.bucket.read_raw(&self.object, offset..stop).await? {
+                    return Ok(Feed::Raw(body));
+                }
+            }
+            self.bucket
                 .read(&self.object, offset..stop)
                 .await
-                .map(Feed::Stream),
-            Err(e) => Err(e),
+                .map(Feed::Stream)
         };
-        let feed = match feed {
+        let feed = match feed.await {
             Ok(f) => f,
             Err(e) => {
                 if storage::changed(&e) {
@@ -641,8 +639,8 @@ impl Source for ObjectSource {
         Some(Box::pin(async move {
             let mut reading = self.reading.lock().await;
             // As `read` asks for it, so that its first read goes on with this one.
-            let stop = until.min(offset.saturating_add(READ_WINDOW));
-            self.start(&mut reading, offset, stop, piped).await
+            self.at(&mut reading, offset, offset + 1, until, piped)
+                .await
         }))
     }
 
