@@ -203,12 +203,10 @@ impl Bucket {
         if let Some(endpoint) = &options.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        let endpoint = options.endpoint.clone().or_else(|| {
-            ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok())
-        });
-        let raw = endpoint.is_some_and(|e| e.starts_with("http://"))
+        // The endpoint the client will use (ours, or the variables' under any of their names).
+        let raw = builder
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .is_some_and(|e| e.starts_with("http://"))
             && !options.anonymous
             && raw::allowed();
         if let Some(region) = &options.region {
