@@ -609,9 +609,13 @@ class Rangeserve(Server):
         self.log_path = os.path.join(workdir, "rangeserve.log")
         self.starts = 0
 
+    # Set from --watch (S1-S7, T1-T3; the S9 and upload servers build their own commands).
+    watch = False
+
     def cmd(self):
         return ["taskset", "-c", SERVER_CPU, self.binary, "--root", self.docroot,
-                "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"]
+                "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"] + (
+                    ["--watch"] if self.watch else [])
 
     def env(self):
         return {k: v for k, v in os.environ.items()
@@ -3211,6 +3215,11 @@ def parse_args():
                          "(default 2, quick 1)")
     ap.add_argument("--data-dir", default=os.path.join(REPO, "target", "bench-data"),
                     help="where the generated files are cached (default: target/bench-data)")
+    ap.add_argument("--watch", action="store_true",
+                    help="run rangeserve with --watch (the README's setting for download hosts: "
+                         "a file served in the last second needs no stat; lighttpd's stat cache "
+                         "is on by default); not with S8, whose fresh file the watcher would "
+                         "hash behind the measurement")
     ap.add_argument("--no-lighttpd", action="store_true",
                     help="nginx as the only reference for S1-S8 (default: lighttpd too)")
     ap.add_argument("--weed", metavar="PATH",
@@ -3238,6 +3247,8 @@ def parse_args():
         a.scenarios = [s for s in SCENARIOS if s in want]
     else:
         a.scenarios = list(SCENARIOS)
+    if a.watch and "S8" in a.scenarios:
+        ap.error("--watch: leave S8 out (--only), the watcher would hash its fresh file")
     return a
 
 
@@ -3351,6 +3362,7 @@ def main():
         snapshot = os.path.join(workdir, "rangeserve")
         shutil.copy2(binary, snapshot)
         log(f"  rangeserve binary copied to {snapshot} (SHA-256 {sha256_file(snapshot)[:12]})")
+        Rangeserve.watch = args.watch
         rangeserve = Rangeserve(workdir, snapshot, docroot)
         servers = ([Nginx(workdir, docroot)]
                    + ([] if args.no_lighttpd else [Lighttpd(workdir, docroot)]) + [rangeserve])

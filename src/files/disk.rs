@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 
 use crate::files::storage::{
@@ -20,7 +21,7 @@ use crate::fs::digest::{Digest as _, DigestCache, FileId};
 use crate::fs::file::{self, FileVersion};
 use crate::fs::listdir;
 use crate::fs::prehash::{self, Background};
-use crate::fs::resolve::{self, Policy, ResolveError, Root};
+use crate::fs::resolve::{self, Memo, Policy, ResolveError, Root};
 use crate::fs::sidecar;
 use crate::http::mime;
 
@@ -102,15 +103,18 @@ impl Disk {
                 match opened {
                     Ok((root, digests)) => {
                         let digests = Arc::new(digests);
+                        let root = Arc::new(root);
+                        let told = Some(root.clone() as Arc<dyn resolve::Watched>);
                         let background = prehash::start(
                             &digests,
                             root.path(),
                             self.names.show_hidden,
                             self.names.prehash,
                             self.names.watch,
+                            told,
                         );
                         Some(Ready {
-                            root: Arc::new(root),
+                            root,
                             policy: Policy {
                                 show_hidden: self.names.show_hidden,
                                 follow_symlinks: self.follow_symlinks,
@@ -156,6 +160,7 @@ pub struct DiskFile {
     file: Arc<File>,
     meta: Metadata,
     content_type: HeaderValue,
+    memo: Memo,
 }
 
 /// A directory found on disk, open.
@@ -206,11 +211,13 @@ impl Storage for Disk {
                 meta,
                 name,
                 described,
+                memo,
             } => Ok(Found::File {
                 file: DiskFile {
                     file,
                     meta,
                     content_type: described,
+                    memo,
                 },
                 name,
             }),
@@ -232,6 +239,7 @@ impl Storage for Disk {
             file: f,
             meta,
             content_type: file.content_type.clone(),
+            memo: Memo::default(),
         })
     }
 
@@ -241,6 +249,7 @@ impl Storage for Disk {
             file,
             meta,
             content_type,
+            memo,
         } = file;
         let id = FileId::of(&meta);
         let digest = match ready.digests.digest(file.clone(), id).await {
@@ -248,7 +257,7 @@ impl Storage for Disk {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(OpenError::Changing),
             Err(e) => return Err(e.into()),
         };
-        Ok(representation(file, &meta, content_type, digest))
+        Ok(representation(file, &meta, content_type, digest, memo))
     }
 
     fn open_now(&self, path: &str) -> Option<Result<(Representation, PathBuf), OpenError>> {
@@ -262,10 +271,14 @@ impl Storage for Disk {
                 meta,
                 name,
                 described,
+                memo,
             }) => {
                 // Not known yet: `open` hashes it (the path is resolved again then, once).
                 let digest = ready.digests.known(&FileId::of(&meta))?;
-                Some(Ok((representation(file, &meta, described, digest), name)))
+                Some(Ok((
+                    representation(file, &meta, described, digest, memo),
+                    name,
+                )))
             }
             // A redirect or a directory: answered by the asynchronous path.
             Ok(_) => None,
@@ -305,25 +318,79 @@ fn representation(
     meta: &Metadata,
     content_type: HeaderValue,
     digest: FileDigest,
+    memo: Memo,
 ) -> Representation {
     Representation {
         len: meta.len(),
         etag: Some(digest.etag),
         modified: meta.modified().ok(),
         content_type,
-        source: Arc::new(DiskSource(FileVersion::new(file, meta))),
+        source: Arc::new(DiskSource::new(file, meta, memo)),
         repr_digest: Some(digest.repr_digest),
         path_headers: Default::default(),
     }
 }
 
+/// Files up to this size are kept in memory with their cached handle once read (at most 256
+/// handles: 4 MiB), so that a repeated small GET costs no `pread` and no check after it.
+const MEMO_MAX: u64 = 16 * 1024;
+
 /// A file version as a [`Source`].
-struct DiskSource(FileVersion);
+struct DiskSource {
+    version: FileVersion,
+    len: u64,
+    /// The whole content of this version, kept by an earlier response: every read is served
+    /// from it (it cannot change, so nothing is checked after).
+    kept: Option<Bytes>,
+    /// Where a small file's content is kept once read, for the next responses.
+    memo: Option<Memo>,
+}
+
+impl DiskSource {
+    fn new(file: Arc<File>, meta: &Metadata, memo: Memo) -> DiskSource {
+        let kept = memo.get().cloned();
+        DiskSource {
+            version: FileVersion::new(file, meta),
+            len: meta.len(),
+            memo: (kept.is_none() && meta.len() <= MEMO_MAX).then_some(memo),
+            kept,
+        }
+    }
+
+    /// Read the whole (small) file now if it is in the page cache, check that it is still this
+    /// version, and keep it in the memo. `None` when it could not be read so.
+    fn keep(&self, memo: &Memo) -> Option<Bytes> {
+        if let Some(kept) = memo.get() {
+            return Some(kept.clone());
+        }
+        let mut buf = BytesMut::with_capacity(self.len as usize);
+        let spare = &mut buf.spare_capacity_mut()[..self.len as usize];
+        match file::read_at_nowait(&self.version.file, spare, 0) {
+            // SAFETY: the first `self.len` bytes of the spare capacity were initialized.
+            Some(Ok(n)) if n as u64 == self.len => unsafe { buf.set_len(n) },
+            _ => return None,
+        }
+        if !matches!(self.version.unchanged(), Ok(true)) {
+            return None;
+        }
+        Some(memo.get_or_init(|| buf.freeze()).clone())
+    }
+}
 
 impl Source for DiskSource {
     fn read(self: Arc<Self>, offset: u64, len: usize, _until: u64) -> ReadFuture {
+        if let Some(kept) = &self.kept {
+            let start = (offset as usize).min(kept.len());
+            let b = kept.slice(start..(start + len).min(kept.len()));
+            return Box::pin(async move {
+                if b.is_empty() {
+                    return Err(file::ended_early());
+                }
+                Ok(b)
+            });
+        }
         read_on_blocking_pool(self, offset, len, |s, buf, offset| {
-            file::read_exact_at(&s.0.file, buf, offset)
+            file::read_exact_at(&s.version.file, buf, offset)
         })
     }
 
@@ -332,7 +399,19 @@ impl Source for DiskSource {
         buf: &mut [MaybeUninit<u8>],
         offset: u64,
     ) -> Option<io::Result<usize>> {
-        file::read_at_nowait(&self.0.file, buf, offset)
+        let kept = match (&self.kept, &self.memo) {
+            (Some(kept), _) => Some(kept.clone()),
+            (None, Some(memo)) => self.keep(memo),
+            (None, None) => None,
+        };
+        let Some(kept) = kept else {
+            return file::read_at_nowait(&self.version.file, buf, offset);
+        };
+        let from = &kept[(offset as usize).min(kept.len())..];
+        let n = from.len().min(buf.len());
+        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; `n` fits both slices.
+        unsafe { std::ptr::copy_nonoverlapping(from.as_ptr(), buf.as_mut_ptr().cast(), n) };
+        Some(Ok(n))
     }
 
     fn reads_nowait(&self) -> bool {
@@ -340,10 +419,78 @@ impl Source for DiskSource {
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
-        Some(self.0.file.as_raw_fd())
+        // Kept bytes are copied from memory, never sent from the file.
+        self.kept.is_none().then(|| self.version.file.as_raw_fd())
     }
 
     fn unchanged(&self) -> io::Result<bool> {
-        self.0.unchanged()
+        if self.kept.is_some() {
+            return Ok(true);
+        }
+        self.version.unchanged()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn read(s: &DiskSource, offset: u64, len: usize) -> Vec<u8> {
+        let mut buf = vec![MaybeUninit::uninit(); len];
+        let n = s.read_at_nowait(&mut buf, offset).unwrap().unwrap();
+        buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_file_is_kept_once_read_whole_and_then_served_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, &data).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let meta = file.metadata().unwrap();
+        let memo = Memo::default();
+
+        let first = DiskSource::new(file.clone(), &meta, memo.clone());
+        assert!(first.kept.is_none() && first.raw_fd().is_some());
+        assert_eq!(read(&first, 10, 100), &data[10..110]);
+        assert_eq!(memo.get().unwrap()[..], data[..]);
+
+        let next = DiskSource::new(file.clone(), &meta, memo.clone());
+        assert_eq!(next.kept.as_deref(), Some(&data[..]));
+        // From memory: no descriptor to send from, nothing to check after.
+        assert!(next.raw_fd().is_none());
+        assert!(next.unchanged().unwrap());
+        assert_eq!(read(&next, 4990, 100), &data[4990..]);
+
+        // Changed after its response was decided: never kept.
+        let fresh = Memo::default();
+        let stale = DiskSource::new(file.clone(), &meta, fresh.clone());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"more")
+            .unwrap();
+        read(&stale, 0, 10);
+        assert!(fresh.get().is_none());
+        assert!(!stale.unchanged().unwrap());
+    }
+
+    #[test]
+    fn a_large_file_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, vec![1u8; MEMO_MAX as usize + 1]).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let meta = file.metadata().unwrap();
+        let memo = Memo::default();
+        let s = DiskSource::new(file, &meta, memo.clone());
+        assert_eq!(read(&s, 0, 10), [1u8; 10]);
+        assert!(memo.get().is_none() && s.memo.is_none());
     }
 }

@@ -38,6 +38,7 @@ pub fn start<D: Digest>(
     show_hidden: bool,
     prehash: bool,
     watch: bool,
+    told: Option<Arc<dyn crate::fs::resolve::Watched>>,
 ) -> Background {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -49,7 +50,12 @@ pub fn start<D: Digest>(
         }));
     }
     if watch {
-        tasks.push(watch::spawn(cache.clone(), root.to_path_buf(), show_hidden));
+        tasks.push(watch::spawn(
+            cache.clone(),
+            root.to_path_buf(),
+            show_hidden,
+            told,
+        ));
     }
     Background { stop, tasks }
 }

@@ -20,8 +20,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use foldhash::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use percent_encoding::percent_decode;
 
@@ -63,10 +66,18 @@ pub struct Root<D = ()> {
 /// has not changed costs one `stat` instead of open + fstat + close. An entry is used only while
 /// the path still leads to the same file version (device, inode, size, mtime, ctime), exactly
 /// the identity the content hashes are keyed by; anything else drops it and takes the full path.
+///
+/// While the root is watched (`watch`, inotify), the watcher drops the entries of every path an
+/// event names, so an entry whose identity was confirmed less than [`TRUSTED_FOR`] ago is used
+/// without the `stat` (as lighttpd's and nginx's stat caches do, but told of changes at once).
 struct Handles<D> {
     /// Keyed by the path's bytes: hashing a `Path` walks its components.
     map: Mutex<HashMap<Box<[u8]>, Handle<D>>>,
     clock: AtomicU64,
+    /// Whether a watcher reports every change under the root ([`Root::watching`]).
+    watched: AtomicBool,
+    /// Counts the watcher's reports: an identity confirmed while one arrived is not trusted.
+    epoch: AtomicU64,
 }
 
 impl<D> Default for Handles<D> {
@@ -74,19 +85,42 @@ impl<D> Default for Handles<D> {
         Handles {
             map: Mutex::default(),
             clock: AtomicU64::new(0),
+            watched: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
         }
     }
 }
 
+/// How long an entry confirmed by a `stat` (or its open) is used without one while the root is
+/// watched. The ceiling covers what inotify cannot see: a file changed through a hard link from
+/// outside the root, or by another host on a network file system.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// The full names of the file system's path components may be trusted by events: opened
+/// without any symlink on the way (a symlink's target changes under another name).
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Direct,
+    Symlink,
+}
+
+/// The whole content of a small file, kept with its open handle once a response has read it
+/// and checked that it is still the version the handle names (see [`Found::File`]).
+pub type Memo = Arc<OnceLock<Bytes>>;
+
 #[derive(Clone)]
 struct Handle<D> {
     file: Arc<File>,
+    memo: Memo,
     /// The metadata from the open; while the path's identity equals `id`, it still holds.
     meta: Metadata,
     id: FileId,
     /// What `describe` made of the name (it depends on the name only: once per entry).
     described: D,
     used: u64,
+    /// When the identity was last confirmed with no watcher report in between (`None`: never
+    /// so, or reached through a symlink): see [`TRUSTED_FOR`].
+    confirmed: Option<Instant>,
 }
 
 /// Few enough to stay far below the usual 1024 open-file limit.
@@ -105,11 +139,29 @@ impl<D: Clone> Handles<D> {
             h.used = now;
             h.clone()
         };
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if self.watched.load(Ordering::Relaxed) {
+            if let Some(at) = hit.confirmed {
+                if at.elapsed() < TRUSTED_FOR {
+                    return Some(hit);
+                }
+            }
+        }
         // Follows symlinks like the open did; a path that now leads elsewhere has another id.
         // Relative to the root's descriptor: the kernel walks only the path under the root.
         let st = rustix::fs::statat(root, rel, rustix::fs::AtFlags::empty());
         match st {
-            Ok(st) if FileId::of_stat(&st) == hit.id => Some(hit),
+            Ok(st) if FileId::of_stat(&st) == hit.id => {
+                if hit.confirmed.is_some() && self.watched.load(Ordering::Relaxed) {
+                    let mut map = self.map.lock().unwrap();
+                    if self.epoch.load(Ordering::Acquire) == epoch {
+                        if let Some(h) = map.get_mut(key(rel)) {
+                            h.confirmed = Some(Instant::now());
+                        }
+                    }
+                }
+                Some(hit)
+            }
             _ => {
                 self.map.lock().unwrap().remove(key(rel));
                 None
@@ -117,7 +169,15 @@ impl<D: Clone> Handles<D> {
         }
     }
 
-    fn put(&self, rel: &Path, file: &Arc<File>, meta: &Metadata, described: &D) {
+    /// Keep the handle just opened; `epoch` is the one read before the open.
+    fn put(
+        &self,
+        rel: &Path,
+        (file, meta, via): (&Arc<File>, &Metadata, Via),
+        described: &D,
+        epoch: u64,
+    ) -> Memo {
+        let memo = Memo::default();
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.map.lock().unwrap();
         if map.len() >= HANDLES && !map.contains_key(key(rel)) {
@@ -129,16 +189,36 @@ impl<D: Clone> Handles<D> {
                 map.remove(&oldest);
             }
         }
+        // Under the lock, so a report that comes after this check drops the entry.
+        let quiet = self.epoch.load(Ordering::Acquire) == epoch;
         map.insert(
             key(rel).into(),
             Handle {
                 file: file.clone(),
+                memo: memo.clone(),
                 meta: meta.clone(),
                 id: FileId::of(meta),
                 described: described.clone(),
                 used: now,
+                confirmed: (quiet && via == Via::Direct).then(Instant::now),
             },
         );
+        memo
+    }
+
+    /// A watcher's report that `rel` (a file or a directory) changed: drop its entry and those
+    /// under it; the empty path drops them all.
+    fn forget(&self, rel: &Path) {
+        let mut map = self.map.lock().unwrap();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let k = key(rel);
+        if k.is_empty() {
+            map.clear();
+            return;
+        }
+        map.retain(|name, _| {
+            !(name.starts_with(k) && (name.len() == k.len() || name[k.len()] == b'/'))
+        });
     }
 }
 
@@ -196,6 +276,30 @@ impl<D: Clone> Root<D> {
     }
 }
 
+/// What a watcher of the root tells it (see [`Handles`]).
+pub trait Watched: Send + Sync {
+    /// Whether every change under the root is now reported (`false`: no longer, events were
+    /// lost or a directory could not be watched).
+    fn watching(&self, yes: bool);
+    /// `path` (absolute, under the root) or what is under it changed.
+    fn changed(&self, path: &Path);
+}
+
+impl<D: Clone + Send + Sync> Watched for Root<D> {
+    fn watching(&self, yes: bool) {
+        // Whatever was confirmed before is not known to have been watched since.
+        self.handles.forget(Path::new(""));
+        self.handles.watched.store(yes, Ordering::Relaxed);
+    }
+
+    fn changed(&self, path: &Path) {
+        match path.strip_prefix(&self.path) {
+            Ok(rel) => self.handles.forget(rel),
+            Err(_) => self.handles.forget(Path::new("")),
+        }
+    }
+}
+
 /// What a request path leads to.
 // A file is the common case: boxing it would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
@@ -209,6 +313,10 @@ pub enum Found<D> {
         name: PathBuf,
         /// What the root's `describe` made of `name`.
         described: D,
+        /// Where the content of this version may be kept in memory, shared by the requests that
+        /// find it through the same cached handle: whatever is in it is exactly this version's
+        /// bytes (it goes with the handle, which is dropped when the path's identity changes).
+        memo: Memo,
     },
     /// A directory asked for without the trailing slash: redirect to this path (still
     /// percent-encoded as received, empty segments dropped, ending in `/`).
@@ -264,18 +372,23 @@ pub fn find<D: Clone>(
             meta: hit.meta,
             name: rel,
             described: hit.described,
+            memo: hit.memo,
         });
     }
-    let (file, meta) = open_beneath(root, &rel, policy)?;
+    let epoch = root.handles.epoch.load(Ordering::Acquire);
+    let (file, meta, via) = open_beneath_via(root, &rel, policy)?;
     if meta.is_file() {
         let file = Arc::new(file);
         let described = (root.describe)(&rel);
-        root.handles.put(&rel, &file, &meta, &described);
+        let memo = root
+            .handles
+            .put(&rel, (&file, &meta, via), &described, epoch);
         return Ok(Found::File {
             file,
             meta,
             name: rel,
             described,
+            memo,
         });
     }
     if !meta.is_dir() {
@@ -295,6 +408,7 @@ pub fn find<D: Clone>(
                     meta,
                     name,
                     described,
+                    memo: Memo::default(),
                 });
             }
             Ok(_) | Err(ResolveError::NotFound) => continue,
@@ -399,12 +513,15 @@ pub fn open_file<D: Clone>(
     if let Some(hit) = root.handles.get(&root.dir, rel) {
         return Ok((hit.file, hit.meta));
     }
-    let (file, meta) = open_beneath(root, rel, policy)?;
+    let epoch = root.handles.epoch.load(Ordering::Acquire);
+    let (file, meta, via) = open_beneath_via(root, rel, policy)?;
     if !meta.is_file() {
         return Err(ResolveError::NotFound);
     }
     let file = Arc::new(file);
-    root.handles.put(rel, &file, &meta, &(root.describe)(rel));
+    let described = (root.describe)(rel);
+    root.handles
+        .put(rel, (&file, &meta, via), &described, epoch);
     Ok((file, meta))
 }
 
@@ -415,13 +532,22 @@ pub(crate) fn open_beneath<D>(
     rel: &Path,
     policy: &Policy,
 ) -> Result<(File, Metadata), ResolveError> {
+    open_beneath_via(root, rel, policy).map(|(file, meta, _)| (file, meta))
+}
+
+/// [`open_beneath`], and whether a symlink was on the way.
+fn open_beneath_via<D>(
+    root: &Root<D>,
+    rel: &Path,
+    policy: &Policy,
+) -> Result<(File, Metadata, Via), ResolveError> {
     let fast = if root.openat2 {
         openat2_beneath(root, rel)
     } else {
         Err(io::Error::from_raw_os_error(libc::ENOSYS))
     };
-    let file = match fast {
-        Ok(file) => file,
+    let (file, via) = match fast {
+        Ok(file) => (file, Via::Direct),
         // A symlink on the way (ELOOP), an escape (EXDEV), or no openat2 here: the slow path.
         Err(e)
             if matches!(
@@ -430,18 +556,20 @@ pub(crate) fn open_beneath<D>(
             ) =>
         {
             let real = check(&root.path, &root.path.join(rel), policy)?;
-            match real.strip_prefix(&root.path) {
+            // Without openat2 a symlink is not told from a plain name: none is trusted.
+            let file = match real.strip_prefix(&root.path) {
                 // The real path has no symlinks: open it the same way, so a symlink swapped in
                 // since the check is refused rather than followed.
                 Ok(inside) if root.openat2 => openat2_beneath(root, inside)?,
                 Ok(_) => open_verified(&root.path, &real, policy)?,
                 Err(_) => open_nonblocking(&real)?,
-            }
+            };
+            (file, Via::Symlink)
         }
         Err(e) => return Err(e.into()),
     };
     let meta = file.metadata()?;
-    Ok((file, meta))
+    Ok((file, meta, via))
 }
 
 /// `openat2(root, rel, O_RDONLY | O_NONBLOCK, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`.
@@ -723,6 +851,79 @@ mod tests {
         ));
         assert!(open_verified(f.root.path(), &checked, &OPEN).is_ok());
         assert!(open_verified(f.root.path(), &f.root.path().join("a.txt"), &STRICT).is_ok());
+    }
+
+    #[test]
+    fn a_watched_root_trusts_its_handles_until_told_of_a_change() {
+        let f = fixture(true);
+        let root = f.root.path().to_path_buf();
+        let g = |p| get(&f, p, &[], &STRICT);
+        let replace = |name: &str, with: &str| {
+            std::fs::write(root.join("tmp"), with).unwrap();
+            std::fs::rename(root.join("tmp"), root.join(name)).unwrap();
+        };
+        f.root.watching(true);
+        assert_eq!(g("/a.txt"), "a (a.txt)");
+        assert_eq!(g("/in"), "b (in)");
+        replace("a.txt", "A2");
+        if f.root.openat2 {
+            // No report yet: the handle is used as it is, with no stat (not this version).
+            assert_eq!(g("/a.txt"), "a (a.txt)");
+        }
+        f.root.changed(&root.join("a.txt"));
+        assert_eq!(g("/a.txt"), "A2 (a.txt)");
+
+        // Reached through a symlink: checked every time, since its target changes under
+        // another name.
+        assert_eq!(g("/sub/b.txt"), "b (sub/b.txt)");
+        replace("sub/b.txt", "B2");
+        assert_eq!(g("/in"), "B2 (in)");
+        // A report on a directory drops what is under it.
+        if f.root.openat2 {
+            assert_eq!(g("/sub/b.txt"), "b (sub/b.txt)");
+        }
+        f.root.changed(&root.join("sub"));
+        assert_eq!(g("/sub/b.txt"), "B2 (sub/b.txt)");
+
+        // Without a watcher, every use is checked.
+        f.root.watching(false);
+        assert_eq!(g("/a.txt"), "A2 (a.txt)");
+        replace("a.txt", "A3");
+        assert_eq!(g("/a.txt"), "A3 (a.txt)");
+    }
+
+    #[test]
+    fn a_handle_opened_while_a_change_was_reported_is_not_trusted() {
+        let f = fixture(true);
+        let h = &f.root.handles;
+        h.watched.store(true, Ordering::Relaxed);
+        let confirmed = |rel: &str| h.map.lock().unwrap()[key(Path::new(rel))].confirmed;
+        let file = Arc::new(File::open(f.root.path().join("a.txt")).unwrap());
+        let meta = file.metadata().unwrap();
+        let epoch = h.epoch.load(Ordering::Acquire);
+        h.put(Path::new("a.txt"), (&file, &meta, Via::Direct), &(), epoch);
+        assert!(confirmed("a.txt").is_some());
+        // A report between the open and the keeping: the next use checks.
+        let epoch = h.epoch.load(Ordering::Acquire);
+        h.forget(Path::new("elsewhere"));
+        h.put(Path::new("a.txt"), (&file, &meta, Via::Direct), &(), epoch);
+        assert!(confirmed("a.txt").is_none());
+        let epoch = h.epoch.load(Ordering::Acquire);
+        h.put(Path::new("a.txt"), (&file, &meta, Via::Symlink), &(), epoch);
+        assert!(confirmed("a.txt").is_none());
+        // `forget` takes whole names: `a.txt` does not drop `a.txt.gz`.
+        h.put(
+            Path::new("a.txt.gz"),
+            (&file, &meta, Via::Direct),
+            &(),
+            epoch,
+        );
+        h.forget(Path::new("a.txt"));
+        assert!(h
+            .map
+            .lock()
+            .unwrap()
+            .contains_key(key(Path::new("a.txt.gz"))));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, R
 use notify::{RecursiveMode, Watcher as _};
 
 use crate::fs::digest::{Digest, DigestCache, FileId};
+use crate::fs::resolve::Watched;
 use crate::fs::walk::{open_regular, walk};
 
 /// A path is hashed once it has had no event for this long.
@@ -103,17 +104,30 @@ fn wanted(kind: &EventKind) -> Option<bool> {
     }
 }
 
+/// Whether an event may mean that what a path names changed (its content, its metadata, or
+/// which file it is): everything but opens and reads, ours included.
+fn changes(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Start watching `root` in a task; it logs a warning and ends if the watcher cannot start.
+/// `told`, if any, hears of every change (and whether the watch is whole).
 pub fn spawn<D: Digest>(
     cache: Arc<DigestCache<D>>,
     root: PathBuf,
     show_hidden: bool,
+    told: Option<Arc<dyn Watched>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let pending = Arc::new(Mutex::new(Pending::default()));
         // Adding the watches walks every directory: a blocking job.
         let (p, r) = (pending.clone(), root.clone());
-        let watcher = tokio::task::spawn_blocking(move || start_watcher(p, r, show_hidden)).await;
+        let watcher =
+            tokio::task::spawn_blocking(move || start_watcher(p, r, show_hidden, told)).await;
         // Held for as long as the task runs: dropping it stops the watcher's thread.
         let _watcher = match watcher {
             Ok(Ok(w)) => w,
@@ -143,17 +157,33 @@ fn start_watcher(
     pending: Arc<Mutex<Pending>>,
     root: PathBuf,
     show_hidden: bool,
+    told: Option<Arc<dyn Watched>>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let watched = root.clone();
+    let tell = told.clone();
     let mut watcher = notify::RecommendedWatcher::new(
         move |event: notify::Result<notify::Event>| {
             let event = match event {
                 Ok(e) => e,
                 Err(e) => {
+                    // E.g. a new directory past the inotify watch limit: changes may now go
+                    // unreported, so nothing is taken on the watcher's word any more.
+                    if let Some(t) = &tell {
+                        t.watching(false);
+                    }
                     tracing::warn!("watch: {e}");
                     return;
                 }
             };
+            if let Some(t) = &tell {
+                if event.need_rescan() {
+                    t.changed(&root);
+                } else if changes(&event.kind) {
+                    for path in &event.paths {
+                        t.changed(path);
+                    }
+                }
+            }
             let now = Instant::now();
             let mut pending = pending.lock().unwrap();
             if event.need_rescan() {
@@ -172,6 +202,9 @@ fn start_watcher(
         notify::Config::default().with_follow_symlinks(false),
     )?;
     watcher.watch(&watched, RecursiveMode::Recursive)?;
+    if let Some(t) = told {
+        t.watching(true);
+    }
     Ok(watcher)
 }
 
@@ -215,6 +248,50 @@ async fn hash_path<D: Digest>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a watcher told, in order.
+    struct Told(Mutex<std::sync::mpsc::Sender<String>>);
+
+    impl Watched for Told {
+        fn watching(&self, yes: bool) {
+            self.0
+                .lock()
+                .unwrap()
+                .send(format!("watching {yes}"))
+                .unwrap();
+        }
+        fn changed(&self, path: &Path) {
+            let _ = self.0.lock().unwrap().send(path.display().to_string());
+        }
+    }
+
+    #[test]
+    fn every_change_is_told_and_reads_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap().join("root");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("d/old.bin"), b"old").unwrap();
+        std::fs::write(root.join("read.bin"), b"read").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let told: Arc<dyn Watched> = Arc::new(Told(Mutex::new(tx)));
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let _w = start_watcher(pending, root.clone(), false, Some(told)).unwrap();
+        let next = || rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(next(), "watching true");
+        // Reads (ours too) are not changes: the first report is the rename after them.
+        assert_eq!(std::fs::read(root.join("read.bin")).unwrap(), b"read");
+        std::fs::write(dir.path().join("new.bin"), b"new").unwrap();
+        std::fs::rename(dir.path().join("new.bin"), root.join("d/old.bin")).unwrap();
+        assert_eq!(next(), root.join("d/old.bin").display().to_string());
+        // A rename of the directory names both of its names; hidden names are told too.
+        std::fs::rename(root.join("d"), root.join(".e")).unwrap();
+        let mut names = vec![next(), next()];
+        names.sort();
+        assert_eq!(
+            names,
+            [".e", "d"].map(|n| root.join(n).display().to_string())
+        );
+    }
 
     #[test]
     fn pending_paths_wait_until_quiet_and_are_capped() {

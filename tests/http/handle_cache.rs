@@ -3,6 +3,7 @@
 use crate::common::*;
 
 use std::os::unix::fs::symlink;
+use std::time::Duration;
 
 fn assert_serves(s: &Server, path: &str, bytes: &[u8]) {
     let r = s.get(path, &[]);
@@ -65,4 +66,44 @@ fn a_directory_swapped_for_a_symlink_out_of_the_root_is_not_followed() {
     let r = s.get("/d/f.bin", &[]);
     assert_eq!(r.status, 404);
     assert!(!r.body.windows(7).any(|w| w == b"OUTSIDE"));
+}
+
+/// With `watch`, a cached handle is used without a `stat` until the watcher reports a change
+/// (or a second passes): while a small file (kept in memory) and a larger one (read from the
+/// descriptor) are replaced and rewritten, every answer is exactly one version, its ETag that
+/// version's hash, and each new version is served once the watcher has seen it.
+#[test]
+fn with_watch_every_answer_is_one_whole_version_while_files_change() {
+    let s = Server::start_with(|c| c.watch = true);
+    for (name, len) in [("small.bin", 3000), ("big.bin", 300_000)] {
+        let path = format!("/{name}");
+        let version = |i: u8| -> Vec<u8> { pattern(len).iter().map(|b| b ^ i).collect() };
+        let mut written = vec![version(0)];
+        s.file(name, &written[0]);
+        for i in 1..=30u8 {
+            let new = version(i);
+            if i % 2 == 0 {
+                // In place, same size: the same inode, only mtime and ctime move.
+                rewrite_keeping_mtime(&s.root.join(name), &new);
+            } else {
+                s.file(&format!("{name}.tmp"), &new);
+                std::fs::rename(s.root.join(format!("{name}.tmp")), s.root.join(name)).unwrap();
+            }
+            written.push(new.clone());
+            wait_until(
+                &format!("{name} version {i}"),
+                Duration::from_secs(10),
+                || {
+                    let r = s.get(&path, &[]);
+                    assert_eq!(r.status, 200, "{name}");
+                    assert_eq!(r.header("etag"), Some(etag_of(&r.body).as_str()), "{name}");
+                    assert!(written.contains(&r.body), "{name}: bytes of no version");
+                    r.body == new
+                },
+            );
+            // A conditional request with the old ETag is not answered 304 any more.
+            let old = etag_of(&written[written.len() - 2]);
+            assert_eq!(s.get(&path, &[("If-None-Match", &old)]).status, 200);
+        }
+    }
 }
