@@ -276,7 +276,8 @@ impl<D: Clone> Root<D> {
     }
 }
 
-/// What a watcher of the root tells it (see [`Handles`]).
+/// What a watcher of the root tells it: its cached handles are used without a `stat` (for up
+/// to [`TRUSTED_FOR`]) only while every change is reported.
 pub trait Watched: Send + Sync {
     /// Whether every change under the root is now reported (`false`: no longer, events were
     /// lost or a directory could not be watched).
