@@ -160,7 +160,7 @@ pub struct DiskFile {
     file: Arc<File>,
     meta: Metadata,
     content_type: HeaderValue,
-    memo: Memo,
+    memo: Option<Memo>,
 }
 
 /// A directory found on disk, open.
@@ -234,12 +234,12 @@ impl Storage for Disk {
 
     async fn sidecar(&self, file: &DiskFile, name: &Path, suffix: &str) -> Option<DiskFile> {
         let ready = self.ready().await.ok()?;
-        let (f, meta) = sidecar::open(&ready.root, &ready.policy, name, suffix)?;
+        let (f, meta, memo) = sidecar::open(&ready.root, &ready.policy, name, suffix)?;
         Some(DiskFile {
             file: f,
             meta,
             content_type: file.content_type.clone(),
-            memo: Memo::default(),
+            memo: Some(memo),
         })
     }
 
@@ -318,7 +318,7 @@ fn representation(
     meta: &Metadata,
     content_type: HeaderValue,
     digest: FileDigest,
-    memo: Memo,
+    memo: Option<Memo>,
 ) -> Representation {
     Representation {
         len: meta.len(),
@@ -347,12 +347,12 @@ struct DiskSource {
 }
 
 impl DiskSource {
-    fn new(file: Arc<File>, meta: &Metadata, memo: Memo) -> DiskSource {
-        let kept = memo.get().cloned();
+    fn new(file: Arc<File>, meta: &Metadata, memo: Option<Memo>) -> DiskSource {
+        let kept = memo.as_ref().and_then(|m| m.get().cloned());
         DiskSource {
             version: FileVersion::new(file, meta),
             len: meta.len(),
-            memo: (kept.is_none() && meta.len() <= MEMO_MAX).then_some(memo),
+            memo: memo.filter(|_| kept.is_none() && meta.len() <= MEMO_MAX),
             kept,
         }
     }
@@ -455,12 +455,12 @@ mod tests {
         let meta = file.metadata().unwrap();
         let memo = Memo::default();
 
-        let first = DiskSource::new(file.clone(), &meta, memo.clone());
+        let first = DiskSource::new(file.clone(), &meta, Some(memo.clone()));
         assert!(first.kept.is_none() && first.raw_fd().is_some());
         assert_eq!(read(&first, 10, 100), &data[10..110]);
         assert_eq!(memo.get().unwrap()[..], data[..]);
 
-        let next = DiskSource::new(file.clone(), &meta, memo.clone());
+        let next = DiskSource::new(file.clone(), &meta, Some(memo.clone()));
         assert_eq!(next.kept.as_deref(), Some(&data[..]));
         // From memory: no descriptor to send from, nothing to check after.
         assert!(next.raw_fd().is_none());
@@ -469,7 +469,7 @@ mod tests {
 
         // Changed after its response was decided: never kept.
         let fresh = Memo::default();
-        let stale = DiskSource::new(file.clone(), &meta, fresh.clone());
+        let stale = DiskSource::new(file.clone(), &meta, Some(fresh.clone()));
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
@@ -489,7 +489,7 @@ mod tests {
         let file = Arc::new(File::open(&path).unwrap());
         let meta = file.metadata().unwrap();
         let memo = Memo::default();
-        let s = DiskSource::new(file, &meta, memo.clone());
+        let s = DiskSource::new(file, &meta, Some(memo.clone()));
         assert_eq!(read(&s, 0, 10), [1u8; 10]);
         assert!(memo.get().is_none() && s.memo.is_none());
     }

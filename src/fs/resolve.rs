@@ -317,7 +317,8 @@ pub enum Found<D> {
         /// Where the content of this version may be kept in memory, shared by the requests that
         /// find it through the same cached handle: whatever is in it is exactly this version's
         /// bytes (it goes with the handle, which is dropped when the path's identity changes).
-        memo: Memo,
+        /// `None` for a file that is not cached (an index file).
+        memo: Option<Memo>,
     },
     /// A directory asked for without the trailing slash: redirect to this path (still
     /// percent-encoded as received, empty segments dropped, ending in `/`).
@@ -373,7 +374,7 @@ pub fn find<D: Clone>(
             meta: hit.meta,
             name: rel,
             described: hit.described,
-            memo: hit.memo,
+            memo: Some(hit.memo),
         });
     }
     let epoch = root.handles.epoch.load(Ordering::Acquire);
@@ -389,7 +390,7 @@ pub fn find<D: Clone>(
             meta,
             name: rel,
             described,
-            memo,
+            memo: Some(memo),
         });
     }
     if !meta.is_dir() {
@@ -409,7 +410,7 @@ pub fn find<D: Clone>(
                     meta,
                     name,
                     described,
-                    memo: Memo::default(),
+                    memo: None,
                 });
             }
             Ok(_) | Err(ResolveError::NotFound) => continue,
@@ -510,9 +511,9 @@ pub fn open_file<D: Clone>(
     root: &Root<D>,
     rel: &Path,
     policy: &Policy,
-) -> Result<(Arc<File>, Metadata), ResolveError> {
+) -> Result<(Arc<File>, Metadata, Memo), ResolveError> {
     if let Some(hit) = root.handles.get(&root.dir, rel) {
-        return Ok((hit.file, hit.meta));
+        return Ok((hit.file, hit.meta, hit.memo));
     }
     let epoch = root.handles.epoch.load(Ordering::Acquire);
     let (file, meta, via) = open_beneath_via(root, rel, policy)?;
@@ -521,9 +522,10 @@ pub fn open_file<D: Clone>(
     }
     let file = Arc::new(file);
     let described = (root.describe)(rel);
-    root.handles
+    let memo = root
+        .handles
         .put(rel, (&file, &meta, via), &described, epoch);
-    Ok((file, meta))
+    Ok((file, meta, memo))
 }
 
 /// Open `rel` (already free of `..` and hidden segments) under the root, following symlinks

@@ -20,7 +20,7 @@ pub fn open<D: Clone>(
     policy: &Policy,
     name: &Path,
     suffix: &str,
-) -> Option<(Arc<File>, Metadata)> {
+) -> Option<(Arc<File>, Metadata, resolve::Memo)> {
     let mut sidecar = name.as_os_str().to_owned();
     sidecar.push(suffix);
     let sidecar = PathBuf::from(sidecar);

@@ -579,3 +579,22 @@ fn hostile_accept_encoding_never_fails() {
     let r = Response::parse(&s.raw(raw), false);
     assert_served(&r, &f, Enc::Identity, TXT, "non-ASCII");
 }
+
+/// A sidecar read through its cached handle (and kept in memory once read whole) is served as
+/// it is now once it is replaced: its new bytes, under their own ETag.
+#[test]
+fn a_replaced_sidecar_is_served_new() {
+    let s = server();
+    let f = make(&s, "doc.txt", 1, &[Enc::Gzip]);
+    for _ in 0..2 {
+        let r = get_ae(&s, "/doc.txt", "gzip", &[]);
+        assert_served(&r, &f, Enc::Gzip, TXT, "gzip");
+    }
+    let new = gzip(&text(2));
+    s.file("doc.txt.gz.tmp", &new);
+    std::fs::rename(s.root.join("doc.txt.gz.tmp"), s.root.join("doc.txt.gz")).unwrap();
+    let r = get_ae(&s, "/doc.txt", "gzip", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, new);
+    assert_ne!(r.header("etag"), Some(etag_of(&f.gz).as_str()));
+}
