@@ -96,8 +96,8 @@ impl<D> Default for Handles<D> {
 /// outside the root, or by another host on a network file system.
 pub const TRUSTED_FOR: Duration = Duration::from_secs(1);
 
-/// The full names of the file system's path components may be trusted by events: opened
-/// without any symlink on the way (a symlink's target changes under another name).
+/// How a file was reached: by its own name (the watcher's events about that name cover it), or
+/// through a symlink (its target changes under another name, which no event for this path tells).
 #[derive(Clone, Copy, PartialEq)]
 enum Via {
     Direct,
@@ -118,8 +118,10 @@ struct Handle<D> {
     /// What `describe` made of the name (it depends on the name only: once per entry).
     described: D,
     used: u64,
-    /// When the identity was last confirmed with no watcher report in between (`None`: never
-    /// so, or reached through a symlink): see [`TRUSTED_FOR`].
+    /// Opened with no symlink on the way: only such an entry is ever trusted.
+    via: Via,
+    /// When the identity was last confirmed with no watcher report in between (`None`: not
+    /// yet): see [`TRUSTED_FOR`].
     confirmed: Option<Instant>,
 }
 
@@ -152,7 +154,7 @@ impl<D: Clone> Handles<D> {
         let st = rustix::fs::statat(root, rel, rustix::fs::AtFlags::empty());
         match st {
             Ok(st) if FileId::of_stat(&st) == hit.id => {
-                if hit.confirmed.is_some() && self.watched.load(Ordering::Relaxed) {
+                if hit.via == Via::Direct && self.watched.load(Ordering::Relaxed) {
                     let mut map = self.map.lock().unwrap();
                     if self.epoch.load(Ordering::Acquire) == epoch {
                         if let Some(h) = map.get_mut(key(rel)) {
@@ -200,6 +202,7 @@ impl<D: Clone> Handles<D> {
                 id: FileId::of(meta),
                 described: described.clone(),
                 used: now,
+                via,
                 confirmed: (quiet && via == Via::Direct).then(Instant::now),
             },
         );
@@ -911,6 +914,9 @@ mod tests {
         h.forget(Path::new("elsewhere"));
         h.put(Path::new("a.txt"), (&file, &meta, Via::Direct), &(), epoch);
         assert!(confirmed("a.txt").is_none());
+        // Its next use checks it, and confirms it from then on.
+        assert!(h.get(&f.root.dir, Path::new("a.txt")).is_some());
+        assert!(confirmed("a.txt").is_some());
         let epoch = h.epoch.load(Ordering::Acquire);
         h.put(Path::new("a.txt"), (&file, &meta, Via::Symlink), &(), epoch);
         assert!(confirmed("a.txt").is_none());
