@@ -104,7 +104,7 @@ impl Disk {
                     Ok((root, digests)) => {
                         let digests = Arc::new(digests);
                         let root = Arc::new(root);
-                        let told = Some(root.clone() as Arc<dyn resolve::Watched>);
+                        let told = root.clone() as Arc<dyn resolve::Watched>;
                         let background = prehash::start(
                             &digests,
                             root.path(),

@@ -38,7 +38,7 @@ pub fn start<D: Digest>(
     show_hidden: bool,
     prehash: bool,
     watch: bool,
-    told: Option<Arc<dyn crate::fs::resolve::Watched>>,
+    told: Arc<dyn crate::fs::resolve::Watched>,
 ) -> Background {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();

@@ -115,12 +115,12 @@ fn changes(kind: &EventKind) -> bool {
 }
 
 /// Start watching `root` in a task; it logs a warning and ends if the watcher cannot start.
-/// `told`, if any, hears of every change (and whether the watch is whole).
+/// `told` hears of every change (and whether the watch is whole).
 pub fn spawn<D: Digest>(
     cache: Arc<DigestCache<D>>,
     root: PathBuf,
     show_hidden: bool,
-    told: Option<Arc<dyn Watched>>,
+    told: Arc<dyn Watched>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let pending = Arc::new(Mutex::new(Pending::default()));
@@ -157,7 +157,7 @@ fn start_watcher(
     pending: Arc<Mutex<Pending>>,
     root: PathBuf,
     show_hidden: bool,
-    told: Option<Arc<dyn Watched>>,
+    told: Arc<dyn Watched>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let watched = root.clone();
     let tell = told.clone();
@@ -168,20 +168,16 @@ fn start_watcher(
                 Err(e) => {
                     // E.g. a new directory past the inotify watch limit: changes may now go
                     // unreported, so nothing is taken on the watcher's word any more.
-                    if let Some(t) = &tell {
-                        t.watching(false);
-                    }
+                    tell.watching(false);
                     tracing::warn!("watch: {e}");
                     return;
                 }
             };
-            if let Some(t) = &tell {
-                if event.need_rescan() {
-                    t.changed(&root);
-                } else if changes(&event.kind) {
-                    for path in &event.paths {
-                        t.changed(path);
-                    }
+            if event.need_rescan() {
+                tell.changed(&root);
+            } else if changes(&event.kind) {
+                for path in &event.paths {
+                    tell.changed(path);
                 }
             }
             let now = Instant::now();
@@ -202,9 +198,7 @@ fn start_watcher(
         notify::Config::default().with_follow_symlinks(false),
     )?;
     watcher.watch(&watched, RecursiveMode::Recursive)?;
-    if let Some(t) = told {
-        t.watching(true);
-    }
+    told.watching(true);
     Ok(watcher)
 }
 
@@ -275,7 +269,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let told: Arc<dyn Watched> = Arc::new(Told(Mutex::new(tx)));
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let _w = start_watcher(pending, root.clone(), false, Some(told)).unwrap();
+        let _w = start_watcher(pending, root.clone(), false, told).unwrap();
         let next = || rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(next(), "watching true");
         // Reads (ours too) are not changes: the first report is the rename after them.
