@@ -171,15 +171,14 @@ impl<D: Clone> Handles<D> {
         }
     }
 
-    /// Keep the handle just opened; `epoch` is the one read before the open.
+    /// Keep the handle just opened, and give it back; `epoch` is the one read before the open.
     fn put(
         &self,
         rel: &Path,
-        (file, meta, via): (&Arc<File>, &Metadata, Via),
-        described: &D,
+        (file, meta, via): (File, Metadata, Via),
+        described: D,
         epoch: u64,
-    ) -> Memo {
-        let memo = Memo::default();
+    ) -> Handle<D> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut map = self.map.lock().unwrap();
         if map.len() >= HANDLES && !map.contains_key(key(rel)) {
@@ -193,20 +192,18 @@ impl<D: Clone> Handles<D> {
         }
         // Under the lock, so a report that comes after this check drops the entry.
         let quiet = self.epoch.load(Ordering::Acquire) == epoch;
-        map.insert(
-            key(rel).into(),
-            Handle {
-                file: file.clone(),
-                memo: memo.clone(),
-                meta: meta.clone(),
-                id: FileId::of(meta),
-                described: described.clone(),
-                used: now,
-                via,
-                confirmed: (quiet && via == Via::Direct).then(Instant::now),
-            },
-        );
-        memo
+        let handle = Handle {
+            file: Arc::new(file),
+            memo: Memo::default(),
+            id: FileId::of(&meta),
+            meta,
+            described,
+            used: now,
+            via,
+            confirmed: (quiet && via == Via::Direct).then(Instant::now),
+        };
+        map.insert(key(rel).into(), handle.clone());
+        handle
     }
 
     /// A watcher's report that `rel` (a file or a directory) changed: drop its entry and those
@@ -371,31 +368,18 @@ pub fn find<D: Clone>(
         .strip_prefix('/')
         .ok_or(ResolveError::BadPath("path must start with /"))?;
     let rel = PathBuf::from(relative_name(rest, policy.show_hidden)?);
-    if let Some(hit) = root.handles.get(&root.dir, &rel) {
-        return Ok(Found::File {
-            file: hit.file,
-            meta: hit.meta,
-            name: rel,
-            described: hit.described,
-            memo: Some(hit.memo),
-        });
-    }
-    let epoch = root.handles.epoch.load(Ordering::Acquire);
-    let (file, meta, via) = open_beneath_via(root, &rel, policy)?;
-    if meta.is_file() {
-        let file = Arc::new(file);
-        let described = (root.describe)(&rel);
-        let memo = root
-            .handles
-            .put(&rel, (&file, &meta, via), &described, epoch);
-        return Ok(Found::File {
-            file,
-            meta,
-            name: rel,
-            described,
-            memo: Some(memo),
-        });
-    }
+    let (file, meta) = match open_cached(root, &rel, policy)? {
+        Ok(h) => {
+            return Ok(Found::File {
+                file: h.file,
+                meta: h.meta,
+                name: rel,
+                described: h.described,
+                memo: Some(h.memo),
+            })
+        }
+        Err(other) => other,
+    };
     if !meta.is_dir() {
         return Err(ResolveError::NotFound);
     }
@@ -515,20 +499,34 @@ pub fn open_file<D: Clone>(
     rel: &Path,
     policy: &Policy,
 ) -> Result<(Arc<File>, Metadata, Memo), ResolveError> {
+    match open_cached(root, rel, policy)? {
+        Ok(h) => Ok((h.file, h.meta, h.memo)),
+        Err(_) => Err(ResolveError::NotFound),
+    }
+}
+
+/// The regular file at `rel` through the open-handle cache (kept there when it had to be
+/// opened), or what else was opened there (a directory, ...), uncached.
+fn open_cached<D: Clone>(
+    root: &Root<D>,
+    rel: &Path,
+    policy: &Policy,
+) -> Result<Result<Handle<D>, (File, Metadata)>, ResolveError> {
     if let Some(hit) = root.handles.get(&root.dir, rel) {
-        return Ok((hit.file, hit.meta, hit.memo));
+        return Ok(Ok(hit));
     }
     let epoch = root.handles.epoch.load(Ordering::Acquire);
     let (file, meta, via) = open_beneath_via(root, rel, policy)?;
     if !meta.is_file() {
-        return Err(ResolveError::NotFound);
+        return Ok(Err((file, meta)));
     }
-    let file = Arc::new(file);
     let described = (root.describe)(rel);
-    let memo = root
-        .handles
-        .put(rel, (&file, &meta, via), &described, epoch);
-    Ok((file, meta, memo))
+    Ok(Ok(root.handles.put(
+        rel,
+        (file, meta, via),
+        described,
+        epoch,
+    )))
 }
 
 /// Open `rel` (already free of `..` and hidden segments) under the root, following symlinks
@@ -904,27 +902,42 @@ mod tests {
         let h = &f.root.handles;
         h.watched.store(true, Ordering::Relaxed);
         let confirmed = |rel: &str| h.map.lock().unwrap()[key(Path::new(rel))].confirmed;
-        let file = Arc::new(File::open(f.root.path().join("a.txt")).unwrap());
-        let meta = file.metadata().unwrap();
+        let file = || File::open(f.root.path().join("a.txt")).unwrap();
+        let meta = file().metadata().unwrap();
         let epoch = h.epoch.load(Ordering::Acquire);
-        h.put(Path::new("a.txt"), (&file, &meta, Via::Direct), &(), epoch);
+        h.put(
+            Path::new("a.txt"),
+            (file(), meta.clone(), Via::Direct),
+            (),
+            epoch,
+        );
         assert!(confirmed("a.txt").is_some());
         // A report between the open and the keeping: the next use checks.
         let epoch = h.epoch.load(Ordering::Acquire);
         h.forget(Path::new("elsewhere"));
-        h.put(Path::new("a.txt"), (&file, &meta, Via::Direct), &(), epoch);
+        h.put(
+            Path::new("a.txt"),
+            (file(), meta.clone(), Via::Direct),
+            (),
+            epoch,
+        );
         assert!(confirmed("a.txt").is_none());
         // Its next use checks it, and confirms it from then on.
         assert!(h.get(&f.root.dir, Path::new("a.txt")).is_some());
         assert!(confirmed("a.txt").is_some());
         let epoch = h.epoch.load(Ordering::Acquire);
-        h.put(Path::new("a.txt"), (&file, &meta, Via::Symlink), &(), epoch);
+        h.put(
+            Path::new("a.txt"),
+            (file(), meta.clone(), Via::Symlink),
+            (),
+            epoch,
+        );
         assert!(confirmed("a.txt").is_none());
         // `forget` takes whole names: `a.txt` does not drop `a.txt.gz`.
         h.put(
             Path::new("a.txt.gz"),
-            (&file, &meta, Via::Direct),
-            &(),
+            (file(), meta.clone(), Via::Direct),
+            (),
             epoch,
         );
         h.forget(Path::new("a.txt"));
