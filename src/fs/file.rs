@@ -50,6 +50,15 @@ impl FileId {
             ..*self
         } == *other
     }
+
+    /// Whether an open file that had this identity with `links` names still holds the same
+    /// bytes, now that it has identity `now` with `links_now` names. A write, truncation or
+    /// `touch` changes the ctime (and usually mtime and size). Removing a name (a delete, a
+    /// rename over it) changes the ctime too but not the bytes: with fewer links than before,
+    /// the ctime is not compared.
+    pub fn still(&self, links: u64, now: &FileId, links_now: u64) -> bool {
+        now == self || (links_now < links && now.same_but_ctime(self))
+    }
 }
 
 /// `preadv2(RWF_NOWAIT)`: up to `buf.len()` bytes at `offset` if the page cache holds them, or
@@ -123,14 +132,11 @@ impl FileVersion {
         }
     }
 
-    /// Whether the file is still this version. A write, truncation or `touch` changes the ctime
-    /// (and usually mtime and size), which the identity includes. Removing a name (a delete, a
-    /// rename over it) changes the ctime too but not the bytes: with fewer links than at the
-    /// start, the ctime is not compared. (A write within the same clock tick as the previous
-    /// change can escape the check on kernels with coarse timestamps.)
+    /// Whether the file is still this version ([`FileId::still`]). (A write within the same
+    /// clock tick as the previous change can escape the check on kernels with coarse
+    /// timestamps.)
     pub fn unchanged(&self) -> io::Result<bool> {
         let meta = self.file.metadata()?;
-        let now = FileId::of(&meta);
-        Ok(now == self.id || (meta.nlink() < self.links && now.same_but_ctime(&self.id)))
+        Ok(self.id.still(self.links, &FileId::of(&meta), meta.nlink()))
     }
 }

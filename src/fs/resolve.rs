@@ -69,7 +69,8 @@ pub struct Root<D = ()> {
 ///
 /// While the root is watched (`watch`, inotify), the watcher drops the entries of every path an
 /// event names, so an entry whose identity was confirmed less than [`TRUSTED_FOR`] ago is used
-/// without the `stat` (as lighttpd's and nginx's stat caches do, but told of changes at once).
+/// without the `stat` of its path (as lighttpd's and nginx's stat caches do, but told of changes
+/// at once): an `fstat` of its descriptor, or nothing for a file whose bytes are in memory.
 struct Handles<D> {
     /// Keyed by the path's bytes: hashing a `Path` walks its components.
     map: Mutex<HashMap<Box<[u8]>, Handle<D>>>,
@@ -142,12 +143,20 @@ impl<D: Clone> Handles<D> {
             h.clone()
         };
         let epoch = self.epoch.load(Ordering::Acquire);
-        if self.watched.load(Ordering::Relaxed) {
-            if let Some(at) = hit.confirmed {
-                if at.elapsed() < TRUSTED_FOR {
-                    return Some(hit);
-                }
-            }
+        let trusted = self.watched.load(Ordering::Relaxed)
+            && hit.confirmed.is_some_and(|at| at.elapsed() < TRUSTED_FOR);
+        // Events tell of a path that now names another file; that file itself written in place
+        // is seen at once through the descriptor, before an event could arrive, so that a
+        // response never starts on bytes that are not the version its head names (it would be
+        // aborted). Bytes kept in memory are their version's whatever the file does.
+        if trusted
+            && (hit.memo.get().is_some()
+                || rustix::fs::fstat(&*hit.file).is_ok_and(|st| {
+                    let links = std::os::unix::fs::MetadataExt::nlink(&hit.meta);
+                    hit.id.still(links, &FileId::of_stat(&st), st.st_nlink)
+                }))
+        {
+            return Some(hit);
         }
         // Follows symlinks like the open did; a path that now leads elsewhere has another id.
         // Relative to the root's descriptor: the kernel walks only the path under the root.
