@@ -21,8 +21,6 @@ use crate::fs::walk::{open_regular, walk};
 
 /// A path is hashed once it has had no event for this long.
 const QUIET: Duration = Duration::from_millis(500);
-/// How often the pending set is checked for quiet paths.
-const TICK: Duration = Duration::from_millis(100);
 /// Most paths waiting at once; events for further paths are dropped (with a warning).
 const MAX_PENDING: usize = 100_000;
 
@@ -53,6 +51,11 @@ impl Pending {
         }
         self.paths.insert(path, (now, walk_dir));
         true
+    }
+
+    /// When the next path will have been quiet long enough; None while nothing waits.
+    fn next_due(&self) -> Option<Instant> {
+        self.paths.values().map(|(last, _)| *last + QUIET).min()
     }
 
     /// Remove and return the paths that have been quiet long enough.
@@ -124,10 +127,12 @@ pub fn spawn<D: Digest>(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let pending = Arc::new(Mutex::new(Pending::default()));
+        // Told of every path marked, so that an idle watcher sleeps without a timer.
+        let wake = Arc::new(tokio::sync::Notify::new());
         // Adding the watches walks every directory: a blocking job.
-        let (p, r) = (pending.clone(), root.clone());
+        let (p, r, w) = (pending.clone(), root.clone(), wake.clone());
         let watcher =
-            tokio::task::spawn_blocking(move || start_watcher(p, r, show_hidden, told)).await;
+            tokio::task::spawn_blocking(move || start_watcher(p, w, r, show_hidden, told)).await;
         // Held for as long as the task runs: dropping it stops the watcher's thread.
         let _watcher = match watcher {
             Ok(Ok(w)) => w,
@@ -141,10 +146,16 @@ pub fn spawn<D: Digest>(
             }
         };
         tracing::info!(root = %root.display(), "watch: watching for new and changed files");
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            // Asleep until a path is marked, then until the first one has been quiet for
+            // `QUIET`. Later events only add paths due later, or push a deadline back, so the
+            // sleep never ends too late; a mark made while nothing waits leaves a permit in
+            // `wake`, so none is missed.
+            let next = pending.lock().unwrap().next_due();
+            match next {
+                None => wake.notified().await,
+                Some(due) => tokio::time::sleep_until(due.into()).await,
+            }
             let due = pending.lock().unwrap().take_quiet(Instant::now());
             for (path, walk_dir) in due {
                 hash_path(&cache, &pending, path, walk_dir, show_hidden).await;
@@ -155,6 +166,7 @@ pub fn spawn<D: Digest>(
 
 fn start_watcher(
     pending: Arc<Mutex<Pending>>,
+    wake: Arc<tokio::sync::Notify>,
     root: PathBuf,
     show_hidden: bool,
     told: Arc<dyn Watched>,
@@ -185,13 +197,14 @@ fn start_watcher(
             if event.need_rescan() {
                 tracing::warn!("watch: events were lost; walking the root again");
                 pending.mark(root.clone(), true, now);
+                wake.notify_one();
             }
             let Some(walk_dir) = wanted(&event.kind) else {
                 return;
             };
             for path in event.paths {
-                if visible(&root, &path, show_hidden) {
-                    pending.mark(path, walk_dir, now);
+                if visible(&root, &path, show_hidden) && pending.mark(path, walk_dir, now) {
+                    wake.notify_one();
                 }
             }
         },
@@ -269,7 +282,8 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let told: Arc<dyn Watched> = Arc::new(Told(Mutex::new(tx)));
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let _w = start_watcher(pending, root.clone(), false, told).unwrap();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let _w = start_watcher(pending, wake, root.clone(), false, told).unwrap();
         let next = || rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(next(), "watching true");
         // Reads (ours too) are not changes: the first report is the rename after them.
@@ -294,14 +308,18 @@ mod tests {
         assert!(p.mark("/r/a".into(), false, t0));
         assert!(p.mark("/r/b".into(), true, t0));
         // A new event on `a` pushes its deadline back.
+        assert_eq!(p.next_due(), Some(t0 + QUIET));
         assert!(p.mark("/r/a".into(), false, t0 + QUIET / 2));
         assert!(p.take_quiet(t0 + QUIET / 2).is_empty());
         assert_eq!(p.take_quiet(t0 + QUIET), vec![("/r/b".into(), true)]);
+        // The next wake-up is `a`'s pushed-back deadline.
+        assert_eq!(p.next_due(), Some(t0 + QUIET / 2 + QUIET));
         assert_eq!(
             p.take_quiet(t0 + QUIET / 2 + QUIET),
             vec![("/r/a".into(), false)]
         );
         assert!(p.paths.is_empty());
+        assert_eq!(p.next_due(), None);
 
         for i in 0..MAX_PENDING {
             assert!(p.mark(format!("/r/{i}").into(), false, t0));
