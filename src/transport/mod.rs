@@ -35,7 +35,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -352,7 +351,7 @@ async fn hyper_conn<IO, A: App>(
         }
         req
     });
-    let service = limits::track(TowerToHyperService::new(service), activity);
+    let service = limits::track(service, activity);
     // Without upgrades: the application never answers 101, and only this way does the
     // builder keep to `http1_only` (hyper-util ignores it under `..._with_upgrades`).
     let conn = builder.serve_connection(TokioIo::new(io), service);
