@@ -155,9 +155,11 @@ pub fn spare_header_map() -> HeaderMap {
 }
 
 /// Give the header map of an answered request or a written response back for reuse (emptied;
-/// a few per thread, and none that grew large).
+/// a few per thread, and none that grew large, or too small to hold a response's headers: an
+/// HTTP/2 request's map, filled by h2 as the fields came, would grow again, with a rehash,
+/// while the response is built).
 pub fn recycle_header_map(mut h: HeaderMap) {
-    if h.capacity() > 2 * RESPONSE_HEADERS {
+    if !(RESPONSE_HEADERS..=2 * RESPONSE_HEADERS).contains(&h.capacity()) {
         return;
     }
     h.clear();
@@ -212,5 +214,35 @@ pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
     });
     if !listed {
         headers.append(header::VARY, HeaderValue::from_static(name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spare_header_map_holds_a_response_without_growing() {
+        // Each test runs on a thread of its own: the pool starts empty.
+        let fresh = spare_header_map();
+        assert!(fresh.capacity() >= RESPONSE_HEADERS);
+        // A map as h2 leaves a request's (grown field by field) is not kept.
+        let mut small = HeaderMap::new();
+        small.insert(header::HOST, HeaderValue::from_static("a"));
+        assert!(small.capacity() < RESPONSE_HEADERS);
+        recycle_header_map(small);
+        // One that grew large is not kept either.
+        let mut large = HeaderMap::with_capacity(4 * RESPONSE_HEADERS);
+        large.insert(header::HOST, HeaderValue::from_static("a"));
+        recycle_header_map(large);
+        assert!(take_spare(&SPARE_HEADER_MAPS).is_none());
+        // A response's map comes back emptied, its room kept.
+        let mut used = fresh;
+        used.insert(header::ETAG, HeaderValue::from_static("\"x\""));
+        let room = used.capacity();
+        recycle_header_map(used);
+        let again = spare_header_map();
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), room);
     }
 }
