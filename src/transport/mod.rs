@@ -344,6 +344,11 @@ async fn hyper_conn<IO, A: App>(
     // that carry content over HTTP/1.1 (uploads) get the way to send interim responses.
     let service = tower::util::MapRequest::new(service, move |req: http::Request<Incoming>| {
         let mut req = req.map(Body::new);
+        // axum's Router inserts two extensions per request: into a recycled map (its table
+        // already allocated, as on the fast path) when hyper gave none.
+        if req.extensions().is_empty() {
+            *req.extensions_mut() = crate::http::response::spare_extensions();
+        }
         if req.version() == http::Version::HTTP_11
             && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
         {
