@@ -21,6 +21,9 @@ use crate::fs::walk::{open_regular, walk};
 
 /// A path is hashed once it has had no event for this long.
 const QUIET: Duration = Duration::from_millis(500);
+/// While paths wait, at most one pass over them this often: each pass scans the whole pending
+/// set, and a stream of events (a tree copied in) has a deadline every few microseconds.
+const PASS_EVERY: Duration = Duration::from_millis(100);
 /// Most paths waiting at once; events for further paths are dropped (with a warning).
 const MAX_PENDING: usize = 100_000;
 
@@ -146,17 +149,19 @@ pub fn spawn<D: Digest>(
             }
         };
         tracing::info!(root = %root.display(), "watch: watching for new and changed files");
+        let mut last_pass = Instant::now();
         loop {
             // Asleep until a path is marked, then until the first one has been quiet for
-            // `QUIET`. Later events only add paths due later, or push a deadline back, so the
-            // sleep never ends too late; a mark made while nothing waits leaves a permit in
-            // `wake`, so none is missed.
+            // `QUIET` (and `PASS_EVERY` has passed since the last pass). Later events only add
+            // paths due later, or push a deadline back, so the sleep never ends too late; a
+            // mark made while nothing waits leaves a permit in `wake`, so none is missed.
             let next = pending.lock().unwrap().next_due();
             match next {
                 None => wake.notified().await,
-                Some(due) => tokio::time::sleep_until(due.into()).await,
+                Some(due) => tokio::time::sleep_until(due.max(last_pass + PASS_EVERY).into()).await,
             }
-            let due = pending.lock().unwrap().take_quiet(Instant::now());
+            last_pass = Instant::now();
+            let due = pending.lock().unwrap().take_quiet(last_pass);
             for (path, walk_dir) in due {
                 hash_path(&cache, &pending, path, walk_dir, show_hidden).await;
             }
@@ -194,18 +199,21 @@ fn start_watcher(
             }
             let now = Instant::now();
             let mut pending = pending.lock().unwrap();
+            let mut marked = false;
             if event.need_rescan() {
                 tracing::warn!("watch: events were lost; walking the root again");
-                pending.mark(root.clone(), true, now);
-                wake.notify_one();
+                marked |= pending.mark(root.clone(), true, now);
             }
-            let Some(walk_dir) = wanted(&event.kind) else {
-                return;
-            };
-            for path in event.paths {
-                if visible(&root, &path, show_hidden) && pending.mark(path, walk_dir, now) {
-                    wake.notify_one();
+            if let Some(walk_dir) = wanted(&event.kind) {
+                for path in event.paths {
+                    if visible(&root, &path, show_hidden) {
+                        marked |= pending.mark(path, walk_dir, now);
+                    }
                 }
+            }
+            drop(pending);
+            if marked {
+                wake.notify_one();
             }
         },
         notify::Config::default().with_follow_symlinks(false),
