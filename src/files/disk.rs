@@ -339,21 +339,34 @@ const MEMO_MAX: u64 = 16 * 1024;
 struct DiskSource {
     version: FileVersion,
     len: u64,
+    memory: Memory,
+}
+
+/// What of a [`DiskSource`]'s content is in memory.
+enum Memory {
     /// The whole content of this version, kept by an earlier response: every read is served
     /// from it (it cannot change, so nothing is checked after).
-    kept: Option<Bytes>,
-    /// Where a small file's content is kept once read, for the next responses.
-    memo: Option<Memo>,
+    Kept(Bytes),
+    /// Not yet; a small file's content is kept here once read, for the next responses.
+    ToKeep(Memo),
+    /// Never (a large file, or a source with no memo).
+    Never,
 }
 
 impl DiskSource {
     fn new(file: Arc<File>, meta: &Metadata, memo: Option<Memo>) -> DiskSource {
-        let kept = memo.as_ref().and_then(|m| m.get().cloned());
+        let memory = match memo {
+            Some(m) => match m.get() {
+                Some(kept) => Memory::Kept(kept.clone()),
+                None if meta.len() <= MEMO_MAX => Memory::ToKeep(m),
+                None => Memory::Never,
+            },
+            None => Memory::Never,
+        };
         DiskSource {
             version: FileVersion::new(file, meta),
             len: meta.len(),
-            memo: memo.filter(|_| kept.is_none() && meta.len() <= MEMO_MAX),
-            kept,
+            memory,
         }
     }
 
@@ -379,7 +392,7 @@ impl DiskSource {
 
 impl Source for DiskSource {
     fn read(self: Arc<Self>, offset: u64, len: usize, _until: u64) -> ReadFuture {
-        if let Some(kept) = &self.kept {
+        if let Memory::Kept(kept) = &self.memory {
             let start = (offset as usize).min(kept.len());
             let b = kept.slice(start..(start + len).min(kept.len()));
             return Box::pin(async move {
@@ -399,10 +412,10 @@ impl Source for DiskSource {
         buf: &mut [MaybeUninit<u8>],
         offset: u64,
     ) -> Option<io::Result<usize>> {
-        let kept = match (&self.kept, &self.memo) {
-            (Some(kept), _) => Some(kept.clone()),
-            (None, Some(memo)) => self.keep(memo),
-            (None, None) => None,
+        let kept = match &self.memory {
+            Memory::Kept(kept) => Some(kept.clone()),
+            Memory::ToKeep(memo) => self.keep(memo),
+            Memory::Never => None,
         };
         let Some(kept) = kept else {
             return file::read_at_nowait(&self.version.file, buf, offset);
@@ -420,11 +433,11 @@ impl Source for DiskSource {
 
     fn raw_fd(&self) -> Option<RawFd> {
         // Kept bytes are copied from memory, never sent from the file.
-        self.kept.is_none().then(|| self.version.file.as_raw_fd())
+        (!matches!(self.memory, Memory::Kept(_))).then(|| self.version.file.as_raw_fd())
     }
 
     fn unchanged(&self) -> io::Result<bool> {
-        if self.kept.is_some() {
+        if matches!(self.memory, Memory::Kept(_)) {
             return Ok(true);
         }
         self.version.unchanged()
@@ -456,12 +469,12 @@ mod tests {
         let memo = Memo::default();
 
         let first = DiskSource::new(file.clone(), &meta, Some(memo.clone()));
-        assert!(first.kept.is_none() && first.raw_fd().is_some());
+        assert!(matches!(first.memory, Memory::ToKeep(_)) && first.raw_fd().is_some());
         assert_eq!(read(&first, 10, 100), &data[10..110]);
         assert_eq!(memo.get().unwrap()[..], data[..]);
 
         let next = DiskSource::new(file.clone(), &meta, Some(memo.clone()));
-        assert_eq!(next.kept.as_deref(), Some(&data[..]));
+        assert!(matches!(&next.memory, Memory::Kept(k) if k[..] == data[..]));
         // From memory: no descriptor to send from, nothing to check after.
         assert!(next.raw_fd().is_none());
         assert!(next.unchanged().unwrap());
@@ -491,6 +504,6 @@ mod tests {
         let memo = Memo::default();
         let s = DiskSource::new(file, &meta, Some(memo.clone()));
         assert_eq!(read(&s, 0, 10), [1u8; 10]);
-        assert!(memo.get().is_none() && s.memo.is_none());
+        assert!(memo.get().is_none() && matches!(s.memory, Memory::Never));
     }
 }
