@@ -521,15 +521,15 @@ impl ObjectSource {
     /// request to the store, whichever comes first (a new request if it does not: up to
     /// `until`, as long as the window allows), then skip to `offset`. A read that runs past a
     /// request's end gets what is left of it, and the next read the next request, so no
-    /// request is given up with bytes unread.
-    async fn at(
+    /// request is given up with bytes unread. Gives the reading, at `offset`.
+    async fn at<'r>(
         &self,
-        reading: &mut Option<Reading>,
+        reading: &'r mut Option<Reading>,
         offset: u64,
         end: u64,
         until: u64,
         piped: bool,
-    ) -> io::Result<()> {
+    ) -> io::Result<&'r mut Reading> {
         let reuse = matches!(&*reading, Some(r) if r.pos <= offset && offset < r.end);
         if !reuse {
             let window = window(reading.as_ref(), offset);
@@ -547,7 +547,7 @@ impl ObjectSource {
             let _ = r.held.split_to(n);
             r.pos += n as u64;
         }
-        Ok(())
+        Ok(r)
     }
 
     fn pipe(&self) -> Option<Arc<store::raw::Pipe>> {
@@ -641,15 +641,16 @@ impl Source for ObjectSource {
             // As `read` asks for it, so that its first read goes on with this one.
             self.at(&mut reading, offset, offset + 1, until, piped)
                 .await
+                .map(|_| ())
         }))
     }
 
     fn read(self: Arc<Self>, offset: u64, len: usize, until: u64) -> ReadFuture {
         Box::pin(async move {
             let mut reading = self.reading.lock().await;
-            self.at(&mut reading, offset, offset + len as u64, until, false)
+            let r = self
+                .at(&mut reading, offset, offset + len as u64, until, false)
                 .await?;
-            let r = reading.as_mut().expect("set by `at`");
             r.take(len, self.bucket.stall_timeout()).await
         })
     }
@@ -661,9 +662,9 @@ impl Source for ObjectSource {
     fn read_piped(self: Arc<Self>, offset: u64, len: usize, until: u64) -> PipedFuture {
         Box::pin(async move {
             let mut reading = self.reading.lock().await;
-            self.at(&mut reading, offset, offset + len as u64, until, true)
+            let r = self
+                .at(&mut reading, offset, offset + len as u64, until, true)
                 .await?;
-            let r = reading.as_mut().expect("set by `at`");
             let stall = self.bucket.stall_timeout();
             let pipe = match &r.feed {
                 // Bytes already in memory go as they are.
