@@ -165,9 +165,9 @@ const LISTEN_BACKLOG: u32 = 4096;
 fn bind(
     key: &str,
     addr: std::net::SocketAddr,
-    config: &Config,
+    cc: &TcpCongestion,
 ) -> Result<tokio::net::TcpListener, String> {
-    listen(addr, &config.tcp_congestion).map_err(|e| format!("{key} {addr}: {e}"))
+    listen(addr, cc).map_err(|e| format!("{key} {addr}: {e}"))
 }
 
 /// `addr` bound and listening with [`LISTEN_BACKLOG`] and the congestion control `cc` asks for
@@ -191,18 +191,18 @@ impl Listeners {
     /// Bind every listener `config` asks for (in a tokio runtime); the error is one line naming
     /// the key.
     pub fn bind(config: &Config) -> Result<Listeners, String> {
-        let main = bind("listen", config.listen, config)?;
+        let main = bind("listen", config.listen, &config.tcp_congestion)?;
         Listeners::beside(main, config)
     }
 
     /// `main`, and the other listeners `config` asks for.
     pub fn beside(main: tokio::net::TcpListener, config: &Config) -> Result<Listeners, String> {
         let metrics = match config.metrics_listen {
-            Some(addr) => Some(bind("metrics_listen", addr, config)?),
+            Some(addr) => Some(bind("metrics_listen", addr, &config.tcp_congestion)?),
             None => None,
         };
         let redirect = match config.tls_redirect_listen {
-            Some(addr) => Some(bind("tls.redirect_listen", addr, config)?),
+            Some(addr) => Some(bind("tls.redirect_listen", addr, &config.tcp_congestion)?),
             None => None,
         };
         Ok(Listeners {
