@@ -600,17 +600,16 @@ class Server:
 class Rangeserve(Server):
     name = "rangeserve"
 
-    def __init__(self, workdir, binary, docroot):
+    def __init__(self, workdir, binary, docroot, watch=False):
         super().__init__(workdir)
         self.binary = binary
         self.docroot = docroot
+        # From --watch (S1-S7, T1-T3; the S9 and upload servers build their own commands).
+        self.watch = watch
         self.cwd = os.path.join(workdir, "rangeserve-cwd")  # no config.toml here
         os.makedirs(self.cwd, exist_ok=True)
         self.log_path = os.path.join(workdir, "rangeserve.log")
         self.starts = 0
-
-    # Set from --watch (S1-S7, T1-T3; the S9 and upload servers build their own commands).
-    watch = False
 
     def cmd(self):
         return ["taskset", "-c", SERVER_CPU, self.binary, "--root", self.docroot,
@@ -908,11 +907,11 @@ class RangeserveTls(Rangeserve):
     (HTTP/1.1 and h2c with prior knowledge), both on CPU 0; each one's CPU is counted for its own
     scenarios."""
 
-    def __init__(self, workdir, binary, docroot, tls):
-        super().__init__(workdir, binary, docroot)
+    def __init__(self, workdir, binary, docroot, tls, watch=False):
+        super().__init__(workdir, binary, docroot, watch)
         self.tls = tls
         self.log_path = os.path.join(workdir, "rangeserve-tls.log")
-        self.plain = Rangeserve(workdir, binary, docroot)
+        self.plain = Rangeserve(workdir, binary, docroot, watch)
         self.plain.log_path = os.path.join(workdir, "rangeserve-h2c.log")
 
     def cmd(self):
@@ -3362,8 +3361,7 @@ def main():
         snapshot = os.path.join(workdir, "rangeserve")
         shutil.copy2(binary, snapshot)
         log(f"  rangeserve binary copied to {snapshot} (SHA-256 {sha256_file(snapshot)[:12]})")
-        Rangeserve.watch = args.watch
-        rangeserve = Rangeserve(workdir, snapshot, docroot)
+        rangeserve = Rangeserve(workdir, snapshot, docroot, args.watch)
         servers = ([Nginx(workdir, docroot)]
                    + ([] if args.no_lighttpd else [Lighttpd(workdir, docroot)]) + [rangeserve])
         bench = Bench(args, servers, docroot, workdir, sums, files_dir)
@@ -3375,7 +3373,8 @@ def main():
             bench.tls_servers = ([NginxTls(workdir, docroot, bench.tls)]
                                  + ([] if args.no_lighttpd
                                     else [LighttpdTls(workdir, docroot, bench.tls)])
-                                 + [RangeserveTls(workdir, snapshot, docroot, bench.tls)])
+                                 + [RangeserveTls(workdir, snapshot, docroot, bench.tls,
+                                                  args.watch)])
         if any(sc not in UPLOAD_SCENARIOS for sc in args.scenarios):
             log(f"  wrk: taskset -c {CLIENT_CPU} wrk -t1 -c64 -d{args.duration}s --latency "
                 f"[-s bench/<script>.lua] URL [-- args]")
