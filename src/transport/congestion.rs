@@ -138,22 +138,13 @@ mod tests {
 
     /// Whether the kernel lets this process set `name`: it is in the allowed list, or the
     /// process has CAP_NET_ADMIN (root, in CI) and the kernel has it (`available_`; e.g. allowed
-    /// "reno bbr", available "reno bbr cubic"). Asked of the kernel on a socket of its own
-    /// with a plain `setsockopt`, not through `apply`.
+    /// "reno bbr", available "reno bbr cubic"). Asked of the kernel on a socket of its own, not
+    /// through `apply`.
     fn settable(name: &str) -> bool {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        // SAFETY: `name` is as long as the length given.
-        let r = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&socket),
-                libc::IPPROTO_TCP,
-                libc::TCP_CONGESTION,
-                name.as_ptr().cast(),
-                name.len() as libc::socklen_t,
-            )
-        };
-        r == 0
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .unwrap()
+            .set_tcp_congestion(name.as_bytes())
+            .is_ok()
     }
 
     /// A listener made the way `app::listen` makes one, with `cc`, on `ip`; then the
