@@ -370,6 +370,14 @@ impl DiskSource {
         }
     }
 
+    /// The whole content, when an earlier response kept it.
+    fn kept(&self) -> Option<&Bytes> {
+        match &self.memory {
+            Memory::Kept(kept) => Some(kept),
+            _ => None,
+        }
+    }
+
     /// Read the whole (small) file now if it is in the page cache, check that it is still this
     /// version, and keep it in the memo. `None` when it could not be read so.
     fn keep(&self, memo: &Memo) -> Option<Bytes> {
@@ -392,7 +400,7 @@ impl DiskSource {
 
 impl Source for DiskSource {
     fn read(self: Arc<Self>, offset: u64, len: usize, _until: u64) -> ReadFuture {
-        if let Memory::Kept(kept) = &self.memory {
+        if let Some(kept) = self.kept() {
             let start = (offset as usize).min(kept.len());
             let b = kept.slice(start..(start + len).min(kept.len()));
             return Box::pin(async move {
@@ -433,11 +441,11 @@ impl Source for DiskSource {
 
     fn raw_fd(&self) -> Option<RawFd> {
         // Kept bytes are copied from memory, never sent from the file.
-        (!matches!(self.memory, Memory::Kept(_))).then(|| self.version.file.as_raw_fd())
+        self.kept().is_none().then(|| self.version.file.as_raw_fd())
     }
 
     fn unchanged(&self) -> io::Result<bool> {
-        if matches!(self.memory, Memory::Kept(_)) {
+        if self.kept().is_some() {
             return Ok(true);
         }
         self.version.unchanged()
