@@ -604,7 +604,7 @@ class Rangeserve(Server):
         super().__init__(workdir)
         self.binary = binary
         self.docroot = docroot
-        # From --watch (S1-S7, T1-T3; the S9 and upload servers build their own commands).
+        # From --watch (S1-S7, T1-T3); the S9 and upload servers leave it off.
         self.watch = watch
         self.cwd = os.path.join(workdir, "rangeserve-cwd")  # no config.toml here
         os.makedirs(self.cwd, exist_ok=True)
