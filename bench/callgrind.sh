@@ -3,17 +3,21 @@
 # "instructions per 304" figures in bench/README.md. Deterministic enough to compare two builds
 # (about +-1%), unlike req/s. Needs valgrind and wrk (Debian packages).
 #
-#   bench/callgrind.sh [--bin PATH] [--root DIR] [--keep FILE] [--h2c] URL_PATH [client args...]
+#   bench/callgrind.sh [--bin PATH] [--root DIR] [--keep FILE] [--h2c] [--lighttpd] URL_PATH [client args...]
 #
 #   bench/callgrind.sh /1k.bin                                   # S1-like GETs
 #   bench/callgrind.sh /1m.bin -H 'If-None-Match: "<etag>"'      # S4-like 304s
 #   bench/callgrind.sh --h2c /1k.bin                             # T3b-like GETs over h2c
+#   bench/callgrind.sh --lighttpd /1k.bin                        # the same, counted in lighttpd
 #
 # The server runs under callgrind with instrumentation off; it is switched on only around a
 # `wrk -t1 -c8 -d8s` run (with --h2c: `h2load -n 20000 -c16 -m16`, as T3 but counted, and
 # nghttp2-client's h2load needed), so start-up and shutdown are not counted. `--keep FILE` keeps the
 # profile for `callgrind_annotate --inclusive=yes FILE` (build with
-# CARGO_PROFILE_RELEASE_DEBUG=line-tables-only for per-line costs).
+# CARGO_PROFILE_RELEASE_DEBUG=line-tables-only for per-line costs). `--lighttpd` counts the
+# reference instead, with the configuration bench/run.py gives it (one process, the same docroot,
+# h2c on), so that both servers' own work is compared however much the machine's system calls
+# cost (the CPU-per-request ratios move with that; instructions do not).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$here/../target/release/rangeserve
@@ -25,22 +29,45 @@ while [[ $# -gt 0 ]]; do
         --root) root=$2; shift 2 ;;
         --keep) keep=$2; shift 2 ;;
         --h2c) h2c=1; shift ;;
+        --lighttpd) lighttpd=1; shift ;;
         *) break ;;
     esac
 done
-[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] [--root DIR] [--keep FILE] URL_PATH [wrk args...]" >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 [--bin PATH] [--root DIR] [--keep FILE] [--h2c] [--lighttpd] URL_PATH [client args...]" >&2; exit 2; }
 path=$1; shift
 for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
     command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install valgrind wrk curl)" >&2; exit 1; }
 done
-[[ -x $bin ]] || { echo "no binary at $bin (cargo build --release)" >&2; exit 1; }
+if [[ -n ${lighttpd:-} ]]; then
+    command -v lighttpd >/dev/null || { echo "lighttpd is missing (apt-get install lighttpd)" >&2; exit 1; }
+else
+    [[ -x $bin ]] || { echo "no binary at $bin (cargo build --release)" >&2; exit 1; }
+fi
 [[ -d $root ]] || { echo "no docroot at $root (run bench/run.py once, or pass --root)" >&2; exit 1; }
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 out=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
+if [[ -n ${lighttpd:-} ]]; then
+    # bench/run.py's Lighttpd configuration (run as the caller here: no user to drop to).
+    cat >"$out/lighttpd.conf" <<EOF
+server.document-root = "$(cd "$root" && pwd)"
+server.bind = "127.0.0.1"
+server.port = $port
+server.errorlog = "$out/log"
+server.max-worker = 0
+server.max-connections = 4096
+server.max-fds = 8192
+server.max-keep-alive-requests = 65535
+server.feature-flags += ("server.h2proto" => "enable", "server.h2c" => "enable")
+mimetype.assign = ("" => "application/octet-stream")
+EOF
+    server=(lighttpd -D -f "$out/lighttpd.conf")
+else
+    server=("$bin" --root "$root" --listen "127.0.0.1:$port" --log-level warn)
+fi
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg" \
-    "$bin" --root "$root" --listen "127.0.0.1:$port" --log-level warn >"$out/log" 2>&1 &
+    "${server[@]}" >>"$out/log" 2>&1 &
 pid=$!
 for _ in $(seq 150); do
     curl -s -o /dev/null "http://127.0.0.1:$port$path" && break
