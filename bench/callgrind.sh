@@ -15,8 +15,8 @@
 # nghttp2-client's h2load needed), so start-up and shutdown are not counted. `--keep FILE` keeps the
 # profile for `callgrind_annotate --inclusive=yes FILE` (build with
 # CARGO_PROFILE_RELEASE_DEBUG=line-tables-only for per-line costs). `--lighttpd` counts the
-# reference instead, with the configuration bench/run.py gives it (one process, the same docroot,
-# h2c on), so that both servers' own work is compared however much the machine's system calls
+# reference instead, with the configuration bench/run.py gives it (one process, the same docroot),
+# so that both servers' own work is compared however much the machine's system calls
 # cost (the CPU-per-request ratios move with that; instructions do not).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,20 +49,22 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 out=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 if [[ -n ${lighttpd:-} ]]; then
-    # bench/run.py's Lighttpd configuration (run as the caller here: no user to drop to).
-    cat >"$out/lighttpd.conf" <<EOF
-server.document-root = "$(cd "$root" && pwd)"
-server.bind = "127.0.0.1"
-server.port = $port
-server.errorlog = "$out/log"
-server.max-worker = 0
-server.max-connections = 4096
-server.max-fds = 8192
-server.max-keep-alive-requests = 65535
-server.feature-flags += ("server.h2proto" => "enable", "server.h2c" => "enable")
-mimetype.assign = ("" => "application/octet-stream")
+    # Written by bench/run.py's own Lighttpd class, so that it is the benchmark's configuration
+    # (lighttpd 1.4.69 speaks h2c with it too: HTTP/2 is on by default).
+    conf=$(python3 -B - "$here/run.py" "$out" "$(cd "$root" && pwd)" "$port" <<'EOF'
+import importlib.util, sys
+script, out, root, port = sys.argv[1:]
+spec = importlib.util.spec_from_file_location("bench_run", script)
+run = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run)
+server = run.Lighttpd(out, root)
+server.port = int(port)
+server.drop_to_nobody = False
+server.write_conf()
+print(server.conf)
 EOF
-    server=(lighttpd -D -f "$out/lighttpd.conf")
+)
+    server=(lighttpd -D -f "$conf")
 else
     server=("$bin" --root "$root" --listen "127.0.0.1:$port" --log-level warn)
 fi

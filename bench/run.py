@@ -739,10 +739,12 @@ class Lighttpd(Reference):
     """lighttpd 1.4 (Debian's package) with a minimal configuration of its own: one process,
     Debian's defaults otherwise (network backend, ETags), keep-alive as long as nginx's."""
     name = "lighttpd"
+    # Started by root it drops to nobody, as nginx's worker does (bench/callgrind.sh turns
+    # this off: callgrind_control cannot reach a process that changed its user).
+    drop_to_nobody = os.geteuid() == 0
 
     def write_conf(self):
-        # Started by root it drops to nobody (as nginx's worker does), and opens its error log
-        # after that: the log file is made and handed over first.
+        # It opens its error log after dropping: the log file is made and handed over first.
         drop = 'server.username = "nobody"\nserver.groupname = "nogroup"\n'
         conf = f"""# written by bench/run.py
 server.document-root = "{self.docroot}"
@@ -754,12 +756,12 @@ server.max-connections = 4096
 server.max-fds = 8192
 server.max-keep-alive-requests = 65535
 mimetype.assign = ("" => "application/octet-stream")
-{drop if os.geteuid() == 0 else ""}{self.extra_conf()}"""
+{drop if self.drop_to_nobody else ""}{self.extra_conf()}"""
         with open(self.conf, "w") as f:
             f.write(conf)
         with open(self.log_path, "a"):
             pass
-        if os.geteuid() == 0:
+        if self.drop_to_nobody:
             import pwd
             os.chown(self.log_path, pwd.getpwnam("nobody").pw_uid, -1)
 
