@@ -413,6 +413,16 @@ def make_fresh_copy(src, dst):
         os.close(fd)
 
 
+def remove_files(*paths):
+    """Delete these files (None or "" skipped), those that exist."""
+    for path in paths:
+        if path:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
 def evict(fd):
     """Drop the file's (clean) pages from the page cache."""
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -1765,10 +1775,7 @@ def curl_fetch(args, url, out_path, env, timeout=300):
         with open(out_path, "rb") as f:
             body = f.read()
     finally:
-        try:
-            os.unlink(out_path)
-        except FileNotFoundError:
-            pass
+        remove_files(out_path)
     return (m.group(1), m.group(2), tls.groups() if tls else None, out[:m.start()], body)
 
 
@@ -2115,11 +2122,7 @@ def run_aria2(url, dest_dir, name, want_sha):
             if got != want_sha:
                 problems.append(f"WRONG BYTES: SHA-256 {got}, expected {want_sha}")
     finally:
-        for p in (out_path, out_path + ".aria2"):
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        remove_files(out_path, out_path + ".aria2")
     return {"value": secs, "valid": not problems, "problems": problems, "cmd": cmd}
 
 
@@ -2446,36 +2449,30 @@ class Bench:
                                            "problems": [] if got == size else
                                            [f"read {got} bytes"]},
                         f"s to read a fresh copy from the disk ({size / seconds / 1e9:.2f} GB/s)")
+        is_rs = srv.name == "rangeserve"
+        # For rangeserve the cold read goes first (and its copy is made first) in rounds 2, 3,
+        # 6, 7, ...: within four rounds both orders meet both orders of the servers, which turn
+        # every round (the disk there was slower after the others' copies), and a quick run's
+        # two rounds have one of each.
+        cold_first = (rnd + rnd // 2) % 2 == 1
+        copies = ([ref, path] if cold_first else [path, ref]) if is_rs else [path]
         try:
-            template = os.path.join(self.files_dir, FRESH_TEMPLATE[0])
-            # For rangeserve the cold read goes first (and its copy is made first) in rounds 2,
-            # 3, 6, 7, ...: within four rounds both orders meet both orders of the servers, which
-            # turn every round (the disk there was slower after the others' copies), and a quick
-            # run's two rounds have one of each.
-            cold_first = srv.name == "rangeserve" and (rnd + rnd // 2) % 2 == 1
-            copies = [path]
-            if srv.name == "rangeserve":
-                copies = [ref, path] if cold_first else [path, ref]
             for p in copies:
-                make_fresh_copy(template, p)
-            if cold_first:
+                make_fresh_copy(os.path.join(self.files_dir, FRESH_TEMPLATE[0]), p)
+            if is_rs and cold_first:
                 cold_read()
             r = measure_ttfb(srv.port, "/" + name, size)
-            if srv.name == "rangeserve" and not cold_first:
+            if is_rs and not cold_first:
                 cold_read()
-            if r["valid"] and r.get("etag") and srv.name == "rangeserve":
+            if r["valid"] and r.get("etag") and is_rs:
                 digest = sha256_file(path)
                 if r["etag"] != f'"{digest}"':
                     r["valid"] = False
                     r["problems"].append(f"WRONG ETAG {r['etag']}, the SHA-256 is {digest}")
         finally:
-            for p in (path, ref):
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
+            remove_files(*copies)
         self.record("S8", srv, r, "s to first byte")
-        if srv.name == "rangeserve":
+        if is_rs:
             self.record("S8c", srv, dict(r), "s to first byte")
 
     def s9a(self, srv, rnd):
@@ -2610,12 +2607,7 @@ class Bench:
                     problems.append(f"WRONG BYTES: stored SHA-256 {got}, expected {want}")
             return sync_s
         finally:
-            for path in [stored] + list(extra_paths):
-                if path:
-                    try:
-                        os.unlink(path)
-                    except FileNotFoundError:
-                        pass
+            remove_files(stored, *extra_paths)
             os.sync()
 
     @staticmethod
