@@ -265,6 +265,11 @@ fn builder(limits: &Limits) -> auto::Builder<ConnExec> {
         .http1()
         .max_buf_size(MAX_BUF)
         .keep_alive(!limits.keepalive_timeout.is_zero())
+        // A client may shut down its sending side once its request is out (`nc -N`, HTTP/1.0
+        // scripts); with hyper's default, the EOF it then reads dropped a response still being
+        // prepared. The fast path never read it as an abort; a client that is really gone
+        // fails the next write instead.
+        .half_close(true)
         // The head and keep-alive deadlines are `limits::Deadline`'s (hyper's timer would also
         // cap the idle time between requests at the header timeout).
         .header_read_timeout(None)

@@ -231,3 +231,54 @@ fn field_values_are_taken_as_httparse_checked_them() {
         assert_eq!(r.status, 400, "{bad:?}");
     }
 }
+
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_whole_response() {
+    // `printf 'GET ...' | nc -N` and HTTP/1.0-era clients shut down their sending side once
+    // the request is out. That is no abort: the response must still come, whole, whichever
+    // of the fast path or hyper serves the request. Each request names a file not served
+    // before, so its answer waits for the file's hash: time in which the server reads the
+    // client's EOF.
+    let data = pattern(100_000);
+    for fast_path in [true, false] {
+        let s = Server::start_with(|c| c.fast_path = fast_path);
+        let forms: [(&str, &[u8]); 4] = [
+            (
+                "GET /{f} HTTP/1.1\r\nHost: t\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\n",
+            ),
+            ("GET /{f} HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK\r\n"),
+            (
+                "GET http://t/{f} HTTP/1.1\r\nHost: t\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\n",
+            ),
+            (
+                "GET /{f} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\n",
+            ),
+        ];
+        for round in 0..5 {
+            for (i, (form, status_line)) in forms.iter().enumerate() {
+                let name = format!("half-{round}-{i}.bin");
+                s.file(&name, &data);
+                let request = form.replace("{f}", &name);
+                let mut c = s.connect();
+                c.write_all(request.as_bytes()).unwrap();
+                c.shutdown(std::net::Shutdown::Write).unwrap();
+                let mut raw = Vec::new();
+                c.read_to_end(&mut raw)
+                    .unwrap_or_else(|e| panic!("{request:?} (fast path {fast_path}): {e}"));
+                assert!(
+                    raw.starts_with(status_line),
+                    "{request:?} (fast path {fast_path}): {:?}",
+                    String::from_utf8_lossy(&raw[..raw.len().min(200)])
+                );
+                assert_eq!(
+                    Response::parse(&raw, false).body,
+                    data,
+                    "{request:?} (fast path {fast_path})"
+                );
+            }
+        }
+    }
+}
