@@ -1042,27 +1042,20 @@ fn check_prefix(key: &str, example: &str, prefix: &str) -> Result<(), ConfigErro
 
 /// `[upload]` checked against the root (canonical, on disk), `show_hidden` and the lab's
 /// prefix; `None` when uploads are off. Every error is one line naming the key, and never
-/// shows a token.
+/// shows a token. A value is checked whether uploads are on or off, as every other key's is
+/// (a bad value stops the server); what needs the disk (the directory, the tokens file) and
+/// what only conflicts when uploads run (the lab's prefix) only when they are on.
 fn upload_config(
     file: UploadFileConfig,
     root: &Path,
     show_hidden: bool,
     lab_prefix: &str,
 ) -> Result<Option<UploadConfig>, ConfigError> {
-    if file.enabled != Some(true) {
-        return Ok(None);
-    }
     let prefix = file
         .prefix
         .unwrap_or_else(|| DEFAULT_UPLOAD_PREFIX.to_string());
     check_prefix("upload.prefix", DEFAULT_UPLOAD_PREFIX, &prefix)?;
-    let overlaps = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
-    if overlaps(&prefix, lab_prefix) || overlaps(lab_prefix, &prefix) {
-        return Err(ConfigError(format!(
-            "upload.prefix: {prefix:?} overlaps the lab's prefix {lab_prefix:?}"
-        )));
-    }
-    let (dir, dir_name) = upload_dir(file.dir.as_deref().unwrap_or(""), root, show_hidden)?;
+    let dir_name = upload_dir_name(file.dir.as_deref().unwrap_or(""), show_hidden)?;
     let max_size = match file.max_size {
         None | Some(0) => None,
         Some(n) => Some(n),
@@ -1089,6 +1082,16 @@ fn upload_config(
         }
         tokens.push(t.to_owned());
     }
+    if file.enabled != Some(true) {
+        return Ok(None);
+    }
+    let overlaps = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+    if overlaps(&prefix, lab_prefix) || overlaps(lab_prefix, &prefix) {
+        return Err(ConfigError(format!(
+            "upload.prefix: {prefix:?} overlaps the lab's prefix {lab_prefix:?}"
+        )));
+    }
+    let dir = upload_dir(&dir_name, root)?;
     if let Some(path) = file.tokens_file.filter(|p| !p.as_os_str().is_empty()) {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ConfigError(format!("upload.tokens_file {}: {e}", path.display())))?;
@@ -1143,11 +1146,11 @@ fn is_bearer_token(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
-/// `upload.dir` (relative to the root): its canonical path, created if missing, and its name
-/// under the root. It must be reached without symlinks (a PUT's URL path names the same place),
-/// and not through a hidden name (unless `show_hidden`): its files must be downloadable.
-fn upload_dir(dir: &str, root: &Path, show_hidden: bool) -> Result<(PathBuf, String), ConfigError> {
-    let bad = |why: &str| ConfigError(format!("upload.dir {dir:?}: {why}"));
+/// `upload.dir` (relative to the root), checked without the disk: its name under the root. No
+/// `..`, backslash, NUL or the work directory's name, and no hidden name (unless
+/// `show_hidden`): its files must be downloadable.
+fn upload_dir_name(dir: &str, show_hidden: bool) -> Result<String, ConfigError> {
+    let bad = |why: &str| upload_dir_error(dir, why);
     let mut segments = Vec::new();
     for seg in dir.split('/') {
         match seg {
@@ -1164,8 +1167,14 @@ fn upload_dir(dir: &str, root: &Path, show_hidden: bool) -> Result<(PathBuf, Str
     if dir.starts_with('/') {
         return Err(bad("must be relative to the root"));
     }
-    let name = segments.join("/");
-    let path = root.join(&name);
+    Ok(segments.join("/"))
+}
+
+/// The directory `name` (from [`upload_dir_name`]) under `root`, created if missing, and
+/// canonical: no symlink on the way, so a PUT's URL path names the same place.
+fn upload_dir(name: &str, root: &Path) -> Result<PathBuf, ConfigError> {
+    let bad = |why: &str| upload_dir_error(name, why);
+    let path = root.join(name);
     std::fs::create_dir_all(&path).map_err(|e| bad(&e.to_string()))?;
     let canonical = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
     if canonical != path {
@@ -1174,7 +1183,11 @@ fn upload_dir(dir: &str, root: &Path, show_hidden: bool) -> Result<(PathBuf, Str
     if !canonical.is_dir() {
         return Err(bad("not a directory"));
     }
-    Ok((canonical, name))
+    Ok(canonical)
+}
+
+fn upload_dir_error(dir: &str, why: &str) -> ConfigError {
+    ConfigError(format!("upload.dir {dir:?}: {why}"))
 }
 
 /// Create `dir` if needed and check that it is a directory outside `root` (canonical): the
@@ -1379,6 +1392,22 @@ mod tests {
             .0;
             assert!(e.starts_with(key), "{bad}: {e}");
         }
+        // Values are checked with uploads off too (a bad value stops the server, whatever
+        // it is for); the directory is neither checked on disk nor created then.
+        for (bad, key) in [
+            ("dir = \"../out\"", "upload.dir"),
+            ("dir = \".hidden\"", "upload.dir"),
+            ("prefix = \"_upload\"", "upload.prefix"),
+            ("max_age = 0", "upload.max_age"),
+            ("tokens = [\"bad token\"]", "upload.tokens"),
+        ] {
+            let e = finish(&format!("[upload]\n{bad}\n")).unwrap_err().0;
+            assert!(e.starts_with(key), "{bad}: {e}");
+        }
+        let off =
+            finish("[upload]\nenabled = false\ndir = \"not/made\"\nprefix = \"/_lab\"\n").unwrap();
+        assert!(off.upload.is_none());
+        assert!(!root.join("not").exists());
         // Not through a symlink: a PUT's URL path must name the same place.
         std::os::unix::fs::symlink(root.join("in"), root.join("link")).unwrap();
         let e = finish("[upload]\nenabled = true\nallow_anonymous = true\ndir = \"link/coming\"\n")
