@@ -51,12 +51,11 @@ trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "
 if [[ -n ${lighttpd:-} ]]; then
     # Written by bench/run.py's own Lighttpd class, so that it is the benchmark's configuration
     # (lighttpd 1.4.69 speaks h2c with it too: HTTP/2 is on by default).
-    conf=$(python3 -B - "$here/run.py" "$out" "$(cd "$root" && pwd)" "$port" <<'EOF'
-import importlib.util, sys
-script, out, root, port = sys.argv[1:]
-spec = importlib.util.spec_from_file_location("bench_run", script)
-run = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run)
+    conf=$(python3 -B - "$here" "$out" "$(cd "$root" && pwd)" "$port" <<'EOF'
+import sys
+here, out, root, port = sys.argv[1:]
+sys.path.insert(0, here)
+import run
 server = run.Lighttpd(out, root)
 server.port = int(port)
 server.drop_to_nobody = False
@@ -69,7 +68,7 @@ else
     server=("$bin" --root "$root" --listen "127.0.0.1:$port" --log-level warn)
 fi
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg" \
-    "${server[@]}" >>"$out/log" 2>&1 &
+    "${server[@]}" >"$out/log" 2>&1 &
 pid=$!
 for _ in $(seq 150); do
     curl -s -o /dev/null "http://127.0.0.1:$port$path" && break
